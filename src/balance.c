@@ -1,0 +1,182 @@
+/*-------------------------------------------------------------------------
+ *
+ * balance.c
+ *	  The balance-update step of a posting, in one place: the conditional
+ *	  update of ledger.account_balance and the upsert of the day's row in
+ *	  ledger.daily_balance.  Later balance strategies (hot accounts) plug in
+ *	  here and nowhere else.
+ *
+ * Locking rules:
+ *	- Accounts are updated in ascending account id order, whatever order the
+ *	  caller's legs came in, so two postings touching the same accounts lock
+ *	  their balance rows in the same order and never deadlock.
+ *	- The debit is conditional at the row: the UPDATE itself refuses to take
+ *	  the balance below min_balance.  Under READ COMMITTED a concurrent
+ *	  update makes the UPDATE wait for the row lock and re-check the
+ *	  condition against the newest committed balance, so there is no
+ *	  read-then-write window.  Under REPEATABLE READ or SERIALIZABLE the
+ *	  same conflict raises a serialization failure (40001) to retry.
+ *	- The posting timestamp is taken after every balance row lock is held.
+ *	  The lock is kept until commit, so per account the timestamps of
+ *	  postings are in the same order as their balance changes, and the
+ *	  closing balance stored for a day is the running sum of the journal up
+ *	  to the end of that day.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "ledger.h"
+
+#include "catalog/pg_type.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/date.h"
+
+static SPIPlanPtr debit_plan = NULL;
+static SPIPlanPtr current_plan = NULL;
+static SPIPlanPtr daily_plan = NULL;
+
+/* The UTC day of a timestamp: both count from 2000-01-01 00:00 UTC. */
+static DateADT
+utc_day(TimestampTz ts)
+{
+	if (ts >= 0)
+		return (DateADT) (ts / USECS_PER_DAY);
+	return (DateADT) (-((-ts - 1) / USECS_PER_DAY) - 1);
+}
+
+static int
+delta_cmp(const void *a, const void *b)
+{
+	int64		ia = ((const LedgerDelta *) a)->account->id;
+	int64		ib = ((const LedgerDelta *) b)->account->id;
+
+	return (ia > ib) - (ia < ib);
+}
+
+static void
+prepare_plans(void)
+{
+	if (daily_plan != NULL)		/* prepared last */
+		return;
+	debit_plan = ledger_prepare(
+		"UPDATE ledger.account_balance "
+		"SET balance = balance + $2, updated_at = pg_catalog.now() "
+		"WHERE account_id = $1 "
+		"AND ($2 >= 0 OR $3::numeric IS NULL OR balance + $2 >= $3) "
+		"RETURNING balance",
+		3, (Oid[]) {INT8OID, NUMERICOID, NUMERICOID});
+	current_plan = ledger_prepare(
+		"SELECT balance FROM ledger.account_balance WHERE account_id = $1",
+		1, (Oid[]) {INT8OID});
+	daily_plan = ledger_prepare(
+		"INSERT INTO ledger.daily_balance AS d "
+		"(account_id, day, debits, credits, balance) "
+		"SELECT u.a, $2, u.dr, u.cr, u.bal "
+		"FROM ROWS FROM (pg_catalog.unnest($1::bigint[]), pg_catalog.unnest($3::numeric[]), "
+		"pg_catalog.unnest($4::numeric[]), pg_catalog.unnest($5::numeric[])) AS u(a, dr, cr, bal) "
+		"ON CONFLICT (account_id, day) DO UPDATE "
+		"SET debits = d.debits + excluded.debits, "
+		"credits = d.credits + excluded.credits, "
+		"balance = excluded.balance",
+		5, (Oid[]) {INT8ARRAYOID, DATEOID, NUMERICARRAYOID, NUMERICARRAYOID,
+			NUMERICARRAYOID});
+}
+
+/*
+ * Report a refused debit.  The balance is read again only to name it in
+ * the message; the decision was the UPDATE's.
+ */
+static void
+report_insufficient(LedgerDelta *d)
+{
+	Datum		values[1];
+	bool		isnull;
+	Numeric		balance;
+	Numeric		available;
+
+	values[0] = Int64GetDatum(d->account->id);
+	ledger_spi_exec(current_plan, values, NULL, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		elog(ERROR, "account \"%s\" (id " INT64_FORMAT ") has no balance row",
+			 d->account->code, d->account->id);
+	balance = DatumGetNumeric(SPI_getbinval(SPI_tuptable->vals[0],
+											SPI_tuptable->tupdesc, 1, &isnull));
+	available = ledger_numeric_add(balance, ledger_numeric_neg(d->account->min_balance));
+
+	ereport(ERROR,
+			(errcode(ERRCODE_LEDGER_INSUFFICIENT_FUNDS),
+			 errmsg("insufficient funds in account \"%s\"", d->account->code),
+			 errdetail("Account \"%s\" has balance %s and floor %s, so %s is available; the posting requests %s.",
+					   d->account->code,
+					   ledger_numeric_str(balance),
+					   ledger_numeric_str(d->account->min_balance),
+					   ledger_numeric_str(available),
+					   ledger_numeric_str(ledger_numeric_neg(d->delta)))));
+}
+
+/*
+ * Apply the net effect of a posting to the balances of its accounts.  Must
+ * be called inside SPI.  Sorts deltas by account id (the lock order), sets
+ * each new_balance, and returns the posting timestamp to stamp the journal
+ * entries with.  Raises LD001 when a debit would cross min_balance.
+ */
+TimestampTz
+ledger_apply_balances(LedgerDelta *deltas, int ndeltas)
+{
+	TimestampTz ts;
+	Datum		values[5];
+	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
+	Datum	   *ids;
+	Datum	   *drs;
+	Datum	   *crs;
+	Datum	   *bals;
+	int			i;
+
+	prepare_plans();
+	qsort(deltas, ndeltas, sizeof(LedgerDelta), delta_cmp);
+
+	for (i = 0; i < ndeltas; i++)
+	{
+		LedgerDelta *d = &deltas[i];
+		bool		isnull;
+
+		values[0] = Int64GetDatum(d->account->id);
+		values[1] = NumericGetDatum(d->delta);
+		values[2] = d->account->unbounded ? (Datum) 0 : NumericGetDatum(d->account->min_balance);
+		nulls[2] = d->account->unbounded ? 'n' : ' ';
+		ledger_spi_exec(debit_plan, values, nulls, SPI_OK_UPDATE_RETURNING);
+		if (SPI_processed == 0)
+			report_insufficient(d);
+		d->new_balance = DatumGetNumericCopy(SPI_getbinval(SPI_tuptable->vals[0],
+														   SPI_tuptable->tupdesc,
+														   1, &isnull));
+	}
+
+	/* every balance row of the posting is locked: now stamp it */
+	ts = GetCurrentTimestamp();
+
+	ids = palloc(sizeof(Datum) * ndeltas);
+	drs = palloc(sizeof(Datum) * ndeltas);
+	crs = palloc(sizeof(Datum) * ndeltas);
+	bals = palloc(sizeof(Datum) * ndeltas);
+	for (i = 0; i < ndeltas; i++)
+	{
+		ids[i] = Int64GetDatum(deltas[i].account->id);
+		drs[i] = NumericGetDatum(deltas[i].debits);
+		crs[i] = NumericGetDatum(deltas[i].credits);
+		bals[i] = NumericGetDatum(deltas[i].new_balance);
+	}
+	values[0] = PointerGetDatum(construct_array(ids, ndeltas, INT8OID, 8,
+												FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	values[1] = DateADTGetDatum(utc_day(ts));
+	values[2] = PointerGetDatum(construct_array(drs, ndeltas, NUMERICOID, -1,
+												false, TYPALIGN_INT));
+	values[3] = PointerGetDatum(construct_array(crs, ndeltas, NUMERICOID, -1,
+												false, TYPALIGN_INT));
+	values[4] = PointerGetDatum(construct_array(bals, ndeltas, NUMERICOID, -1,
+												false, TYPALIGN_INT));
+	nulls[2] = ' ';
+	ledger_spi_exec(daily_plan, values, nulls, SPI_OK_INSERT);
+
+	return ts;
+}

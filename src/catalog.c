@@ -1,0 +1,256 @@
+/*-------------------------------------------------------------------------
+ *
+ * catalog.c
+ *	  Assets and accounts: ledger.create_asset, ledger.create_account,
+ *	  ledger.balance, and the account resolution every posting starts with.
+ *
+ * Locking: creation relies on the unique indexes on asset.code and
+ * account.code (INSERT ... ON CONFLICT DO NOTHING), so two sessions creating
+ * the same code get one row and one LD009/LD010, never a unique_violation.
+ * Resolution reads committed rows only; accounts are never deleted (a guard
+ * trigger refuses it), so a resolved account cannot vanish under a posting.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "ledger.h"
+
+#include "catalog/pg_type.h"
+#include "fmgr.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+
+static SPIPlanPtr insert_asset_plan = NULL;
+static SPIPlanPtr asset_scale_plan = NULL;
+static SPIPlanPtr insert_account_plan = NULL;
+static SPIPlanPtr insert_balance_plan = NULL;
+static SPIPlanPtr resolve_plan = NULL;
+static SPIPlanPtr balance_plan = NULL;
+
+PG_FUNCTION_INFO_V1(ledger_create_asset);
+
+Datum
+ledger_create_asset(PG_FUNCTION_ARGS)
+{
+	char	   *code;
+	int32		scale;
+	Datum		values[2];
+
+	LEDGER_REQUIRE_ARG(0, "code");
+	LEDGER_REQUIRE_ARG(1, "scale");
+	code = ledger_check_code(PG_GETARG_TEXT_PP(0), "asset code");
+	scale = PG_GETARG_INT32(1);
+	if (scale < 0 || scale > 18)
+		ereport(ERROR,
+				(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT),
+				 errmsg("scale must be between 0 and 18"),
+				 errdetail("Asset \"%s\", scale %d.", code, scale)));
+
+	SPI_connect();
+	if (insert_asset_plan == NULL)
+	{
+		Oid			types[2] = {TEXTOID, INT4OID};
+
+		insert_asset_plan = ledger_prepare(
+			"INSERT INTO ledger.asset (code, scale) VALUES ($1, $2) "
+			"ON CONFLICT (code) DO NOTHING", 2, types);
+	}
+	values[0] = CStringGetTextDatum(code);
+	values[1] = Int32GetDatum(scale);
+	ledger_spi_exec(insert_asset_plan, values, NULL, SPI_OK_INSERT);
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_LEDGER_DUPLICATE_ASSET),
+				 errmsg("asset \"%s\" already exists", code),
+				 errdetail("Asset \"%s\" was created before; assets are never replaced.", code)));
+	SPI_finish();
+	PG_RETURN_VOID();
+}
+
+PG_FUNCTION_INFO_V1(ledger_create_account);
+
+Datum
+ledger_create_account(PG_FUNCTION_ARGS)
+{
+	char	   *code;
+	char	   *asset;
+	char	   *owner = NULL;
+	Jsonb	   *metadata;
+	int32		scale;
+	bool		isnull;
+	int64		id;
+	Datum		values[5];
+	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
+
+	LEDGER_REQUIRE_ARG(0, "code");
+	LEDGER_REQUIRE_ARG(1, "asset");
+	LEDGER_REQUIRE_ARG(4, "metadata");
+	code = ledger_check_code(PG_GETARG_TEXT_PP(0), "account code");
+	asset = ledger_check_code(PG_GETARG_TEXT_PP(1), "asset code");
+	if (!PG_ARGISNULL(3))
+		owner = ledger_check_code(PG_GETARG_TEXT_PP(3), "owner_id");
+	metadata = PG_GETARG_JSONB_P(4);
+	ledger_check_metadata(metadata);
+
+	SPI_connect();
+	if (asset_scale_plan == NULL)
+	{
+		Oid			types[1] = {TEXTOID};
+
+		asset_scale_plan = ledger_prepare(
+			"SELECT scale FROM ledger.asset WHERE code = $1", 1, types);
+	}
+	values[0] = CStringGetTextDatum(asset);
+	ledger_spi_exec(asset_scale_plan, values, NULL, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_LEDGER_UNKNOWN_ASSET),
+				 errmsg("asset \"%s\" does not exist", asset),
+				 errdetail("Account \"%s\" names asset \"%s\".", code, asset),
+				 errhint("Create it first with ledger.create_asset.")));
+	scale = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0],
+										SPI_tuptable->tupdesc, 1, &isnull));
+
+	if (!PG_ARGISNULL(2))
+		ledger_check_numeric_finite(PG_GETARG_NUMERIC(2), "min_balance", asset, scale);
+
+	if (insert_balance_plan == NULL)	/* prepared last of the two */
+	{
+		Oid			types[5] = {TEXTOID, TEXTOID, NUMERICOID, TEXTOID, JSONBOID};
+
+		insert_account_plan = ledger_prepare(
+			"INSERT INTO ledger.account (code, asset, min_balance, owner_id, metadata) "
+			"VALUES ($1, $2, $3, $4, $5) ON CONFLICT (code) DO NOTHING RETURNING id",
+			5, types);
+		insert_balance_plan = ledger_prepare(
+			"INSERT INTO ledger.account_balance (account_id, balance) VALUES ($1, 0)",
+			1, (Oid[]) {INT8OID});
+	}
+	values[0] = CStringGetTextDatum(code);
+	values[1] = CStringGetTextDatum(asset);
+	values[2] = PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2);
+	nulls[2] = PG_ARGISNULL(2) ? 'n' : ' ';
+	values[3] = owner ? CStringGetTextDatum(owner) : (Datum) 0;
+	nulls[3] = owner ? ' ' : 'n';
+	values[4] = JsonbPGetDatum(metadata);
+	ledger_spi_exec(insert_account_plan, values, nulls, SPI_OK_INSERT_RETURNING);
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_LEDGER_DUPLICATE_ACCOUNT),
+				 errmsg("account \"%s\" already exists", code),
+				 errdetail("Account codes are unique; \"%s\" is taken.", code)));
+	id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+									 SPI_tuptable->tupdesc, 1, &isnull));
+
+	values[0] = Int64GetDatum(id);
+	ledger_spi_exec(insert_balance_plan, values, NULL, SPI_OK_INSERT);
+	SPI_finish();
+
+	PG_RETURN_INT64(id);
+}
+
+/*
+ * Resolve every leg's account code in one statement.  Must be called inside
+ * SPI; the LedgerAccount structs live in the SPI procedure context.  An
+ * unknown code raises LD002 naming it.
+ */
+void
+ledger_resolve_accounts(LedgerLeg *legs, int nlegs)
+{
+	Datum	   *codes = palloc(sizeof(Datum) * nlegs);
+	ArrayType  *arr;
+	Datum		values[1];
+	int			nfound;
+	LedgerAccount *found;
+	int			i;
+	int			j;
+
+	for (i = 0; i < nlegs; i++)
+		codes[i] = CStringGetTextDatum(legs[i].code);
+	arr = construct_array(codes, nlegs, TEXTOID, -1, false, TYPALIGN_INT);
+
+	if (resolve_plan == NULL)
+	{
+		Oid			types[1] = {TEXTARRAYOID};
+
+		resolve_plan = ledger_prepare(
+			"SELECT a.id, a.code, a.asset, s.scale, a.min_balance "
+			"FROM ledger.account a JOIN ledger.asset s ON s.code = a.asset "
+			"WHERE a.code = ANY ($1)", 1, types);
+	}
+	values[0] = PointerGetDatum(arr);
+	ledger_spi_exec(resolve_plan, values, NULL, SPI_OK_SELECT);
+
+	nfound = (int) SPI_processed;
+	found = palloc0(sizeof(LedgerAccount) * Max(nfound, 1));
+	for (i = 0; i < nfound; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		Datum		d;
+
+		found[i].id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+		found[i].code = SPI_getvalue(tup, desc, 2);
+		found[i].asset = SPI_getvalue(tup, desc, 3);
+		found[i].scale = DatumGetInt32(SPI_getbinval(tup, desc, 4, &isnull));
+		d = SPI_getbinval(tup, desc, 5, &isnull);
+		found[i].unbounded = isnull;
+		found[i].min_balance = isnull ? NULL : DatumGetNumericCopy(d);
+	}
+
+	for (i = 0; i < nlegs; i++)
+	{
+		legs[i].account = NULL;
+		for (j = 0; j < nfound; j++)
+		{
+			if (strcmp(found[j].code, legs[i].code) == 0)
+			{
+				legs[i].account = &found[j];
+				break;
+			}
+		}
+		if (legs[i].account == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_LEDGER_UNKNOWN_ACCOUNT),
+					 errmsg("account \"%s\" does not exist", legs[i].code),
+					 errdetail("Leg %d names account \"%s\".", i + 1, legs[i].code)));
+	}
+}
+
+PG_FUNCTION_INFO_V1(ledger_balance);
+
+Datum
+ledger_balance(PG_FUNCTION_ARGS)
+{
+	char	   *code;
+	Datum		values[1];
+	Datum		result;
+	bool		isnull;
+
+	LEDGER_REQUIRE_ARG(0, "account");
+	code = ledger_check_code(PG_GETARG_TEXT_PP(0), "account code");
+
+	SPI_connect();
+	if (balance_plan == NULL)
+	{
+		Oid			types[1] = {TEXTOID};
+
+		balance_plan = ledger_prepare(
+			"SELECT b.balance FROM ledger.account a "
+			"JOIN ledger.account_balance b ON b.account_id = a.id "
+			"WHERE a.code = $1", 1, types);
+	}
+	values[0] = CStringGetTextDatum(code);
+	if (SPI_execute_plan(balance_plan, values, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "balance lookup failed");
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_LEDGER_UNKNOWN_ACCOUNT),
+				 errmsg("account \"%s\" does not exist", code)));
+	result = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	result = SPI_datumTransfer(result, false, -1);
+	SPI_finish();
+
+	PG_RETURN_DATUM(result);
+}

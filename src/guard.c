@@ -1,0 +1,160 @@
+/*-------------------------------------------------------------------------
+ *
+ * guard.c
+ *	  The append-only trigger, ledger.guard_append_only().  It rejects
+ *	  TRUNCATE, DELETE, and any UPDATE other than flipping the invalidation
+ *	  flag from false to true together with its companion columns.
+ *
+ * The trigger's arguments name the columns an UPDATE may change; the first
+ * is the flag.  With no arguments every UPDATE is refused.  The triggers are
+ * created ENABLE ALWAYS, so they fire for superusers and under
+ * session_replication_role = replica too.
+ *
+ * Locking: none beyond the row lock the UPDATE or DELETE already holds.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "ledger.h"
+
+#include "commands/trigger.h"
+#include "fmgr.h"
+#include "utils/builtins.h"
+#include "utils/datum.h"
+#include "utils/rel.h"
+
+/* The row's "id" column as text, for messages. */
+static char *
+row_id(HeapTuple tuple, TupleDesc desc)
+{
+	int			attno = SPI_fnumber(desc, "id");
+	char	   *val;
+
+	if (attno <= 0)
+		return pstrdup("?");
+	val = SPI_getvalue(tuple, desc, attno);
+	return val ? val : pstrdup("NULL");
+}
+
+static bool
+is_allowed(const char *name, Trigger *trigger)
+{
+	int			i;
+
+	for (i = 0; i < trigger->tgnargs; i++)
+		if (strcmp(name, trigger->tgargs[i]) == 0)
+			return true;
+	return false;
+}
+
+static void
+check_update(Relation rel, Trigger *trigger, HeapTuple oldtup, HeapTuple newtup)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+	const char *relname = RelationGetRelationName(rel);
+	const char *flag = trigger->tgnargs > 0 ? trigger->tgargs[0] : NULL;
+	bool		flag_set = false;	/* flag went false -> true */
+	const char *companion = NULL;	/* a companion column that changed */
+	int			i;
+
+	for (i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+		const char *name = NameStr(att->attname);
+		bool		oldnull;
+		bool		newnull;
+		Datum		oldval;
+		Datum		newval;
+
+		if (att->attisdropped)
+			continue;
+		oldval = heap_getattr(oldtup, i + 1, desc, &oldnull);
+		newval = heap_getattr(newtup, i + 1, desc, &newnull);
+		if (oldnull && newnull)
+			continue;
+		if (oldnull == newnull &&
+			datum_image_eq(oldval, newval, att->attbyval, att->attlen))
+			continue;
+
+		if (!is_allowed(name, trigger))
+			ereport(ERROR,
+					(errcode(ERRCODE_LEDGER_IMMUTABLE_RECORD),
+					 errmsg("column \"%s\" of ledger.%s cannot be changed", name, relname),
+					 errdetail("Row id %s of ledger.%s is append-only; only %s may change, from false to true.",
+							   row_id(oldtup, desc), relname, flag ? flag : "nothing"),
+					 errhint("Use ledger.invalidate to correct a posting.")));
+
+		if (strcmp(name, flag) == 0)
+		{
+			if (oldnull || newnull || DatumGetBool(oldval) || !DatumGetBool(newval))
+				ereport(ERROR,
+						(errcode(ERRCODE_LEDGER_IMMUTABLE_RECORD),
+						 errmsg("column \"%s\" of ledger.%s may only change from false to true",
+								name, relname),
+						 errdetail("Row id %s of ledger.%s: %s was %s.",
+								   row_id(oldtup, desc), relname, name,
+								   oldnull ? "NULL" : (DatumGetBool(oldval) ? "true" : "false"))));
+			flag_set = true;
+		}
+		else
+			companion = name;
+	}
+
+	if (companion != NULL && !flag_set)
+		ereport(ERROR,
+				(errcode(ERRCODE_LEDGER_IMMUTABLE_RECORD),
+				 errmsg("column \"%s\" of ledger.%s can only change together with %s",
+						companion, relname, flag),
+				 errdetail("Row id %s of ledger.%s: %s may be set only when %s goes from false to true.",
+						   row_id(oldtup, desc), relname, companion, flag)));
+}
+
+PG_FUNCTION_INFO_V1(ledger_guard_append_only);
+
+Datum
+ledger_guard_append_only(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	Relation	rel;
+	const char *relname;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		elog(ERROR, "ledger.guard_append_only() must be called as a trigger");
+	rel = trigdata->tg_relation;
+	relname = RelationGetRelationName(rel);
+
+	if (!TRIGGER_FIRED_BEFORE(trigdata->tg_event))
+		elog(ERROR, "ledger.guard_append_only() must fire BEFORE the statement or row");
+
+	if (TRIGGER_FIRED_BY_TRUNCATE(trigdata->tg_event))
+		ereport(ERROR,
+				(errcode(ERRCODE_LEDGER_IMMUTABLE_RECORD),
+				 errmsg("cannot truncate append-only table ledger.%s", relname),
+				 errdetail("Table ledger.%s keeps history; no row of it is ever removed.", relname)));
+
+	if (!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
+		elog(ERROR, "ledger.guard_append_only() must fire FOR EACH ROW or on TRUNCATE");
+
+	if (TRIGGER_FIRED_BY_DELETE(trigdata->tg_event))
+		ereport(ERROR,
+				(errcode(ERRCODE_LEDGER_IMMUTABLE_RECORD),
+				 errmsg("cannot delete from append-only table ledger.%s", relname),
+				 errdetail("Row id %s of ledger.%s is history; it can be invalidated, never deleted.",
+						   row_id(trigdata->tg_trigtuple, RelationGetDescr(rel)), relname),
+				 errhint("Use ledger.invalidate to correct a posting.")));
+
+	if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
+	{
+		if (trigdata->tg_trigger->tgnargs == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_LEDGER_IMMUTABLE_RECORD),
+					 errmsg("cannot update append-only table ledger.%s", relname),
+					 errdetail("Row id %s of ledger.%s.",
+							   row_id(trigdata->tg_trigtuple, RelationGetDescr(rel)), relname)));
+		check_update(rel, trigdata->tg_trigger,
+					 trigdata->tg_trigtuple, trigdata->tg_newtuple);
+		return PointerGetDatum(trigdata->tg_newtuple);
+	}
+
+	/* INSERT: nothing to guard */
+	return PointerGetDatum(trigdata->tg_trigtuple);
+}

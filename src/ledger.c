@@ -1,0 +1,78 @@
+/*-------------------------------------------------------------------------
+ *
+ * ledger.c
+ *	  Module entry point: _PG_init, the ledger.* settings, and the small SPI
+ *	  helpers every other file uses to prepare plans once per backend.
+ *
+ * Locking: none.  Plans prepared here are kept (SPI_keepplan) in the
+ * backend's TopMemoryContext and live until the backend exits; they are
+ * backend-local, so no shared state is touched.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "ledger.h"
+
+#include "fmgr.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+
+PG_MODULE_MAGIC;
+
+/* GUC: largest number of legs ledger.post accepts. */
+int			ledger_max_legs = 64;
+
+void		_PG_init(void);
+
+void
+_PG_init(void)
+{
+	DefineCustomIntVariable("ledger.max_legs",
+							"Largest number of legs one ledger.post call may carry.",
+							"Postings with more legs are refused with SQLSTATE LD012.",
+							&ledger_max_legs,
+							64, 2, 10000,
+							PGC_USERSET,
+							0,
+							NULL, NULL, NULL);
+
+	MarkGUCPrefixReserved("ledger");
+}
+
+/*
+ * Prepare a statement and keep it for the life of the backend.  The caller
+ * stores the result in a static and prepares only when that is NULL.
+ */
+SPIPlanPtr
+ledger_prepare(const char *sql, int nargs, Oid *argtypes)
+{
+	SPIPlanPtr	plan;
+
+	plan = SPI_prepare(sql, nargs, argtypes);
+	if (plan == NULL)
+		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+	if (SPI_keepplan(plan) != 0)
+		elog(ERROR, "SPI_keepplan failed");
+	return plan;
+}
+
+/*
+ * Run a kept plan; SPI failures are internal errors, never user errors.
+ */
+void
+ledger_spi_exec(SPIPlanPtr plan, Datum *values, const char *nulls, int expected)
+{
+	int			rc;
+
+	rc = SPI_execute_plan(plan, values, nulls, false, 0);
+	if (rc != expected)
+		elog(ERROR, "SPI_execute_plan returned %s, expected %s",
+			 SPI_result_code_string(rc), SPI_result_code_string(expected));
+}
+
+PG_FUNCTION_INFO_V1(ledger_version);
+
+Datum
+ledger_version(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_TEXT_P(cstring_to_text(LEDGER_VERSION));
+}

@@ -1,0 +1,111 @@
+/*-------------------------------------------------------------------------
+ *
+ * ledger.h
+ *	  Declarations shared by the ledger extension's C files: SQLSTATEs of
+ *	  class LD, the posting structs, and each file's entry points.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef LEDGER_H
+#define LEDGER_H
+
+#include "postgres.h"
+
+#include "executor/spi.h"
+#include "utils/jsonb.h"
+#include "utils/numeric.h"
+#include "utils/timestamp.h"
+#include "utils/uuid.h"
+
+/*
+ * SQLSTATEs, class LD.  The README's error table lists every one of them;
+ * keep the two in step.
+ */
+#define ERRCODE_LEDGER_INSUFFICIENT_FUNDS	MAKE_SQLSTATE('L','D','0','0','1')
+#define ERRCODE_LEDGER_UNKNOWN_ACCOUNT		MAKE_SQLSTATE('L','D','0','0','2')
+#define ERRCODE_LEDGER_UNKNOWN_ASSET		MAKE_SQLSTATE('L','D','0','0','3')
+#define ERRCODE_LEDGER_ASSET_MISMATCH		MAKE_SQLSTATE('L','D','0','0','4')
+#define ERRCODE_LEDGER_INVALID_AMOUNT		MAKE_SQLSTATE('L','D','0','0','5')
+#define ERRCODE_LEDGER_IMMUTABLE_RECORD		MAKE_SQLSTATE('L','D','0','0','6')
+#define ERRCODE_LEDGER_IDEMPOTENCY_CONFLICT	MAKE_SQLSTATE('L','D','0','0','7')
+#define ERRCODE_LEDGER_UNBALANCED_POSTING	MAKE_SQLSTATE('L','D','0','0','8')
+#define ERRCODE_LEDGER_DUPLICATE_ACCOUNT	MAKE_SQLSTATE('L','D','0','0','9')
+#define ERRCODE_LEDGER_DUPLICATE_ASSET		MAKE_SQLSTATE('L','D','0','1','0')
+#define ERRCODE_LEDGER_INVALID_ARGUMENT		MAKE_SQLSTATE('L','D','0','1','1')
+#define ERRCODE_LEDGER_INVALID_LEGS			MAKE_SQLSTATE('L','D','0','1','2')
+
+/* Amounts must stay below 10^LEDGER_MAX_AMOUNT_DIGITS in absolute value. */
+#define LEDGER_MAX_AMOUNT_DIGITS	30
+/* Longest account code, asset code, owner id or idempotency key, in bytes. */
+#define LEDGER_MAX_CODE_LEN			255
+/* Largest metadata document, in bytes. */
+#define LEDGER_MAX_METADATA_SIZE	65536
+
+/* Refuse a NULL argument of a SQL-callable function. */
+#define LEDGER_REQUIRE_ARG(n, name) \
+	do { \
+		if (PG_ARGISNULL(n)) \
+			ereport(ERROR, \
+					(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT), \
+					 errmsg("%s must not be NULL", (name)))); \
+	} while (0)
+
+/* An account as resolved for a posting. */
+typedef struct LedgerAccount
+{
+	int64		id;
+	char	   *code;
+	char	   *asset;
+	int			scale;			/* decimals allowed in the asset */
+	bool		unbounded;		/* min_balance IS NULL */
+	Numeric		min_balance;	/* valid unless unbounded */
+} LedgerAccount;
+
+/* One leg of a posting, as the caller gave it. */
+typedef struct LedgerLeg
+{
+	char	   *code;
+	Numeric		amount;			/* signed: positive into the account */
+	LedgerAccount *account;		/* resolved by ledger_resolve_accounts */
+} LedgerLeg;
+
+/* The net effect of a posting on one account; see balance.c. */
+typedef struct LedgerDelta
+{
+	LedgerAccount *account;
+	Numeric		debits;			/* money out, >= 0 */
+	Numeric		credits;		/* money in, >= 0 */
+	Numeric		delta;			/* credits - debits */
+	Numeric		new_balance;	/* set by ledger_apply_balances */
+} LedgerDelta;
+
+/* ledger.c */
+extern int	ledger_max_legs;
+extern SPIPlanPtr ledger_prepare(const char *sql, int nargs, Oid *argtypes);
+extern void ledger_spi_exec(SPIPlanPtr plan, Datum *values, const char *nulls,
+							int expected);
+
+/* validate.c */
+extern char *ledger_check_code(text *t, const char *what);
+extern void ledger_check_amount(Numeric amount, const LedgerAccount *account,
+								bool allow_negative);
+extern void ledger_check_numeric_finite(Numeric n, const char *what,
+										const char *asset, int scale);
+extern Numeric ledger_parse_amount(const char *str, int len, int leg);
+extern void ledger_check_metadata(Jsonb *metadata);
+extern Numeric ledger_numeric_add(Numeric a, Numeric b);
+extern Numeric ledger_numeric_neg(Numeric a);
+extern int	ledger_numeric_cmp(Numeric a, Numeric b);
+extern int	ledger_numeric_sign(Numeric a);
+extern char *ledger_numeric_str(Numeric n);
+
+/* catalog.c */
+extern void ledger_resolve_accounts(LedgerLeg *legs, int nlegs);
+
+/* balance.c */
+extern TimestampTz ledger_apply_balances(LedgerDelta *deltas, int ndeltas);
+
+/* ids.c */
+extern void ledger_uuidv7(pg_uuid_t *out);
+
+#endif							/* LEDGER_H */

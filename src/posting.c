@@ -1,0 +1,425 @@
+/*-------------------------------------------------------------------------
+ *
+ * posting.c
+ *	  ledger.transfer and ledger.post: validate the request, claim the
+ *	  idempotency key, apply the balances (balance.c) and append the
+ *	  transaction and its journal entries.
+ *
+ * A posting runs in this order, inside the caller's transaction:
+ *	1. check arguments; resolve accounts; check amounts against each asset's
+ *	   scale and that every asset nets to zero;
+ *	2. insert the transaction row.  With an idempotency key this is
+ *	   INSERT ... ON CONFLICT (idempotency_key) DO NOTHING: a concurrent call
+ *	   with the same key waits on the unique index until the first commits
+ *	   or aborts, so exactly one transaction is written.  A call that finds
+ *	   the key taken compares request fingerprints (SHA-256 of a canonical
+ *	   form of the legs and metadata) and either returns the original id,
+ *	   writing nothing, or raises LD007;
+ *	3. apply balances, locking balance rows in account id order;
+ *	4. insert the journal entries, stamped with the time taken in step 3.
+ * Any error aborts the caller's (sub)transaction, so a failed call leaves no
+ * row behind.
+ *
+ * Locking: row locks on account_balance and daily_balance rows (step 3) and
+ * the unique-index wait of step 2.  No other locks are taken.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "ledger.h"
+
+#include "catalog/pg_type.h"
+#include "common/cryptohash.h"
+#include "common/sha2.h"
+#include "fmgr.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+
+static SPIPlanPtr insert_txn_plan = NULL;
+static SPIPlanPtr insert_txn_key_plan = NULL;
+static SPIPlanPtr find_key_plan = NULL;
+static SPIPlanPtr insert_journal_plan = NULL;
+
+static void
+prepare_plans(void)
+{
+	if (insert_journal_plan != NULL)	/* prepared last */
+		return;
+	insert_txn_plan = ledger_prepare(
+		"INSERT INTO ledger.transaction (id, kind, metadata) VALUES ($1, $2, $3)",
+		3, (Oid[]) {UUIDOID, TEXTOID, JSONBOID});
+	insert_txn_key_plan = ledger_prepare(
+		"INSERT INTO ledger.transaction (id, kind, metadata, idempotency_key, request_hash) "
+		"VALUES ($1, $2, $3, $4, $5) ON CONFLICT (idempotency_key) DO NOTHING",
+		5, (Oid[]) {UUIDOID, TEXTOID, JSONBOID, TEXTOID, BYTEAOID});
+	find_key_plan = ledger_prepare(
+		"SELECT id, request_hash FROM ledger.transaction WHERE idempotency_key = $1",
+		1, (Oid[]) {TEXTOID});
+	insert_journal_plan = ledger_prepare(
+		"INSERT INTO ledger.journal_entry (transaction_id, account_id, amount, created_at) "
+		"SELECT $1, u.a, u.m, $4 "
+		"FROM ROWS FROM (pg_catalog.unnest($2::bigint[]), pg_catalog.unnest($3::numeric[])) AS u(a, m)",
+		4, (Oid[]) {UUIDOID, INT8ARRAYOID, NUMERICARRAYOID, TIMESTAMPTZOID});
+}
+
+static int
+leg_cmp(const void *a, const void *b)
+{
+	const LedgerLeg *la = *(LedgerLeg *const *) a;
+	const LedgerLeg *lb = *(LedgerLeg *const *) b;
+
+	if (la->account->id != lb->account->id)
+		return (la->account->id > lb->account->id) - (la->account->id < lb->account->id);
+	return ledger_numeric_cmp(la->amount, lb->amount);
+}
+
+/*
+ * Fingerprint of a request: kind, the legs sorted by account and amount
+ * (so leg order does not matter, 10.0 equals 10.00), and the metadata in
+ * jsonb's canonical text form.
+ */
+static bytea *
+request_hash(const char *kind, LedgerLeg *legs, int nlegs, Jsonb *metadata)
+{
+	StringInfoData buf;
+	LedgerLeg **sorted = palloc(sizeof(LedgerLeg *) * nlegs);
+	pg_cryptohash_ctx *ctx;
+	bytea	   *result;
+	int			i;
+
+	for (i = 0; i < nlegs; i++)
+		sorted[i] = &legs[i];
+	qsort(sorted, nlegs, sizeof(LedgerLeg *), leg_cmp);
+
+	initStringInfo(&buf);
+	appendStringInfo(&buf, "%s\n", kind);
+	for (i = 0; i < nlegs; i++)
+		appendStringInfo(&buf, INT64_FORMAT ":%s\n", sorted[i]->account->id,
+						 numeric_normalize(sorted[i]->amount));
+	appendStringInfoString(&buf,
+						   JsonbToCString(NULL, &metadata->root, VARSIZE(metadata)));
+
+	result = palloc(VARHDRSZ + PG_SHA256_DIGEST_LENGTH);
+	SET_VARSIZE(result, VARHDRSZ + PG_SHA256_DIGEST_LENGTH);
+	ctx = pg_cryptohash_create(PG_SHA256);
+	if (pg_cryptohash_init(ctx) < 0 ||
+		pg_cryptohash_update(ctx, (uint8 *) buf.data, buf.len) < 0 ||
+		pg_cryptohash_final(ctx, (uint8 *) VARDATA(result), PG_SHA256_DIGEST_LENGTH) < 0)
+		elog(ERROR, "could not compute request fingerprint: %s",
+			 pg_cryptohash_error(ctx));
+	pg_cryptohash_free(ctx);
+	return result;
+}
+
+/*
+ * Step 2: insert the transaction row.  Returns false when the idempotency
+ * key belongs to an earlier identical request, whose id is copied to *id.
+ */
+static bool
+claim_transaction(pg_uuid_t *id, const char *kind, const char *key,
+				  LedgerLeg *legs, int nlegs, Jsonb *metadata)
+{
+	Datum		values[5];
+	bytea	   *hash;
+	bool		isnull;
+	Datum		old_hash;
+	pg_uuid_t  *old_id;
+
+	values[0] = UUIDPGetDatum(id);
+	values[1] = CStringGetTextDatum(kind);
+	values[2] = JsonbPGetDatum(metadata);
+	if (key == NULL)
+	{
+		ledger_spi_exec(insert_txn_plan, values, NULL, SPI_OK_INSERT);
+		return true;
+	}
+
+	hash = request_hash(kind, legs, nlegs, metadata);
+	values[3] = CStringGetTextDatum(key);
+	values[4] = PointerGetDatum(hash);
+	ledger_spi_exec(insert_txn_key_plan, values, NULL, SPI_OK_INSERT);
+	if (SPI_processed == 1)
+		return true;
+
+	/* the key is taken by a committed transaction: same request? */
+	ledger_spi_exec(find_key_plan, &values[3], NULL, SPI_OK_SELECT);
+	if (SPI_processed != 1)
+		elog(ERROR, "idempotency key \"%s\" conflicted but its transaction is not visible", key);
+	old_id = DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[0],
+										 SPI_tuptable->tupdesc, 1, &isnull));
+	memcpy(id, old_id, sizeof(pg_uuid_t));
+	old_hash = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+	if (isnull || !DatumGetBool(DirectFunctionCall2(byteaeq, old_hash, PointerGetDatum(hash))))
+		ereport(ERROR,
+				(errcode(ERRCODE_LEDGER_IDEMPOTENCY_CONFLICT),
+				 errmsg("idempotency key \"%s\" was already used for a different request", key),
+				 errdetail("The key belongs to transaction %s, whose request differs from this one.",
+						   DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(id))))));
+	return false;
+}
+
+/*
+ * Every asset must net to zero.  For a transfer, both accounts must share
+ * one asset (LD004); for a multi-leg post, LD008 names the first asset
+ * that does not net to zero.
+ */
+static void
+check_balanced(LedgerLeg *legs, int nlegs)
+{
+	int			i;
+	int			j;
+
+	for (i = 0; i < nlegs; i++)
+	{
+		Numeric		sum;
+		bool		seen = false;
+
+		for (j = 0; j < i; j++)
+			if (strcmp(legs[j].account->asset, legs[i].account->asset) == 0)
+				seen = true;
+		if (seen)
+			continue;
+		sum = legs[i].amount;
+		for (j = i + 1; j < nlegs; j++)
+			if (strcmp(legs[j].account->asset, legs[i].account->asset) == 0)
+				sum = ledger_numeric_add(sum, legs[j].amount);
+		if (ledger_numeric_sign(sum) != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_LEDGER_UNBALANCED_POSTING),
+					 errmsg("posting does not net to zero in asset \"%s\"",
+							legs[i].account->asset),
+					 errdetail("The legs in asset \"%s\" sum to %s.",
+							   legs[i].account->asset, ledger_numeric_str(sum)),
+					 errhint("Each asset's legs must sum to exactly zero.")));
+	}
+}
+
+/*
+ * Collapse legs into one delta per account.
+ */
+static LedgerDelta *
+build_deltas(LedgerLeg *legs, int nlegs, int *ndeltas)
+{
+	LedgerDelta *deltas = palloc0(sizeof(LedgerDelta) * nlegs);
+	Numeric		zero = int64_to_numeric(0);
+	int			n = 0;
+	int			i;
+	int			j;
+
+	for (i = 0; i < nlegs; i++)
+	{
+		LedgerDelta *d = NULL;
+
+		for (j = 0; j < n; j++)
+			if (deltas[j].account == legs[i].account)
+				d = &deltas[j];
+		if (d == NULL)
+		{
+			d = &deltas[n++];
+			d->account = legs[i].account;
+			d->debits = zero;
+			d->credits = zero;
+			d->delta = zero;
+		}
+		if (ledger_numeric_sign(legs[i].amount) < 0)
+			d->debits = ledger_numeric_add(d->debits, ledger_numeric_neg(legs[i].amount));
+		else
+			d->credits = ledger_numeric_add(d->credits, legs[i].amount);
+		d->delta = ledger_numeric_add(d->delta, legs[i].amount);
+	}
+	*ndeltas = n;
+	return deltas;
+}
+
+/*
+ * Post legs whose accounts are resolved and amounts checked.  Runs inside
+ * SPI; returns the transaction id in *id.
+ */
+static void
+post_legs(pg_uuid_t *id, const char *kind, LedgerLeg *legs, int nlegs,
+		  const char *key, Jsonb *metadata)
+{
+	LedgerDelta *deltas;
+	int			ndeltas;
+	TimestampTz ts;
+	Datum	   *accts;
+	Datum	   *amounts;
+	Datum		values[4];
+	int			i;
+
+	check_balanced(legs, nlegs);
+	prepare_plans();
+
+	ledger_uuidv7(id);
+	if (!claim_transaction(id, kind, key, legs, nlegs, metadata))
+		return;					/* idempotent replay: nothing to write */
+
+	deltas = build_deltas(legs, nlegs, &ndeltas);
+	ts = ledger_apply_balances(deltas, ndeltas);
+
+	accts = palloc(sizeof(Datum) * nlegs);
+	amounts = palloc(sizeof(Datum) * nlegs);
+	for (i = 0; i < nlegs; i++)
+	{
+		accts[i] = Int64GetDatum(legs[i].account->id);
+		amounts[i] = NumericGetDatum(legs[i].amount);
+	}
+	values[0] = UUIDPGetDatum(id);
+	values[1] = PointerGetDatum(construct_array(accts, nlegs, INT8OID, 8,
+												FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	values[2] = PointerGetDatum(construct_array(amounts, nlegs, NUMERICOID, -1,
+												false, TYPALIGN_INT));
+	values[3] = TimestampTzGetDatum(ts);
+	ledger_spi_exec(insert_journal_plan, values, NULL, SPI_OK_INSERT);
+}
+
+static char *
+optional_key(FunctionCallInfo fcinfo, int argno)
+{
+	if (PG_ARGISNULL(argno))
+		return NULL;
+	return ledger_check_code(PG_GETARG_TEXT_PP(argno), "idempotency_key");
+}
+
+PG_FUNCTION_INFO_V1(ledger_transfer);
+
+Datum
+ledger_transfer(PG_FUNCTION_ARGS)
+{
+	LedgerLeg	legs[2];
+	Numeric		amount;
+	char	   *key;
+	Jsonb	   *metadata;
+	pg_uuid_t  *id = palloc(sizeof(pg_uuid_t));
+
+	LEDGER_REQUIRE_ARG(0, "from_account");
+	LEDGER_REQUIRE_ARG(1, "to_account");
+	LEDGER_REQUIRE_ARG(2, "amount");
+	LEDGER_REQUIRE_ARG(4, "metadata");
+	legs[0].code = ledger_check_code(PG_GETARG_TEXT_PP(0), "account code");
+	legs[1].code = ledger_check_code(PG_GETARG_TEXT_PP(1), "account code");
+	amount = PG_GETARG_NUMERIC(2);
+	key = optional_key(fcinfo, 3);
+	metadata = PG_GETARG_JSONB_P(4);
+	ledger_check_metadata(metadata);
+
+	if (strcmp(legs[0].code, legs[1].code) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT),
+				 errmsg("cannot transfer from an account to itself"),
+				 errdetail("Both sides name account \"%s\".", legs[0].code)));
+
+	SPI_connect();
+	ledger_resolve_accounts(legs, 2);
+	ledger_check_amount(amount, legs[0].account, false);
+	if (strcmp(legs[0].account->asset, legs[1].account->asset) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_LEDGER_ASSET_MISMATCH),
+				 errmsg("accounts \"%s\" and \"%s\" hold different assets",
+						legs[0].code, legs[1].code),
+				 errdetail("Account \"%s\" holds %s, account \"%s\" holds %s.",
+						   legs[0].code, legs[0].account->asset,
+						   legs[1].code, legs[1].account->asset),
+				 errhint("Use ledger.post with legs that net to zero in each asset.")));
+	legs[0].amount = ledger_numeric_neg(amount);
+	legs[1].amount = amount;
+
+	post_legs(id, "transfer", legs, 2, key, metadata);
+	SPI_finish();
+
+	PG_RETURN_UUID_P(id);
+}
+
+/*
+ * Parse the legs document: a JSON array of 2..ledger.max_legs objects, each
+ * with exactly the keys "account" (a string) and "amount" (a number or a
+ * decimal string).
+ */
+static LedgerLeg *
+parse_legs(Jsonb *doc, int *nlegs)
+{
+	LedgerLeg  *legs;
+	int			n;
+	int			i;
+
+	if (!JB_ROOT_IS_ARRAY(doc) || JB_ROOT_IS_SCALAR(doc))
+		ereport(ERROR,
+				(errcode(ERRCODE_LEDGER_INVALID_LEGS),
+				 errmsg("legs must be a JSON array"),
+				 errhint("Pass [{\"account\": \"code\", \"amount\": \"-10.00\"}, ...].")));
+	n = JB_ROOT_COUNT(doc);
+	if (n < 2 || n > ledger_max_legs)
+		ereport(ERROR,
+				(errcode(ERRCODE_LEDGER_INVALID_LEGS),
+				 errmsg("a posting needs between 2 and %d legs", ledger_max_legs),
+				 errdetail("%d legs were given.", n)));
+
+	legs = palloc0(sizeof(LedgerLeg) * n);
+	for (i = 0; i < n; i++)
+	{
+		JsonbValue *elem = getIthJsonbValueFromContainer(&doc->root, i);
+		JsonbContainer *obj;
+		JsonbValue	acct;
+		JsonbValue	amt;
+
+		if (elem->type != jbvBinary || !JsonContainerIsObject(elem->val.binary.data))
+			ereport(ERROR,
+					(errcode(ERRCODE_LEDGER_INVALID_LEGS),
+					 errmsg("leg %d is not a JSON object", i + 1)));
+		obj = elem->val.binary.data;
+		if (getKeyJsonValueFromContainer(obj, "account", 7, &acct) == NULL ||
+			acct.type != jbvString)
+			ereport(ERROR,
+					(errcode(ERRCODE_LEDGER_INVALID_LEGS),
+					 errmsg("leg %d has no \"account\" string", i + 1)));
+		if (getKeyJsonValueFromContainer(obj, "amount", 6, &amt) == NULL ||
+			(amt.type != jbvString && amt.type != jbvNumeric))
+			ereport(ERROR,
+					(errcode(ERRCODE_LEDGER_INVALID_LEGS),
+					 errmsg("leg %d has no \"amount\" number or string", i + 1)));
+		if (JsonContainerSize(obj) != 2)
+			ereport(ERROR,
+					(errcode(ERRCODE_LEDGER_INVALID_LEGS),
+					 errmsg("leg %d has keys other than \"account\" and \"amount\"", i + 1)));
+
+		legs[i].code = ledger_check_code(
+			cstring_to_text_with_len(acct.val.string.val, acct.val.string.len),
+			"account code");
+		if (amt.type == jbvNumeric)
+			legs[i].amount = amt.val.numeric;
+		else
+			legs[i].amount = ledger_parse_amount(amt.val.string.val,
+												 amt.val.string.len, i + 1);
+	}
+	*nlegs = n;
+	return legs;
+}
+
+PG_FUNCTION_INFO_V1(ledger_post);
+
+Datum
+ledger_post(PG_FUNCTION_ARGS)
+{
+	LedgerLeg  *legs;
+	int			nlegs;
+	char	   *key;
+	Jsonb	   *metadata;
+	pg_uuid_t  *id = palloc(sizeof(pg_uuid_t));
+	int			i;
+
+	LEDGER_REQUIRE_ARG(0, "legs");
+	LEDGER_REQUIRE_ARG(2, "metadata");
+	legs = parse_legs(PG_GETARG_JSONB_P(0), &nlegs);
+	key = optional_key(fcinfo, 1);
+	metadata = PG_GETARG_JSONB_P(2);
+	ledger_check_metadata(metadata);
+
+	SPI_connect();
+	ledger_resolve_accounts(legs, nlegs);
+	for (i = 0; i < nlegs; i++)
+		ledger_check_amount(legs[i].amount, legs[i].account, true);
+
+	post_legs(id, "post", legs, nlegs, key, metadata);
+	SPI_finish();
+
+	PG_RETURN_UUID_P(id);
+}

@@ -1,0 +1,219 @@
+/*-------------------------------------------------------------------------
+ *
+ * validate.c
+ *	  Input checks shared by the API: codes, keys, amounts and metadata, and
+ *	  the few numeric helpers the posting code needs.  Every failure here is
+ *	  a user error and raises an LD SQLSTATE with the offending value in
+ *	  errdetail; nothing here touches a table.
+ *
+ * Locking: none.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "ledger.h"
+
+#include "fmgr.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+
+static Numeric max_amount = NULL;	/* 10^LEDGER_MAX_AMOUNT_DIGITS */
+
+/*
+ * A code (account, asset, owner, idempotency key): not NULL (checked by the
+ * caller), 1..LEDGER_MAX_CODE_LEN bytes, no control characters.  Anything
+ * else is allowed: codes only ever travel as parameters.
+ */
+char *
+ledger_check_code(text *t, const char *what)
+{
+	char	   *s = text_to_cstring(t);
+	size_t		len = strlen(s);
+	size_t		i;
+
+	if (len == 0 || len > LEDGER_MAX_CODE_LEN)
+		ereport(ERROR,
+				(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT),
+				 errmsg("%s must be between 1 and %d bytes long", what, LEDGER_MAX_CODE_LEN),
+				 errdetail("The %s given is %zu bytes long.", what, len)));
+	for (i = 0; i < len; i++)
+	{
+		unsigned char c = (unsigned char) s[i];
+
+		if (c < 0x20 || c == 0x7F)
+			ereport(ERROR,
+					(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT),
+					 errmsg("%s must not contain control characters", what),
+					 errdetail("Control character 0x%02X at byte %zu.", c, i + 1)));
+	}
+	return s;
+}
+
+static Numeric
+get_max_amount(void)
+{
+	if (max_amount == NULL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+		max_amount = DatumGetNumeric(DirectFunctionCall3(numeric_in,
+														 CStringGetDatum("1e30"),
+														 ObjectIdGetDatum(InvalidOid),
+														 Int32GetDatum(-1)));
+		MemoryContextSwitchTo(old);
+	}
+	return max_amount;
+}
+
+char *
+ledger_numeric_str(Numeric n)
+{
+	return DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(n)));
+}
+
+Numeric
+ledger_numeric_add(Numeric a, Numeric b)
+{
+	return DatumGetNumeric(DirectFunctionCall2(numeric_add,
+											   NumericGetDatum(a),
+											   NumericGetDatum(b)));
+}
+
+Numeric
+ledger_numeric_neg(Numeric a)
+{
+	return DatumGetNumeric(DirectFunctionCall1(numeric_uminus, NumericGetDatum(a)));
+}
+
+int
+ledger_numeric_cmp(Numeric a, Numeric b)
+{
+	return DatumGetInt32(DirectFunctionCall2(numeric_cmp,
+											 NumericGetDatum(a),
+											 NumericGetDatum(b)));
+}
+
+int
+ledger_numeric_sign(Numeric a)
+{
+	Numeric		s = DatumGetNumeric(DirectFunctionCall1(numeric_sign,
+														NumericGetDatum(a)));
+
+	return DatumGetInt32(DirectFunctionCall1(numeric_int4, NumericGetDatum(s)));
+}
+
+/*
+ * A finite number, below the size limit, with no more decimals than the
+ * asset allows.  "what" names the value in the message ("amount",
+ * "min_balance").  Trailing zeros beyond the scale are accepted: 10.500 is
+ * 10.50.
+ */
+void
+ledger_check_numeric_finite(Numeric n, const char *what, const char *asset, int scale)
+{
+	Numeric		abs;
+	Numeric		rounded;
+
+	if (numeric_is_nan(n) || numeric_is_inf(n))
+		ereport(ERROR,
+				(errcode(ERRCODE_LEDGER_INVALID_AMOUNT),
+				 errmsg("%s must be a finite number", what),
+				 errdetail("The %s given is %s.", what, ledger_numeric_str(n))));
+
+	abs = DatumGetNumeric(DirectFunctionCall1(numeric_abs, NumericGetDatum(n)));
+	if (ledger_numeric_cmp(abs, get_max_amount()) >= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_LEDGER_INVALID_AMOUNT),
+				 errmsg("%s is too large", what),
+				 errdetail("The %s given is %s; amounts must be below 10^%d.",
+						   what, ledger_numeric_str(n), LEDGER_MAX_AMOUNT_DIGITS)));
+
+	rounded = DatumGetNumeric(DirectFunctionCall2(numeric_round,
+												  NumericGetDatum(n),
+												  Int32GetDatum(scale)));
+	if (ledger_numeric_cmp(rounded, n) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_LEDGER_INVALID_AMOUNT),
+				 errmsg("%s has more decimals than asset \"%s\" allows", what, asset),
+				 errdetail("The %s given is %s; asset \"%s\" has scale %d.",
+						   what, ledger_numeric_str(n), asset, scale)));
+}
+
+/*
+ * A posting amount for one account: finite, non-zero, within the asset's
+ * scale, and positive unless allow_negative (signed legs).
+ */
+void
+ledger_check_amount(Numeric amount, const LedgerAccount *account, bool allow_negative)
+{
+	int			sign;
+
+	if (!numeric_is_nan(amount))
+	{
+		sign = ledger_numeric_sign(amount);
+		if (sign == 0 || (sign < 0 && !allow_negative))
+			ereport(ERROR,
+					(errcode(ERRCODE_LEDGER_INVALID_AMOUNT),
+					 errmsg("amount must be %s", allow_negative ? "non-zero" : "positive"),
+					 errdetail("Account \"%s\", amount %s.",
+							   account->code, ledger_numeric_str(amount))));
+	}
+	ledger_check_numeric_finite(amount, "amount", account->asset, account->scale);
+}
+
+/*
+ * Parse a leg amount given as a JSON string.  Only plain decimal notation
+ * is accepted ([+-]digits[.digits]), so numeric_in can never fail on it.
+ */
+Numeric
+ledger_parse_amount(const char *str, int len, int leg)
+{
+	int			i = 0;
+	int			digits = 0;
+	bool		dot = false;
+	char	   *cstr;
+
+	if (len > 0 && (str[0] == '+' || str[0] == '-'))
+		i++;
+	for (; i < len; i++)
+	{
+		if (str[i] >= '0' && str[i] <= '9')
+			digits++;
+		else if (str[i] == '.' && !dot)
+			dot = true;
+		else
+			break;
+	}
+	if (i != len || digits == 0 || len > 64)
+		ereport(ERROR,
+				(errcode(ERRCODE_LEDGER_INVALID_AMOUNT),
+				 errmsg("amount of leg %d is not a decimal number", leg),
+				 errdetail("The amount given is \"%.*s\".", Min(len, 64), str),
+				 errhint("Give amounts as JSON numbers or strings such as \"-10.25\".")));
+
+	cstr = pnstrdup(str, len);
+	return DatumGetNumeric(DirectFunctionCall3(numeric_in,
+											   CStringGetDatum(cstr),
+											   ObjectIdGetDatum(InvalidOid),
+											   Int32GetDatum(-1)));
+}
+
+/*
+ * Metadata: a JSON object of at most LEDGER_MAX_METADATA_SIZE bytes.
+ */
+void
+ledger_check_metadata(Jsonb *metadata)
+{
+	if (!JB_ROOT_IS_OBJECT(metadata) || JB_ROOT_IS_SCALAR(metadata))
+		ereport(ERROR,
+				(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT),
+				 errmsg("metadata must be a JSON object"),
+				 errdetail("The metadata given is a JSON %s.",
+						   JB_ROOT_IS_ARRAY(metadata) && !JB_ROOT_IS_SCALAR(metadata) ?
+						   "array" : "scalar")));
+	if (VARSIZE(metadata) > LEDGER_MAX_METADATA_SIZE)
+		ereport(ERROR,
+				(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT),
+				 errmsg("metadata is too large"),
+				 errdetail("The metadata is %u bytes; the limit is %d.",
+						   (unsigned int) VARSIZE(metadata), LEDGER_MAX_METADATA_SIZE)));
+}
