@@ -76,6 +76,7 @@ ledger_create_account(PG_FUNCTION_ARGS)
 	char	   *asset;
 	char	   *owner = NULL;
 	Jsonb	   *metadata;
+	Numeric		min_balance = NULL;
 	int32		scale;
 	bool		isnull;
 	int64		id;
@@ -112,7 +113,8 @@ ledger_create_account(PG_FUNCTION_ARGS)
 										SPI_tuptable->tupdesc, 1, &isnull));
 
 	if (!PG_ARGISNULL(2))
-		ledger_check_numeric_finite(PG_GETARG_NUMERIC(2), "min_balance", asset, scale);
+		min_balance = ledger_check_numeric_finite(PG_GETARG_NUMERIC(2), "min_balance",
+												  asset, scale);
 
 	if (insert_balance_plan == NULL)	/* prepared last of the two */
 	{
@@ -128,8 +130,8 @@ ledger_create_account(PG_FUNCTION_ARGS)
 	}
 	values[0] = CStringGetTextDatum(code);
 	values[1] = CStringGetTextDatum(asset);
-	values[2] = PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2);
-	nulls[2] = PG_ARGISNULL(2) ? 'n' : ' ';
+	values[2] = min_balance ? NumericGetDatum(min_balance) : (Datum) 0;
+	nulls[2] = min_balance ? ' ' : 'n';
 	values[3] = owner ? CStringGetTextDatum(owner) : (Datum) 0;
 	nulls[3] = owner ? ' ' : 'n';
 	values[4] = JsonbPGetDatum(metadata);

@@ -118,7 +118,9 @@ ledger_guard_append_only(PG_FUNCTION_ARGS)
 	const char *relname;
 
 	if (!CALLED_AS_TRIGGER(fcinfo))
-		elog(ERROR, "ledger.guard_append_only() must be called as a trigger");
+		ereport(ERROR,
+				(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT),
+				 errmsg("ledger.guard_append_only() must be called as a trigger")));
 	rel = trigdata->tg_relation;
 	relname = RelationGetRelationName(rel);
 
@@ -135,12 +137,16 @@ ledger_guard_append_only(PG_FUNCTION_ARGS)
 		elog(ERROR, "ledger.guard_append_only() must fire FOR EACH ROW or on TRUNCATE");
 
 	if (TRIGGER_FIRED_BY_DELETE(trigdata->tg_event))
+	{
+		bool		invalidatable = trigdata->tg_trigger->tgnargs > 0;
+
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_IMMUTABLE_RECORD),
 				 errmsg("cannot delete from append-only table ledger.%s", relname),
-				 errdetail("Row id %s of ledger.%s is history; it can be invalidated, never deleted.",
+				 errdetail("Row id %s of ledger.%s is part of the ledger's history and is never deleted.",
 						   row_id(trigdata->tg_trigtuple, RelationGetDescr(rel)), relname),
-				 errhint("Use ledger.invalidate to correct a posting.")));
+				 invalidatable ? errhint("Use ledger.invalidate to correct a posting.") : 0));
+	}
 
 	if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
 	{

@@ -87,10 +87,10 @@ extern void ledger_spi_exec(SPIPlanPtr plan, Datum *values, const char *nulls,
 
 /* validate.c */
 extern char *ledger_check_code(text *t, const char *what);
-extern void ledger_check_amount(Numeric amount, const LedgerAccount *account,
-								bool allow_negative);
-extern void ledger_check_numeric_finite(Numeric n, const char *what,
-										const char *asset, int scale);
+extern Numeric ledger_check_amount(Numeric amount, const LedgerAccount *account,
+								   bool allow_negative);
+extern Numeric ledger_check_numeric_finite(Numeric n, const char *what,
+										   const char *asset, int scale);
 extern Numeric ledger_parse_amount(const char *str, int len, int leg);
 extern void ledger_check_metadata(Jsonb *metadata);
 extern Numeric ledger_numeric_add(Numeric a, Numeric b);

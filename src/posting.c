@@ -310,7 +310,7 @@ ledger_transfer(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 	ledger_resolve_accounts(legs, 2);
-	ledger_check_amount(amount, legs[0].account, false);
+	amount = ledger_check_amount(amount, legs[0].account, false);
 	if (strcmp(legs[0].account->asset, legs[1].account->asset) != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_ASSET_MISMATCH),
@@ -351,7 +351,7 @@ parse_legs(Jsonb *doc, int *nlegs)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_INVALID_LEGS),
 				 errmsg("a posting needs between 2 and %d legs", ledger_max_legs),
-				 errdetail("%d legs were given.", n)));
+				 errdetail_plural("%d leg was given.", "%d legs were given.", n, n)));
 
 	legs = palloc0(sizeof(LedgerLeg) * n);
 	for (i = 0; i < n; i++)
@@ -416,7 +416,7 @@ ledger_post(PG_FUNCTION_ARGS)
 	SPI_connect();
 	ledger_resolve_accounts(legs, nlegs);
 	for (i = 0; i < nlegs; i++)
-		ledger_check_amount(legs[i].amount, legs[i].account, true);
+		legs[i].amount = ledger_check_amount(legs[i].amount, legs[i].account, true);
 
 	post_legs(id, "post", legs, nlegs, key, metadata);
 	SPI_finish();

@@ -64,10 +64,19 @@ get_max_amount(void)
 	return max_amount;
 }
 
+/*
+ * A numeric as text for messages.  Values longer than 48 characters (user
+ * input can have 100,000 digits) are cut, keeping their length visible.
+ */
 char *
 ledger_numeric_str(Numeric n)
 {
-	return DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(n)));
+	char	   *s = DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(n)));
+	size_t		len = strlen(s);
+
+	if (len > 48)
+		return psprintf("%.40s... (%zu characters)", s, len);
+	return s;
 }
 
 Numeric
@@ -105,9 +114,9 @@ ledger_numeric_sign(Numeric a)
  * A finite number, below the size limit, with no more decimals than the
  * asset allows.  "what" names the value in the message ("amount",
  * "min_balance").  Trailing zeros beyond the scale are accepted: 10.500 is
- * 10.50.
+ * 10.50.  Returns the value at exactly the asset's scale, as it is stored.
  */
-void
+Numeric
 ledger_check_numeric_finite(Numeric n, const char *what, const char *asset, int scale)
 {
 	Numeric		abs;
@@ -136,28 +145,29 @@ ledger_check_numeric_finite(Numeric n, const char *what, const char *asset, int 
 				 errmsg("%s has more decimals than asset \"%s\" allows", what, asset),
 				 errdetail("The %s given is %s; asset \"%s\" has scale %d.",
 						   what, ledger_numeric_str(n), asset, scale)));
+	return rounded;
 }
 
 /*
  * A posting amount for one account: finite, non-zero, within the asset's
- * scale, and positive unless allow_negative (signed legs).
+ * scale, and positive unless allow_negative (signed legs).  Returns it at
+ * the asset's scale.
  */
-void
+Numeric
 ledger_check_amount(Numeric amount, const LedgerAccount *account, bool allow_negative)
 {
+	Numeric		result;
 	int			sign;
 
-	if (!numeric_is_nan(amount))
-	{
-		sign = ledger_numeric_sign(amount);
-		if (sign == 0 || (sign < 0 && !allow_negative))
-			ereport(ERROR,
-					(errcode(ERRCODE_LEDGER_INVALID_AMOUNT),
-					 errmsg("amount must be %s", allow_negative ? "non-zero" : "positive"),
-					 errdetail("Account \"%s\", amount %s.",
-							   account->code, ledger_numeric_str(amount))));
-	}
-	ledger_check_numeric_finite(amount, "amount", account->asset, account->scale);
+	result = ledger_check_numeric_finite(amount, "amount", account->asset, account->scale);
+	sign = ledger_numeric_sign(amount);
+	if (sign == 0 || (sign < 0 && !allow_negative))
+		ereport(ERROR,
+				(errcode(ERRCODE_LEDGER_INVALID_AMOUNT),
+				 errmsg("amount must be %s", allow_negative ? "non-zero" : "positive"),
+				 errdetail("Account \"%s\", amount %s.",
+						   account->code, ledger_numeric_str(amount))));
+	return result;
 }
 
 /*
