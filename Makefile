@@ -8,7 +8,7 @@ MODULE_big = ledger
 OBJS = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
 DATA = $(sort $(wildcard sql/ledger--*.sql))
 
-REGRESS = install assets_accounts transfer post bad_input idempotency guard ids
+REGRESS = install assets_accounts transfer post bad_input idempotency guard ids invalidate reconcile upgrade
 REGRESS_OPTS = --inputdir=.
 
 ISOLATION = double_spend idempotency_race opposite_transfers
@@ -21,6 +21,9 @@ PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-sign-compare \
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+# the version is compiled in
+src/ledger.o: ledger.control
 
 # test/run.sh reads the suite lists from here: make -s print-REGRESS
 print-%:

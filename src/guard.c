@@ -6,7 +6,10 @@
  *	  flag from false to true together with its companion columns.
  *
  * The trigger's arguments name the columns an UPDATE may change; the first
- * is the flag.  With no arguments every UPDATE is refused.  The triggers are
+ * is the flag: a boolean may only go from false to true, any other type only
+ * from NULL to a value (alert.acknowledged_at).  The other named columns may
+ * change only in the same UPDATE that sets the flag.  With no arguments
+ * every UPDATE is refused.  The triggers are
  * created ENABLE ALWAYS, so they fire for superusers and under
  * session_replication_role = replica too.
  *
@@ -16,6 +19,7 @@
  */
 #include "ledger.h"
 
+#include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "fmgr.h"
 #include "utils/builtins.h"
@@ -33,6 +37,13 @@ row_id(HeapTuple tuple, TupleDesc desc)
 		return pstrdup("?");
 	val = SPI_getvalue(tuple, desc, attno);
 	return val ? val : pstrdup("NULL");
+}
+
+/* Rows of this table are corrected with ledger.invalidate. */
+static bool
+invalidatable(Trigger *trigger)
+{
+	return trigger->tgnargs > 0 && strcmp(trigger->tgargs[0], "is_invalidated") == 0;
 }
 
 static bool
@@ -79,20 +90,30 @@ check_update(Relation rel, Trigger *trigger, HeapTuple oldtup, HeapTuple newtup)
 			ereport(ERROR,
 					(errcode(ERRCODE_LEDGER_IMMUTABLE_RECORD),
 					 errmsg("column \"%s\" of ledger.%s cannot be changed", name, relname),
-					 errdetail("Row id %s of ledger.%s is append-only; only %s may change, from false to true.",
+					 errdetail("Row id %s of ledger.%s is append-only; only %s may change, and only once.",
 							   row_id(oldtup, desc), relname, flag ? flag : "nothing"),
-					 errhint("Use ledger.invalidate to correct a posting.")));
+					 invalidatable(trigger) ? errhint("Use ledger.invalidate to correct a posting.") : 0));
 
 		if (strcmp(name, flag) == 0)
 		{
-			if (oldnull || newnull || DatumGetBool(oldval) || !DatumGetBool(newval))
+			if (att->atttypid == BOOLOID)
+			{
+				if (oldnull || newnull || DatumGetBool(oldval) || !DatumGetBool(newval))
+					ereport(ERROR,
+							(errcode(ERRCODE_LEDGER_IMMUTABLE_RECORD),
+							 errmsg("column \"%s\" of ledger.%s may only change from false to true",
+									name, relname),
+							 errdetail("Row id %s of ledger.%s: %s was %s.",
+									   row_id(oldtup, desc), relname, name,
+									   oldnull ? "NULL" : (DatumGetBool(oldval) ? "true" : "false"))));
+			}
+			else if (!oldnull || newnull)
 				ereport(ERROR,
 						(errcode(ERRCODE_LEDGER_IMMUTABLE_RECORD),
-						 errmsg("column \"%s\" of ledger.%s may only change from false to true",
-								name, relname),
-						 errdetail("Row id %s of ledger.%s: %s was %s.",
+						 errmsg("column \"%s\" of ledger.%s may only be set once", name, relname),
+						 errdetail("Row id %s of ledger.%s: %s %s.",
 								   row_id(oldtup, desc), relname, name,
-								   oldnull ? "NULL" : (DatumGetBool(oldval) ? "true" : "false"))));
+								   oldnull ? "cannot be set to NULL" : "is already set")));
 			flag_set = true;
 		}
 		else
@@ -104,7 +125,7 @@ check_update(Relation rel, Trigger *trigger, HeapTuple oldtup, HeapTuple newtup)
 				(errcode(ERRCODE_LEDGER_IMMUTABLE_RECORD),
 				 errmsg("column \"%s\" of ledger.%s can only change together with %s",
 						companion, relname, flag),
-				 errdetail("Row id %s of ledger.%s: %s may be set only when %s goes from false to true.",
+				 errdetail("Row id %s of ledger.%s: %s may be set only in the update that sets %s.",
 						   row_id(oldtup, desc), relname, companion, flag)));
 }
 
@@ -138,14 +159,12 @@ ledger_guard_append_only(PG_FUNCTION_ARGS)
 
 	if (TRIGGER_FIRED_BY_DELETE(trigdata->tg_event))
 	{
-		bool		invalidatable = trigdata->tg_trigger->tgnargs > 0;
-
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_IMMUTABLE_RECORD),
 				 errmsg("cannot delete from append-only table ledger.%s", relname),
 				 errdetail("Row id %s of ledger.%s is part of the ledger's history and is never deleted.",
 						   row_id(trigdata->tg_trigtuple, RelationGetDescr(rel)), relname),
-				 invalidatable ? errhint("Use ledger.invalidate to correct a posting.") : 0));
+				 invalidatable(trigdata->tg_trigger) ? errhint("Use ledger.invalidate to correct a posting.") : 0));
 	}
 
 	if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))

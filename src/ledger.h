@@ -33,6 +33,11 @@
 #define ERRCODE_LEDGER_DUPLICATE_ASSET		MAKE_SQLSTATE('L','D','0','1','0')
 #define ERRCODE_LEDGER_INVALID_ARGUMENT		MAKE_SQLSTATE('L','D','0','1','1')
 #define ERRCODE_LEDGER_INVALID_LEGS			MAKE_SQLSTATE('L','D','0','1','2')
+#define ERRCODE_LEDGER_UNKNOWN_TRANSACTION	MAKE_SQLSTATE('L','D','0','1','3')
+#define ERRCODE_LEDGER_ALREADY_INVALIDATED	MAKE_SQLSTATE('L','D','0','1','4')
+#define ERRCODE_LEDGER_BELOW_FLOOR			MAKE_SQLSTATE('L','D','0','1','5')
+#define ERRCODE_LEDGER_UNKNOWN_ALERT		MAKE_SQLSTATE('L','D','0','1','6')
+/* LD017 (pg_cron unavailable) is raised by the SQL scheduling wrappers. */
 
 /* Amounts must stay below 10^LEDGER_MAX_AMOUNT_DIGITS in absolute value. */
 #define LEDGER_MAX_AMOUNT_DIGITS	30
@@ -104,6 +109,15 @@ extern void ledger_resolve_accounts(LedgerLeg *legs, int nlegs);
 
 /* balance.c */
 extern TimestampTz ledger_apply_balances(LedgerDelta *deltas, int ndeltas);
+
+/* alert.c */
+extern int64 ledger_raise_alert(const char *severity, const char *kind,
+								int64 account_id, const char *details_json);
+
+/* rebuild.c */
+extern int	ledger_rebuild_account(int64 account_id, TimestampTz from,
+								   Numeric *balance);
+extern void ledger_lock_balance(int64 account_id);
 
 /* ids.c */
 extern void ledger_uuidv7(pg_uuid_t *out);

@@ -1,0 +1,21 @@
+-- upgrade: install the first version, post, then walk every upgrade step
+DROP EXTENSION ledger CASCADE;
+CREATE EXTENSION ledger VERSION '0.1.0';
+SELECT ledger.create_asset('USD', 2);
+SELECT ledger.create_account('u-world', 'USD', min_balance => NULL) > 0 AS ok;
+SELECT ledger.create_account('u-a', 'USD') > 0 AS ok;
+SELECT ledger.transfer('u-world', 'u-a', 12.34) AS tx \gset
+SELECT to_regprocedure('ledger.reconcile(boolean)') IS NULL AS no_reconcile_yet;
+
+ALTER EXTENSION ledger UPDATE TO '0.2.0';
+SELECT extversion FROM pg_extension WHERE extname = 'ledger';
+SELECT count(*) AS clean FROM ledger.reconcile();
+SELECT * FROM ledger.invalidate(:'tx', 'upgrade test') ORDER BY account;
+SELECT ledger.balance('u-a') AS a;
+
+-- every object of the upgraded extension has a comment
+SELECT p.proname FROM pg_proc p
+ WHERE p.pronamespace = 'ledger'::regnamespace AND obj_description(p.oid, 'pg_proc') IS NULL;
+SELECT c.relname FROM pg_class c
+ WHERE c.relnamespace = 'ledger'::regnamespace AND c.relkind IN ('r', 'v')
+   AND obj_description(c.oid, 'pg_class') IS NULL;

@@ -1,0 +1,289 @@
+/*-------------------------------------------------------------------------
+ *
+ * reconcile.c
+ *	  ledger.reconcile: compare every account_balance and daily_balance row
+ *	  with the journal, record the run and its mismatches, alert on each
+ *	  (ledger.alert and NOTIFY ledger_alerts) and repair.
+ *
+ * Locking and snapshot rules:
+ *	- Detection is one statement, hence one snapshot, and takes no locks.
+ *	  A posting writes its journal entries and its balances in one
+ *	  transaction, so one snapshot sees all of a posting or none of it:
+ *	  postings in flight never show up as false mismatches, and they are
+ *	  never blocked by detection.
+ *	- Repair locks each mismatched account's balance row (FOR UPDATE, in
+ *	  ascending id order, like postings) and rebuilds it from its whole
+ *	  history under the lock, with a fresh snapshot (rebuild.c).  Postings
+ *	  to those accounts wait until the reconciling transaction ends; other
+ *	  accounts are never locked.
+ *
+ * Mismatch kinds: balance_mismatch, balance_missing (no account_balance
+ * row), balance_orphan (a row for no account), daily_balance_mismatch,
+ * daily_debits_mismatch and daily_credits_mismatch (one per differing
+ * column), daily_missing (a day with entries and no row), daily_extra (a
+ * row for a day without entries).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "ledger.h"
+
+#include "catalog/pg_type.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "utils/builtins.h"
+#include "utils/date.h"
+#include "utils/json.h"
+
+typedef struct Mismatch
+{
+	int64		account_id;
+	char	   *account;		/* code, or #id for an orphan */
+	bool		exists;			/* the account exists */
+	char	   *kind;
+	bool		has_day;
+	DateADT		day;
+	char	   *day_text;
+	Numeric		expected;		/* NULL when absent */
+	Numeric		actual;			/* NULL when absent */
+	char	   *details;		/* JSON object */
+	bool		repaired;
+} Mismatch;
+
+static SPIPlanPtr run_start_plan = NULL;
+static SPIPlanPtr detect_plan = NULL;
+static SPIPlanPtr count_accounts_plan = NULL;
+static SPIPlanPtr drop_orphan_plan = NULL;
+static SPIPlanPtr record_plan = NULL;
+static SPIPlanPtr run_end_plan = NULL;
+
+static void
+prepare_plans(void)
+{
+	if (run_end_plan != NULL)	/* prepared last */
+		return;
+	run_start_plan = ledger_prepare(
+		"INSERT INTO ledger.reconciliation_run (started_at, repair) "
+		"VALUES (pg_catalog.clock_timestamp(), $1) RETURNING id",
+		1, (Oid[]) {BOOLOID});
+	detect_plan = ledger_prepare(
+		"WITH problems AS ("
+		"  SELECT e.account_id,"
+		"         CASE WHEN b.account_id IS NULL THEN 'balance_missing'"
+		"              ELSE 'balance_mismatch' END AS kind,"
+		"         NULL::date AS day, e.balance AS expected, b.balance AS actual,"
+		"         '{}'::jsonb AS details"
+		"    FROM ledger.expected_balance e"
+		"    LEFT JOIN ledger.account_balance b ON b.account_id = e.account_id"
+		"   WHERE b.balance IS DISTINCT FROM e.balance"
+		"  UNION ALL"
+		"  SELECT b.account_id, 'balance_orphan', NULL, NULL, b.balance, '{}'"
+		"    FROM ledger.account_balance b"
+		"   WHERE NOT EXISTS (SELECT 1 FROM ledger.account a WHERE a.id = b.account_id)"
+		"  UNION ALL"
+		"  SELECT coalesce(e.account_id, d.account_id),"
+		"         CASE WHEN d.account_id IS NULL THEN 'daily_missing'"
+		"              WHEN e.account_id IS NULL THEN 'daily_extra'"
+		"              ELSE 'daily_' || c.col || '_mismatch' END,"
+		"         coalesce(e.day, d.day), c.exp, c.act,"
+		"         pg_catalog.jsonb_build_object('expected_debits', e.debits,"
+		"             'actual_debits', d.debits, 'expected_credits', e.credits,"
+		"             'actual_credits', d.credits)"
+		"    FROM ledger.expected_daily_balance e"
+		"    FULL JOIN ledger.daily_balance d"
+		"      ON d.account_id = e.account_id AND d.day = e.day"
+		"   CROSS JOIN LATERAL (VALUES ('balance', e.balance, d.balance),"
+		"                              ('debits', e.debits, d.debits),"
+		"                              ('credits', e.credits, d.credits)) c(col, exp, act)"
+		"   WHERE ((e.account_id IS NULL OR d.account_id IS NULL) AND c.col = 'balance')"
+		"      OR (e.account_id IS NOT NULL AND d.account_id IS NOT NULL"
+		"          AND c.exp IS DISTINCT FROM c.act))"
+		" SELECT p.account_id, coalesce(a.code, '#' || p.account_id), a.id IS NOT NULL,"
+		"        p.kind, p.day, p.expected, p.actual, p.details::text"
+		"   FROM problems p LEFT JOIN ledger.account a ON a.id = p.account_id"
+		"  ORDER BY p.account_id, p.day NULLS FIRST, p.kind",
+		0, NULL);
+	count_accounts_plan = ledger_prepare(
+		"SELECT count(*)::integer FROM ledger.account", 0, NULL);
+	drop_orphan_plan = ledger_prepare(
+		"WITH b AS (DELETE FROM ledger.account_balance WHERE account_id = $1 RETURNING 1)"
+		" DELETE FROM ledger.daily_balance WHERE account_id = $1",
+		1, (Oid[]) {INT8OID});
+	record_plan = ledger_prepare(
+		"INSERT INTO ledger.reconciliation_mismatch "
+		"(run_id, account_id, kind, day, expected, actual, details, repaired) "
+		"VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8)",
+		8, (Oid[]) {INT8OID, INT8OID, TEXTOID, DATEOID, NUMERICOID, NUMERICOID,
+			TEXTOID, BOOLOID});
+	run_end_plan = ledger_prepare(
+		"UPDATE ledger.reconciliation_run SET finished_at = pg_catalog.clock_timestamp(), "
+		"accounts_checked = $2, mismatches = $3, repaired = $4 WHERE id = $1",
+		4, (Oid[]) {INT8OID, INT4OID, INT4OID, INT4OID});
+}
+
+static Mismatch *
+detect(int *n)
+{
+	Mismatch   *m;
+	uint64		i;
+
+	ledger_spi_exec(detect_plan, NULL, NULL, SPI_OK_SELECT);
+	*n = (int) SPI_processed;
+	m = palloc0(sizeof(Mismatch) * Max(*n, 1));
+	for (i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		Datum		d;
+
+		m[i].account_id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+		m[i].account = SPI_getvalue(tup, desc, 2);
+		m[i].exists = DatumGetBool(SPI_getbinval(tup, desc, 3, &isnull));
+		m[i].kind = SPI_getvalue(tup, desc, 4);
+		d = SPI_getbinval(tup, desc, 5, &isnull);
+		m[i].has_day = !isnull;
+		m[i].day = isnull ? 0 : DatumGetDateADT(d);
+		m[i].day_text = SPI_getvalue(tup, desc, 5);
+		d = SPI_getbinval(tup, desc, 6, &isnull);
+		m[i].expected = isnull ? NULL : DatumGetNumericCopy(d);
+		d = SPI_getbinval(tup, desc, 7, &isnull);
+		m[i].actual = isnull ? NULL : DatumGetNumericCopy(d);
+		m[i].details = SPI_getvalue(tup, desc, 8);
+	}
+	SPI_freetuptable(SPI_tuptable);
+	return m;
+}
+
+/* Rebuild every account with a mismatch, once, in ascending id order. */
+static int
+repair(Mismatch *m, int n)
+{
+	int			repaired = 0;
+	int			i;
+	int			j;
+
+	for (i = 0; i < n; i = j)
+	{
+		Datum		values[1];
+
+		if (m[i].exists)
+		{
+			ledger_lock_balance(m[i].account_id);
+			ledger_rebuild_account(m[i].account_id, DT_NOBEGIN, NULL);
+		}
+		else
+		{
+			values[0] = Int64GetDatum(m[i].account_id);
+			ledger_spi_exec(drop_orphan_plan, values, NULL, SPI_OK_DELETE);
+		}
+		for (j = i; j < n && m[j].account_id == m[i].account_id; j++)
+		{
+			m[j].repaired = true;
+			repaired++;
+		}
+	}
+	return repaired;
+}
+
+static char *
+numeric_json(Numeric n)
+{
+	return n ? ledger_numeric_str(n) : "null";
+}
+
+static void
+record(int64 run_id, Mismatch *m)
+{
+	Datum		values[8];
+	char		nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	StringInfoData js;
+
+	values[0] = Int64GetDatum(run_id);
+	values[1] = Int64GetDatum(m->account_id);
+	values[2] = CStringGetTextDatum(m->kind);
+	values[3] = DateADTGetDatum(m->day);
+	nulls[3] = m->has_day ? ' ' : 'n';
+	values[4] = m->expected ? NumericGetDatum(m->expected) : (Datum) 0;
+	nulls[4] = m->expected ? ' ' : 'n';
+	values[5] = m->actual ? NumericGetDatum(m->actual) : (Datum) 0;
+	nulls[5] = m->actual ? ' ' : 'n';
+	values[6] = CStringGetTextDatum(m->details);
+	values[7] = BoolGetDatum(m->repaired);
+	ledger_spi_exec(record_plan, values, nulls, SPI_OK_INSERT);
+
+	initStringInfo(&js);
+	appendStringInfo(&js, "{\"run_id\": " INT64_FORMAT ", \"day\": ", run_id);
+	if (m->has_day)
+		escape_json(&js, m->day_text);
+	else
+		appendStringInfoString(&js, "null");
+	appendStringInfo(&js, ", \"expected\": %s, \"actual\": %s, \"repaired\": %s, \"columns\": %s}",
+					 numeric_json(m->expected), numeric_json(m->actual),
+					 m->repaired ? "true" : "false", m->details);
+	ledger_raise_alert(strncmp(m->kind, "daily", 5) == 0 ? "warning" : "critical",
+					   m->kind, m->exists ? m->account_id : 0, js.data);
+}
+
+PG_FUNCTION_INFO_V1(ledger_reconcile);
+
+Datum
+ledger_reconcile(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	bool		do_repair;
+	int64		run_id;
+	Mismatch   *m;
+	int			n;
+	int			repaired = 0;
+	int			checked;
+	int			i;
+	Datum		values[4];
+
+	LEDGER_REQUIRE_ARG(0, "repair");
+	do_repair = PG_GETARG_BOOL(0);
+
+	InitMaterializedSRF(fcinfo, 0);
+
+	SPI_connect();
+	prepare_plans();
+
+	values[0] = BoolGetDatum(do_repair);
+	ledger_spi_exec(run_start_plan, values, NULL, SPI_OK_INSERT_RETURNING);
+	run_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
+										 &(bool) {false}));
+
+	m = detect(&n);
+	ledger_spi_exec(count_accounts_plan, NULL, NULL, SPI_OK_SELECT);
+	checked = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
+										  &(bool) {false}));
+
+	if (do_repair)
+		repaired = repair(m, n);
+
+	for (i = 0; i < n; i++)
+	{
+		Datum		row[6];
+		bool		nulls[6] = {false, false, false, false, false, false};
+
+		record(run_id, &m[i]);
+		row[0] = CStringGetTextDatum(m[i].account);
+		row[1] = CStringGetTextDatum(m[i].kind);
+		row[2] = DateADTGetDatum(m[i].day);
+		nulls[2] = !m[i].has_day;
+		row[3] = m[i].expected ? NumericGetDatum(m[i].expected) : (Datum) 0;
+		nulls[3] = m[i].expected == NULL;
+		row[4] = m[i].actual ? NumericGetDatum(m[i].actual) : (Datum) 0;
+		nulls[4] = m[i].actual == NULL;
+		row[5] = BoolGetDatum(m[i].repaired);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, row, nulls);
+	}
+
+	values[0] = Int64GetDatum(run_id);
+	values[1] = Int32GetDatum(checked);
+	values[2] = Int32GetDatum(n);
+	values[3] = Int32GetDatum(repaired);
+	ledger_spi_exec(run_end_plan, values, NULL, SPI_OK_UPDATE);
+	SPI_finish();
+
+	return (Datum) 0;
+}
