@@ -11,7 +11,7 @@ DATA = $(sort $(wildcard sql/ledger--*.sql))
 REGRESS = install assets_accounts transfer post bad_input idempotency guard ids invalidate reconcile upgrade
 REGRESS_OPTS = --inputdir=.
 
-ISOLATION = double_spend idempotency_race opposite_transfers
+ISOLATION = double_spend idempotency_race opposite_transfers invalidate_concurrent reconcile_concurrent
 ISOLATION_OPTS = --inputdir=test/isolation
 
 PG_CPPFLAGS = -DLEDGER_VERSION=\"$(EXTVERSION)\"

@@ -152,7 +152,8 @@ BEGIN
             HINT = 'Add pg_cron to shared_preload_libraries, set cron.database_name to this database, restart, and run CREATE EXTENSION pg_cron.';
     END IF;
     RETURN cron.schedule('ledger-reconcile', schedule,
-                         format('SELECT count(*) FROM ledger.reconcile(repair => %s)', repair));
+                         format('SELECT count(*) FROM ledger.reconcile(repair => %s)',
+                                CASE WHEN repair THEN 'true' ELSE 'false' END));
 END
 $$;
 COMMENT ON FUNCTION ledger.schedule_reconciliation(text, boolean) IS
@@ -164,7 +165,7 @@ LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    IF to_regprocedure('cron.unschedule(text)') IS NULL THEN
+    IF to_regprocedure('cron.unschedule(name)') IS NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'LD017',
             MESSAGE = 'pg_cron is not installed in this database',
             DETAIL = format('Database %I has no extension pg_cron (1.4 or later).', current_database()),

@@ -347,9 +347,10 @@ check_floors(pg_uuid_t *id, Touched *t, int n, bool force, const char *reason)
 	if (below > 0 && !force)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_BELOW_FLOOR),
-				 errmsg("invalidating transaction %s would leave %d account(s) below their floor",
-						uuid_str(id), below),
-				 errdetail("%s.", detail.data),
+				 errmsg_plural("invalidation would leave %d account below its floor",
+							   "invalidation would leave %d accounts below their floor",
+							   below, below),
+				 errdetail("Invalidating transaction %s: %s.", uuid_str(id), detail.data),
 				 errhint("Fund the accounts first, or pass force => true to invalidate anyway and raise an alert.")));
 }
 

@@ -9,7 +9,8 @@ ledger_packages
 ledger_build
 DIR=$(mktemp -d /tmp/ledger-demo.XXXXXX)
 CLUSTER_CONF="shared_preload_libraries = 'pg_cron'
-cron.database_name = 'ledger'" cluster_start "$DIR"
+cron.database_name = 'ledger'
+cron.use_background_workers = on" cluster_start "$DIR"
 runuser -u postgres -- "$PGBIN/createdb" ledger
 echo "== cluster up: PGHOST=$PGHOST PGPORT=$PGPORT"
 "$PGBIN/psql" -X -d ledger -v ON_ERROR_STOP=0 -e -f "$LEDGER_ROOT/test/demo.sql"

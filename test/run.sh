@@ -20,6 +20,8 @@ WORK=$(mktemp -d /tmp/ledger-test.XXXXXX)
 chmod 755 "$WORK"
 CLUSTER_CONF="shared_preload_libraries = 'pg_cron'
 cron.database_name = 'ledger_cron'
+cron.use_background_workers = on
+max_worker_processes = 16
 max_connections = 100" cluster_start "$WORK/cluster" || exit 1
 runuser -u postgres -- "$PGBIN/createdb" ledger_cron
 
