@@ -8,7 +8,7 @@ MODULE_big = ledger
 OBJS = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
 DATA = $(sort $(wildcard sql/ledger--*.sql))
 
-REGRESS = install assets_accounts transfer post bad_input idempotency guard ids invalidate reconcile upgrade
+REGRESS = install assets_accounts transfer post bad_input idempotency guard ids invalidate reconcile hot upgrade
 REGRESS_OPTS = --inputdir=.
 
 ISOLATION = double_spend idempotency_race opposite_transfers invalidate_concurrent reconcile_concurrent
@@ -22,7 +22,8 @@ PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
-# the version is compiled in
+# every object depends on the shared header; the version is compiled in
+$(OBJS): src/ledger.h
 src/ledger.o: ledger.control
 
 # test/run.sh reads the suite lists from here: make -s print-REGRESS

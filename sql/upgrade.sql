@@ -12,6 +12,15 @@ SELECT extversion FROM pg_extension WHERE extname = 'ledger';
 SELECT count(*) AS clean FROM ledger.reconcile();
 SELECT * FROM ledger.invalidate(:'tx', 'upgrade test') ORDER BY account;
 SELECT ledger.balance('u-a') AS a;
+SELECT ledger.transfer('u-world', 'u-a', 1.00) IS NOT NULL AS posted_on_0_2_0;
+SELECT to_regclass('ledger.hot_entry') IS NULL AS no_hot_entry_yet;
+
+ALTER EXTENSION ledger UPDATE TO '0.3.0';
+SELECT extversion FROM pg_extension WHERE extname = 'ledger';
+SELECT code, mode, balance FROM ledger.account_overview ORDER BY code;
+SELECT ledger.transfer('u-world', 'u-a', 2.00) IS NOT NULL AS posted_on_0_3_0;
+SELECT ledger.balance('u-a') AS a;
+SELECT count(*) AS clean FROM ledger.reconcile();
 
 -- every object of the upgraded extension has a comment
 SELECT p.proname FROM pg_proc p

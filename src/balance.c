@@ -31,9 +31,11 @@
 #include "utils/builtins.h"
 #include "utils/date.h"
 
-static SPIPlanPtr debit_plan = NULL;
-static SPIPlanPtr current_plan = NULL;
+/* [1]: the schema has hot accounts (account_balance.hot, ledger.hot_entry) */
+static SPIPlanPtr debit_plan[2] = {NULL, NULL};
+static SPIPlanPtr current_plan[2] = {NULL, NULL};
 static SPIPlanPtr daily_plan = NULL;
+static SPIPlanPtr hot_entry_plan = NULL;
 
 /* The UTC day of a timestamp: both count from 2000-01-01 00:00 UTC. */
 static DateADT
@@ -54,32 +56,45 @@ delta_cmp(const void *a, const void *b)
 }
 
 static void
-prepare_plans(void)
+prepare_plans(int v)
 {
-	if (daily_plan != NULL)		/* prepared last */
+	if (daily_plan == NULL)
+	{
+		daily_plan = ledger_prepare(
+			"INSERT INTO ledger.daily_balance AS d "
+			"(account_id, day, debits, credits, balance) "
+			"SELECT u.a, $2, u.dr, u.cr, u.bal "
+			"FROM ROWS FROM (pg_catalog.unnest($1::bigint[]), pg_catalog.unnest($3::numeric[]), "
+			"pg_catalog.unnest($4::numeric[]), pg_catalog.unnest($5::numeric[])) AS u(a, dr, cr, bal) "
+			"ON CONFLICT (account_id, day) DO UPDATE "
+			"SET debits = d.debits + excluded.debits, "
+			"credits = d.credits + excluded.credits, "
+			"balance = excluded.balance",
+			5, (Oid[]) {INT8ARRAYOID, DATEOID, NUMERICARRAYOID, NUMERICARRAYOID,
+				NUMERICARRAYOID});
+	}
+	if (current_plan[v] != NULL)	/* prepared last */
 		return;
-	debit_plan = ledger_prepare(
+	/*
+	 * With hot accounts, a cold debit also checks, under the row lock, that
+	 * the account has not turned hot since it was resolved.
+	 */
+	debit_plan[v] = ledger_prepare(v ?
+		"UPDATE ledger.account_balance "
+		"SET balance = balance + $2, updated_at = pg_catalog.now() "
+		"WHERE account_id = $1 AND NOT hot "
+		"AND ($2 >= 0 OR $3::numeric IS NULL OR balance + $2 >= $3) "
+		"RETURNING balance" :
 		"UPDATE ledger.account_balance "
 		"SET balance = balance + $2, updated_at = pg_catalog.now() "
 		"WHERE account_id = $1 "
 		"AND ($2 >= 0 OR $3::numeric IS NULL OR balance + $2 >= $3) "
 		"RETURNING balance",
 		3, (Oid[]) {INT8OID, NUMERICOID, NUMERICOID});
-	current_plan = ledger_prepare(
-		"SELECT balance FROM ledger.account_balance WHERE account_id = $1",
+	current_plan[v] = ledger_prepare(v ?
+		"SELECT balance, hot FROM ledger.account_balance WHERE account_id = $1" :
+		"SELECT balance, false FROM ledger.account_balance WHERE account_id = $1",
 		1, (Oid[]) {INT8OID});
-	daily_plan = ledger_prepare(
-		"INSERT INTO ledger.daily_balance AS d "
-		"(account_id, day, debits, credits, balance) "
-		"SELECT u.a, $2, u.dr, u.cr, u.bal "
-		"FROM ROWS FROM (pg_catalog.unnest($1::bigint[]), pg_catalog.unnest($3::numeric[]), "
-		"pg_catalog.unnest($4::numeric[]), pg_catalog.unnest($5::numeric[])) AS u(a, dr, cr, bal) "
-		"ON CONFLICT (account_id, day) DO UPDATE "
-		"SET debits = d.debits + excluded.debits, "
-		"credits = d.credits + excluded.credits, "
-		"balance = excluded.balance",
-		5, (Oid[]) {INT8ARRAYOID, DATEOID, NUMERICARRAYOID, NUMERICARRAYOID,
-			NUMERICARRAYOID});
 }
 
 /*
@@ -87,7 +102,7 @@ prepare_plans(void)
  * the message; the decision was the UPDATE's.
  */
 static void
-report_insufficient(LedgerDelta *d)
+report_insufficient(LedgerDelta *d, int v)
 {
 	Datum		values[1];
 	bool		isnull;
@@ -95,10 +110,16 @@ report_insufficient(LedgerDelta *d)
 	Numeric		available;
 
 	values[0] = Int64GetDatum(d->account->id);
-	ledger_spi_exec(current_plan, values, NULL, SPI_OK_SELECT);
+	ledger_spi_exec(current_plan[v], values, NULL, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		elog(ERROR, "account \"%s\" (id " INT64_FORMAT ") has no balance row",
 			 d->account->code, d->account->id);
+	if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull)))
+		ereport(ERROR,
+				(errcode(ERRCODE_LEDGER_MODE_CHANGED),
+				 errmsg("account \"%s\" is changing mode", d->account->code),
+				 errdetail("The account was switched to hot mode while the posting ran."),
+				 errhint("Retry the posting.")));
 	balance = DatumGetNumeric(SPI_getbinval(SPI_tuptable->vals[0],
 											SPI_tuptable->tupdesc, 1, &isnull));
 	available = ledger_numeric_add(balance, ledger_numeric_neg(d->account->min_balance));
@@ -114,25 +135,44 @@ report_insufficient(LedgerDelta *d)
 					   ledger_numeric_str(ledger_numeric_neg(d->delta)))));
 }
 
+/* Build a one-dimensional array of n Datums of a type. */
+static Datum
+make_array(Datum *elems, int n, Oid type)
+{
+	if (type == INT8OID)
+		return PointerGetDatum(construct_array(elems, n, INT8OID, 8, FLOAT8PASSBYVAL,
+											   TYPALIGN_DOUBLE));
+	return PointerGetDatum(construct_array(elems, n, NUMERICOID, -1, false, TYPALIGN_INT));
+}
+
 /*
  * Apply the net effect of a posting to the balances of its accounts.  Must
- * be called inside SPI.  Sorts deltas by account id (the lock order), sets
- * each new_balance, and returns the posting timestamp to stamp the journal
- * entries with.  Raises LD001 when a debit would cross min_balance.
+ * be called inside SPI.  Sorts deltas by account id (the lock order).  For
+ * a cold account: the conditional UPDATE of its balance row, then its
+ * daily row.  For a hot account: a reservation or credit in shared memory
+ * (hot.c) and a ledger.hot_entry row for the fold worker.  Returns the
+ * posting timestamp to stamp the journal entries with.  Raises LD001 when
+ * a debit would cross min_balance.
  */
 TimestampTz
-ledger_apply_balances(LedgerDelta *deltas, int ndeltas)
+ledger_apply_balances(LedgerDelta *deltas, int ndeltas, pg_uuid_t *txid)
 {
 	TimestampTz ts;
-	Datum		values[5];
-	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
-	Datum	   *ids;
-	Datum	   *drs;
-	Datum	   *crs;
-	Datum	   *bals;
+	Datum		values[6];
+	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
+	Datum	   *ids = palloc(sizeof(Datum) * ndeltas);
+	Datum	   *drs = palloc(sizeof(Datum) * ndeltas);
+	Datum	   *crs = palloc(sizeof(Datum) * ndeltas);
+	Datum	   *bals = palloc(sizeof(Datum) * ndeltas);
+	Datum	   *hids = palloc(sizeof(Datum) * ndeltas);
+	Datum	   *hdrs = palloc(sizeof(Datum) * ndeltas);
+	Datum	   *hcrs = palloc(sizeof(Datum) * ndeltas);
+	int			ncold = 0;
+	int			nhot = 0;
+	int			v = ledger_schema_has_hot() ? 1 : 0;
 	int			i;
 
-	prepare_plans();
+	prepare_plans(v);
 	qsort(deltas, ndeltas, sizeof(LedgerDelta), delta_cmp);
 
 	for (i = 0; i < ndeltas; i++)
@@ -140,43 +180,65 @@ ledger_apply_balances(LedgerDelta *deltas, int ndeltas)
 		LedgerDelta *d = &deltas[i];
 		bool		isnull;
 
+		if (d->account->hot)
+		{
+			ledger_hot_apply(d);
+			hids[nhot] = Int64GetDatum(d->account->id);
+			hdrs[nhot] = NumericGetDatum(d->debits);
+			hcrs[nhot] = NumericGetDatum(d->credits);
+			nhot++;
+			continue;
+		}
 		values[0] = Int64GetDatum(d->account->id);
 		values[1] = NumericGetDatum(d->delta);
 		values[2] = d->account->unbounded ? (Datum) 0 : NumericGetDatum(d->account->min_balance);
 		nulls[2] = d->account->unbounded ? 'n' : ' ';
-		ledger_spi_exec(debit_plan, values, nulls, SPI_OK_UPDATE_RETURNING);
+		ledger_spi_exec(debit_plan[v], values, nulls, SPI_OK_UPDATE_RETURNING);
 		if (SPI_processed == 0)
-			report_insufficient(d);
+			report_insufficient(d, v);
 		d->new_balance = DatumGetNumericCopy(SPI_getbinval(SPI_tuptable->vals[0],
 														   SPI_tuptable->tupdesc,
 														   1, &isnull));
+		ids[ncold] = Int64GetDatum(d->account->id);
+		drs[ncold] = NumericGetDatum(d->debits);
+		crs[ncold] = NumericGetDatum(d->credits);
+		bals[ncold] = NumericGetDatum(d->new_balance);
+		ncold++;
 	}
 
-	/* every balance row of the posting is locked: now stamp it */
+	/* every cold balance row of the posting is locked: now stamp it */
 	ts = GetCurrentTimestamp();
 
-	ids = palloc(sizeof(Datum) * ndeltas);
-	drs = palloc(sizeof(Datum) * ndeltas);
-	crs = palloc(sizeof(Datum) * ndeltas);
-	bals = palloc(sizeof(Datum) * ndeltas);
-	for (i = 0; i < ndeltas; i++)
+	if (ncold > 0)
 	{
-		ids[i] = Int64GetDatum(deltas[i].account->id);
-		drs[i] = NumericGetDatum(deltas[i].debits);
-		crs[i] = NumericGetDatum(deltas[i].credits);
-		bals[i] = NumericGetDatum(deltas[i].new_balance);
+		values[0] = make_array(ids, ncold, INT8OID);
+		values[1] = DateADTGetDatum(utc_day(ts));
+		values[2] = make_array(drs, ncold, NUMERICOID);
+		values[3] = make_array(crs, ncold, NUMERICOID);
+		values[4] = make_array(bals, ncold, NUMERICOID);
+		nulls[2] = ' ';
+		ledger_spi_exec(daily_plan, values, nulls, SPI_OK_INSERT);
 	}
-	values[0] = PointerGetDatum(construct_array(ids, ndeltas, INT8OID, 8,
-												FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	values[1] = DateADTGetDatum(utc_day(ts));
-	values[2] = PointerGetDatum(construct_array(drs, ndeltas, NUMERICOID, -1,
-												false, TYPALIGN_INT));
-	values[3] = PointerGetDatum(construct_array(crs, ndeltas, NUMERICOID, -1,
-												false, TYPALIGN_INT));
-	values[4] = PointerGetDatum(construct_array(bals, ndeltas, NUMERICOID, -1,
-												false, TYPALIGN_INT));
-	nulls[2] = ' ';
-	ledger_spi_exec(daily_plan, values, nulls, SPI_OK_INSERT);
+	if (nhot > 0)
+	{
+		if (hot_entry_plan == NULL)
+			hot_entry_plan = ledger_prepare(
+				"INSERT INTO ledger.hot_entry "
+				"(transaction_id, account_id, day, debits, credits, created_at) "
+				"SELECT $1, u.a, $2, u.dr, u.cr, $3 "
+				"FROM ROWS FROM (pg_catalog.unnest($4::bigint[]), pg_catalog.unnest($5::numeric[]), "
+				"pg_catalog.unnest($6::numeric[])) AS u(a, dr, cr)",
+				6, (Oid[]) {UUIDOID, DATEOID, TIMESTAMPTZOID, INT8ARRAYOID, NUMERICARRAYOID,
+					NUMERICARRAYOID});
+		values[0] = UUIDPGetDatum(txid);
+		values[1] = DateADTGetDatum(utc_day(ts));
+		values[2] = TimestampTzGetDatum(ts);
+		values[3] = make_array(hids, nhot, INT8OID);
+		values[4] = make_array(hdrs, nhot, NUMERICOID);
+		values[5] = make_array(hcrs, nhot, NUMERICOID);
+		memset(nulls, ' ', sizeof(nulls));
+		ledger_spi_exec(hot_entry_plan, values, nulls, SPI_OK_INSERT);
+	}
 
 	return ts;
 }

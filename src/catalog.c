@@ -24,8 +24,8 @@ static SPIPlanPtr insert_asset_plan = NULL;
 static SPIPlanPtr asset_scale_plan = NULL;
 static SPIPlanPtr insert_account_plan = NULL;
 static SPIPlanPtr insert_balance_plan = NULL;
-static SPIPlanPtr resolve_plan = NULL;
-static SPIPlanPtr balance_plan = NULL;
+static SPIPlanPtr resolve_plan[2] = {NULL, NULL};
+static SPIPlanPtr balance_plan[2] = {NULL, NULL};
 
 PG_FUNCTION_INFO_V1(ledger_create_asset);
 
@@ -166,22 +166,25 @@ ledger_resolve_accounts(LedgerLeg *legs, int nlegs)
 	LedgerAccount *found;
 	int			i;
 	int			j;
+	int			v;
 
 	for (i = 0; i < nlegs; i++)
 		codes[i] = CStringGetTextDatum(legs[i].code);
 	arr = construct_array(codes, nlegs, TEXTOID, -1, false, TYPALIGN_INT);
 
-	if (resolve_plan == NULL)
-	{
-		Oid			types[1] = {TEXTARRAYOID};
-
-		resolve_plan = ledger_prepare(
-			"SELECT a.id, a.code, a.asset, s.scale, a.min_balance "
+	v = ledger_schema_has_hot() ? 1 : 0;
+	if (resolve_plan[v] == NULL)
+		resolve_plan[v] = ledger_prepare(v ?
+			"SELECT a.id, a.code, a.asset, s.scale, a.min_balance, b.hot "
 			"FROM ledger.account a JOIN ledger.asset s ON s.code = a.asset "
-			"WHERE a.code = ANY ($1)", 1, types);
-	}
+			"JOIN ledger.account_balance b ON b.account_id = a.id "
+			"WHERE a.code = ANY ($1)" :
+			"SELECT a.id, a.code, a.asset, s.scale, a.min_balance, false "
+			"FROM ledger.account a JOIN ledger.asset s ON s.code = a.asset "
+			"WHERE a.code = ANY ($1)",
+			1, (Oid[]) {TEXTARRAYOID});
 	values[0] = PointerGetDatum(arr);
-	ledger_spi_exec(resolve_plan, values, NULL, SPI_OK_SELECT);
+	ledger_spi_exec(resolve_plan[v], values, NULL, SPI_OK_SELECT);
 
 	nfound = (int) SPI_processed;
 	found = palloc0(sizeof(LedgerAccount) * Max(nfound, 1));
@@ -199,6 +202,7 @@ ledger_resolve_accounts(LedgerLeg *legs, int nlegs)
 		d = SPI_getbinval(tup, desc, 5, &isnull);
 		found[i].unbounded = isnull;
 		found[i].min_balance = isnull ? NULL : DatumGetNumericCopy(d);
+		found[i].hot = DatumGetBool(SPI_getbinval(tup, desc, 6, &isnull));
 	}
 
 	for (i = 0; i < nlegs; i++)
@@ -229,22 +233,27 @@ ledger_balance(PG_FUNCTION_ARGS)
 	Datum		values[1];
 	Datum		result;
 	bool		isnull;
+	int			v;
 
 	LEDGER_REQUIRE_ARG(0, "account");
 	code = ledger_check_code(PG_GETARG_TEXT_PP(0), "account code");
 
 	SPI_connect();
-	if (balance_plan == NULL)
-	{
-		Oid			types[1] = {TEXTOID};
-
-		balance_plan = ledger_prepare(
+	v = ledger_schema_has_hot() ? 1 : 0;
+	if (balance_plan[v] == NULL)
+		balance_plan[v] = ledger_prepare(v ?
+			/* folded plus unfolded, in one snapshot */
+			"SELECT b.balance + coalesce((SELECT sum(q.credits - q.debits) "
+			"  FROM ledger.hot_entry q WHERE q.account_id = a.id), 0) "
+			"FROM ledger.account a "
+			"JOIN ledger.account_balance b ON b.account_id = a.id "
+			"WHERE a.code = $1" :
 			"SELECT b.balance FROM ledger.account a "
 			"JOIN ledger.account_balance b ON b.account_id = a.id "
-			"WHERE a.code = $1", 1, types);
-	}
+			"WHERE a.code = $1",
+			1, (Oid[]) {TEXTOID});
 	values[0] = CStringGetTextDatum(code);
-	if (SPI_execute_plan(balance_plan, values, NULL, true, 1) != SPI_OK_SELECT)
+	if (SPI_execute_plan(balance_plan[v], values, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "balance lookup failed");
 	if (SPI_processed == 0)
 		ereport(ERROR,

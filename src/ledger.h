@@ -12,6 +12,7 @@
 #include "postgres.h"
 
 #include "executor/spi.h"
+#include "storage/spin.h"
 #include "utils/jsonb.h"
 #include "utils/numeric.h"
 #include "utils/timestamp.h"
@@ -38,6 +39,10 @@
 #define ERRCODE_LEDGER_BELOW_FLOOR			MAKE_SQLSTATE('L','D','0','1','5')
 #define ERRCODE_LEDGER_UNKNOWN_ALERT		MAKE_SQLSTATE('L','D','0','1','6')
 /* LD017 (pg_cron unavailable) is raised by the SQL scheduling wrappers. */
+#define ERRCODE_LEDGER_HOT_PREPARE			MAKE_SQLSTATE('L','D','0','1','8')
+#define ERRCODE_LEDGER_MODE_CHANGED			MAKE_SQLSTATE('L','D','0','1','9')
+#define ERRCODE_LEDGER_HOT_NOT_READY		MAKE_SQLSTATE('L','D','0','2','0')
+#define ERRCODE_LEDGER_HOT_UNAVAILABLE		MAKE_SQLSTATE('L','D','0','2','1')
 
 /* Amounts must stay below 10^LEDGER_MAX_AMOUNT_DIGITS in absolute value. */
 #define LEDGER_MAX_AMOUNT_DIGITS	30
@@ -64,6 +69,7 @@ typedef struct LedgerAccount
 	int			scale;			/* decimals allowed in the asset */
 	bool		unbounded;		/* min_balance IS NULL */
 	Numeric		min_balance;	/* valid unless unbounded */
+	bool		hot;			/* balance kept in shared memory (hot.c) */
 } LedgerAccount;
 
 /* One leg of a posting, as the caller gave it. */
@@ -84,11 +90,33 @@ typedef struct LedgerDelta
 	Numeric		new_balance;	/* set by ledger_apply_balances */
 } LedgerDelta;
 
+/* The fold worker's state, in shared memory (hot.c owns it). */
+typedef enum LedgerWorkerState
+{
+	WORKER_NOT_RUNNING = 0,
+	WORKER_STARTING,
+	WORKER_LOADING,
+	WORKER_FOLDING,
+	WORKER_IDLE
+} LedgerWorkerState;
+
+typedef struct LedgerWorkerStats
+{
+	slock_t		mutex;
+	LedgerWorkerState state;
+	int			pid;
+	int64		rounds;
+	int64		folded_rows;
+	int64		balance_writes;
+	TimestampTz last_fold_at;
+} LedgerWorkerStats;
+
 /* ledger.c */
 extern int	ledger_max_legs;
 extern SPIPlanPtr ledger_prepare(const char *sql, int nargs, Oid *argtypes);
 extern void ledger_spi_exec(SPIPlanPtr plan, Datum *values, const char *nulls,
 							int expected);
+extern bool ledger_schema_has_hot(void);
 
 /* validate.c */
 extern char *ledger_check_code(text *t, const char *what);
@@ -108,7 +136,27 @@ extern char *ledger_numeric_str(Numeric n);
 extern void ledger_resolve_accounts(LedgerLeg *legs, int nlegs);
 
 /* balance.c */
-extern TimestampTz ledger_apply_balances(LedgerDelta *deltas, int ndeltas);
+extern TimestampTz ledger_apply_balances(LedgerDelta *deltas, int ndeltas,
+										 pg_uuid_t *txid);
+
+/* hot.c */
+extern char *ledger_database;
+extern void ledger_hot_init(void);
+extern bool ledger_hot_available(void);
+extern bool ledger_hot_is_ready(void);
+extern bool ledger_hot_has_slot(int64 account_id);
+extern void ledger_hot_apply(LedgerDelta *d);
+extern bool ledger_hot_fence(int64 account_id, const char *code);
+extern void ledger_hot_fence_set(int64 account_id, Numeric balance);
+extern void ledger_hot_load(void);
+extern void ledger_hot_load_empty(void);
+extern LedgerWorkerStats *ledger_hot_worker_stats(void);
+extern bool ledger_numeric_to_scaled(Numeric n, int scale, int128 *out);
+extern Numeric ledger_scaled_to_numeric(int128 v, int scale);
+
+/* worker.c */
+extern void ledger_worker_init(void);
+extern int	ledger_fold_account(int64 account_id, int max_rows);
 
 /* alert.c */
 extern int64 ledger_raise_alert(const char *severity, const char *kind,
@@ -118,6 +166,8 @@ extern int64 ledger_raise_alert(const char *severity, const char *kind,
 extern int	ledger_rebuild_account(int64 account_id, TimestampTz from,
 								   Numeric *balance);
 extern void ledger_lock_balance(int64 account_id);
+extern int	ledger_correct_account(int64 account_id, const char *code, TimestampTz from,
+								   Numeric *balance);
 
 /* ids.c */
 extern void ledger_uuidv7(pg_uuid_t *out);

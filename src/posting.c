@@ -254,7 +254,7 @@ post_legs(pg_uuid_t *id, const char *kind, LedgerLeg *legs, int nlegs,
 		return;					/* idempotent replay: nothing to write */
 
 	deltas = build_deltas(legs, nlegs, &ndeltas);
-	ts = ledger_apply_balances(deltas, ndeltas);
+	ts = ledger_apply_balances(deltas, ndeltas, id);
 
 	accts = palloc(sizeof(Datum) * nlegs);
 	amounts = palloc(sizeof(Datum) * nlegs);

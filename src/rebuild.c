@@ -152,6 +152,33 @@ ledger_rebuild_account(int64 account_id, TimestampTz from, Numeric *balance)
 	return changed;
 }
 
+/*
+ * Correct one account: fence it if it is hot (before any row lock: see
+ * ledger_hot_fence), lock its balance row, fold its unfolded hot entries,
+ * and rebuild it from the UTC day of "from" on.  A hot account's escrow
+ * takes the rebuilt balance when the transaction commits.  Callers go
+ * through accounts in ascending id order, the order postings lock in.
+ * Returns the balance rows changed; the balance in *balance.
+ */
+int
+ledger_correct_account(int64 account_id, const char *code, TimestampTz from,
+					   Numeric *balance)
+{
+	bool		fenced = ledger_hot_fence(account_id, code);
+	Numeric		after;
+	int			changed;
+
+	ledger_lock_balance(account_id);
+	if (ledger_schema_has_hot())
+		ledger_fold_account(account_id, INT_MAX);
+	changed = ledger_rebuild_account(account_id, from, &after);
+	if (fenced)
+		ledger_hot_fence_set(account_id, after);
+	if (balance)
+		*balance = after;
+	return changed;
+}
+
 /* ---------------------------------------------------------------------
  * ledger.invalidate
  * ---------------------------------------------------------------------
@@ -166,6 +193,7 @@ typedef struct Touched
 	TimestampTz first;			/* earliest entry of the transaction */
 	Numeric		before;
 	Numeric		after;
+	bool		fenced;			/* hot: escrow reset at commit */
 } Touched;
 
 static SPIPlanPtr inv_txn_plan = NULL;
@@ -191,9 +219,8 @@ prepare_invalidate_plans(void)
 		"GROUP BY j.account_id, a.code, a.min_balance ORDER BY j.account_id",
 		1, (Oid[]) {UUIDOID});
 	inv_lock_plan = ledger_prepare(
-		"SELECT account_id, balance FROM ledger.account_balance "
-		"WHERE account_id = ANY ($1) ORDER BY account_id FOR UPDATE",
-		1, (Oid[]) {INT8ARRAYOID});
+		"SELECT balance FROM ledger.account_balance WHERE account_id = $1",
+		1, (Oid[]) {INT8OID});
 	inv_flag_txn_plan = ledger_prepare(
 		"UPDATE ledger.transaction SET is_invalidated = true, invalidated_at = pg_catalog.now(), "
 		"invalidated_by = session_user, invalidation_reason = $2 WHERE id = $1",
@@ -271,33 +298,30 @@ touched_accounts(pg_uuid_t *id, int *n)
 	return t;
 }
 
-/* Lock the balance rows in id order and note the balances before. */
+/*
+ * Fence (hot), lock and fold the touched accounts in id order, and note
+ * their balances before.
+ */
 static void
 lock_touched(Touched *t, int n)
 {
-	Datum	   *ids = palloc(sizeof(Datum) * Max(n, 1));
 	Datum		values[1];
-	uint64		i;
+	bool		isnull;
 	int			j;
 
 	for (j = 0; j < n; j++)
-		ids[j] = Int64GetDatum(t[j].id);
-	values[0] = PointerGetDatum(construct_array(ids, n, INT8OID, 8, FLOAT8PASSBYVAL,
-												TYPALIGN_DOUBLE));
-	ledger_spi_exec(inv_lock_plan, values, NULL, SPI_OK_SELECT);
-	for (i = 0; i < SPI_processed; i++)
 	{
-		bool		isnull;
-		int64		acct = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i],
-													   SPI_tuptable->tupdesc, 1, &isnull));
-
-		for (j = 0; j < n; j++)
-			if (t[j].id == acct)
-				t[j].before = DatumGetNumericCopy(SPI_getbinval(SPI_tuptable->vals[i],
-																SPI_tuptable->tupdesc,
-																2, &isnull));
+		t[j].fenced = ledger_hot_fence(t[j].id, t[j].code);
+		ledger_lock_balance(t[j].id);
+		if (ledger_schema_has_hot())
+			ledger_fold_account(t[j].id, INT_MAX);
+		values[0] = Int64GetDatum(t[j].id);
+		ledger_spi_exec(inv_lock_plan, values, NULL, SPI_OK_SELECT);
+		if (SPI_processed == 1)
+			t[j].before = DatumGetNumericCopy(SPI_getbinval(SPI_tuptable->vals[0],
+															SPI_tuptable->tupdesc, 1, &isnull));
+		SPI_freetuptable(SPI_tuptable);
 	}
-	SPI_freetuptable(SPI_tuptable);
 }
 
 /*
@@ -379,10 +403,13 @@ ledger_invalidate(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 	prepare_invalidate_plans();
+	/*
+	 * The transaction row lock first: no posting ever waits for it, so it
+	 * cannot hold up a hot posting that a fence below waits for.
+	 */
 	lock_transaction(id);
 	t = touched_accounts(id, &n);
-	if (n > 0)
-		lock_touched(t, n);
+	lock_touched(t, n);
 
 	values[0] = UUIDPGetDatum(id);
 	values[1] = CStringGetTextDatum(reason);
@@ -391,7 +418,11 @@ ledger_invalidate(PG_FUNCTION_ARGS)
 	ledger_spi_exec(inv_flag_token_plan, values, NULL, SPI_OK_UPDATE);
 
 	for (i = 0; i < n; i++)
+	{
 		ledger_rebuild_account(t[i].id, t[i].first, &t[i].after);
+		if (t[i].fenced)
+			ledger_hot_fence_set(t[i].id, t[i].after);
+	}
 	check_floors(id, t, n, force, reason);
 
 	for (i = 0; i < n; i++)
@@ -471,11 +502,10 @@ ledger_rebuild_balances(PG_FUNCTION_ARGS)
 	SPI_connect();
 	if (!PG_ARGISNULL(0))
 	{
-		int64		id = account_id_by_code(ledger_check_code(PG_GETARG_TEXT_PP(0),
-															  "account code"));
+		char	   *code = ledger_check_code(PG_GETARG_TEXT_PP(0), "account code");
+		int64		id = account_id_by_code(code);
 
-		ledger_lock_balance(id);
-		changed = ledger_rebuild_account(id, DT_NOBEGIN, NULL);
+		changed = ledger_correct_account(id, code, DT_NOBEGIN, NULL);
 	}
 	else
 	{
@@ -495,10 +525,8 @@ ledger_rebuild_balances(PG_FUNCTION_ARGS)
 		SPI_freetuptable(SPI_tuptable);
 
 		for (i = 0; i < n; i++)
-		{
-			ledger_lock_balance(ids[i]);
-			changed += ledger_rebuild_account(ids[i], DT_NOBEGIN, NULL);
-		}
+			changed += ledger_correct_account(ids[i], psprintf("#" INT64_FORMAT, ids[i]),
+											  DT_NOBEGIN, NULL);
 		changed += remove_orphans();
 	}
 	SPI_finish();

@@ -50,22 +50,21 @@ typedef struct Mismatch
 } Mismatch;
 
 static SPIPlanPtr run_start_plan = NULL;
-static SPIPlanPtr detect_plan = NULL;
+static SPIPlanPtr detect_plan[2] = {NULL, NULL};
 static SPIPlanPtr count_accounts_plan = NULL;
 static SPIPlanPtr drop_orphan_plan = NULL;
 static SPIPlanPtr record_plan = NULL;
 static SPIPlanPtr run_end_plan = NULL;
 
 static void
-prepare_plans(void)
+prepare_plans(int v)
 {
-	if (run_end_plan != NULL)	/* prepared last */
-		return;
-	run_start_plan = ledger_prepare(
-		"INSERT INTO ledger.reconciliation_run (started_at, repair) "
-		"VALUES (pg_catalog.clock_timestamp(), $1) RETURNING id",
-		1, (Oid[]) {BOOLOID});
-	detect_plan = ledger_prepare(
+	/*
+	 * With hot accounts the caches are folded plus unfolded: compare the
+	 * journal with the effective views, in the same one snapshot.
+	 */
+	if (detect_plan[v] == NULL)
+		detect_plan[v] = ledger_prepare(psprintf(
 		"WITH problems AS ("
 		"  SELECT e.account_id,"
 		"         CASE WHEN b.account_id IS NULL THEN 'balance_missing'"
@@ -73,7 +72,7 @@ prepare_plans(void)
 		"         NULL::date AS day, e.balance AS expected, b.balance AS actual,"
 		"         '{}'::jsonb AS details"
 		"    FROM ledger.expected_balance e"
-		"    LEFT JOIN ledger.account_balance b ON b.account_id = e.account_id"
+		"    LEFT JOIN %s b ON b.account_id = e.account_id"
 		"   WHERE b.balance IS DISTINCT FROM e.balance"
 		"  UNION ALL"
 		"  SELECT b.account_id, 'balance_orphan', NULL, NULL, b.balance, '{}'"
@@ -89,7 +88,7 @@ prepare_plans(void)
 		"             'actual_debits', d.debits, 'expected_credits', e.credits,"
 		"             'actual_credits', d.credits)"
 		"    FROM ledger.expected_daily_balance e"
-		"    FULL JOIN ledger.daily_balance d"
+		"    FULL JOIN %s d"
 		"      ON d.account_id = e.account_id AND d.day = e.day"
 		"   CROSS JOIN LATERAL (VALUES ('balance', e.balance, d.balance),"
 		"                              ('debits', e.debits, d.debits),"
@@ -101,7 +100,15 @@ prepare_plans(void)
 		"        p.kind, p.day, p.expected, p.actual, p.details::text"
 		"   FROM problems p LEFT JOIN ledger.account a ON a.id = p.account_id"
 		"  ORDER BY p.account_id, p.day NULLS FIRST, p.kind",
+		v ? "ledger.effective_balance" : "ledger.account_balance",
+		v ? "ledger.effective_daily_balance" : "ledger.daily_balance"),
 		0, NULL);
+	if (run_end_plan != NULL)	/* prepared last */
+		return;
+	run_start_plan = ledger_prepare(
+		"INSERT INTO ledger.reconciliation_run (started_at, repair) "
+		"VALUES (pg_catalog.clock_timestamp(), $1) RETURNING id",
+		1, (Oid[]) {BOOLOID});
 	count_accounts_plan = ledger_prepare(
 		"SELECT count(*)::integer FROM ledger.account", 0, NULL);
 	drop_orphan_plan = ledger_prepare(
@@ -121,12 +128,12 @@ prepare_plans(void)
 }
 
 static Mismatch *
-detect(int *n)
+detect(int v, int *n)
 {
 	Mismatch   *m;
 	uint64		i;
 
-	ledger_spi_exec(detect_plan, NULL, NULL, SPI_OK_SELECT);
+	ledger_spi_exec(detect_plan[v], NULL, NULL, SPI_OK_SELECT);
 	*n = (int) SPI_processed;
 	m = palloc0(sizeof(Mismatch) * Max(*n, 1));
 	for (i = 0; i < SPI_processed; i++)
@@ -167,10 +174,7 @@ repair(Mismatch *m, int n)
 		Datum		values[1];
 
 		if (m[i].exists)
-		{
-			ledger_lock_balance(m[i].account_id);
-			ledger_rebuild_account(m[i].account_id, DT_NOBEGIN, NULL);
-		}
+			ledger_correct_account(m[i].account_id, m[i].account, DT_NOBEGIN, NULL);
 		else
 		{
 			values[0] = Int64GetDatum(m[i].account_id);
@@ -237,6 +241,7 @@ ledger_reconcile(PG_FUNCTION_ARGS)
 	int			repaired = 0;
 	int			checked;
 	int			i;
+	int			v;
 	Datum		values[4];
 
 	LEDGER_REQUIRE_ARG(0, "repair");
@@ -245,14 +250,15 @@ ledger_reconcile(PG_FUNCTION_ARGS)
 	InitMaterializedSRF(fcinfo, 0);
 
 	SPI_connect();
-	prepare_plans();
+	v = ledger_schema_has_hot() ? 1 : 0;
+	prepare_plans(v);
 
 	values[0] = BoolGetDatum(do_repair);
 	ledger_spi_exec(run_start_plan, values, NULL, SPI_OK_INSERT_RETURNING);
 	run_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
 										 &(bool) {false}));
 
-	m = detect(&n);
+	m = detect(v, &n);
 	ledger_spi_exec(count_accounts_plan, NULL, NULL, SPI_OK_SELECT);
 	checked = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
 										  &(bool) {false}));

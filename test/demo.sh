@@ -8,7 +8,8 @@ source "$(dirname "$0")/lib.sh"
 ledger_packages
 ledger_build
 DIR=$(mktemp -d /tmp/ledger-demo.XXXXXX)
-CLUSTER_CONF="shared_preload_libraries = 'pg_cron'
+CLUSTER_CONF="shared_preload_libraries = 'pg_cron,ledger'
+ledger.database = 'ledger'
 cron.database_name = 'ledger'
 cron.use_background_workers = on" cluster_start "$DIR"
 runuser -u postgres -- "$PGBIN/createdb" ledger

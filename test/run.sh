@@ -18,12 +18,14 @@ ledger_build || exit 1
 
 WORK=$(mktemp -d /tmp/ledger-test.XXXXXX)
 chmod 755 "$WORK"
-CLUSTER_CONF="shared_preload_libraries = 'pg_cron'
+CLUSTER_CONF="shared_preload_libraries = 'pg_cron,ledger'
+ledger.database = 'ledger_hot'
 cron.database_name = 'ledger_cron'
 cron.use_background_workers = on
 max_worker_processes = 16
 max_connections = 100" cluster_start "$WORK/cluster" || exit 1
 runuser -u postgres -- "$PGBIN/createdb" ledger_cron
+runuser -u postgres -- "$PGBIN/createdb" ledger_hot
 
 PASSED=0
 FAILED=0
