@@ -32,7 +32,7 @@ COMMENT ON TABLE ledger.account IS
  */
 CREATE TABLE ledger.transaction (
     id                  uuid PRIMARY KEY,
-    idempotency_key     text UNIQUE,
+    idempotency_key     text,
     request_hash        bytea,
     kind                text NOT NULL,
     metadata            jsonb NOT NULL DEFAULT '{}',
@@ -42,6 +42,9 @@ CREATE TABLE ledger.transaction (
     invalidated_by      text,
     invalidation_reason text
 );
+-- unique where given; postings without a key cost no index entry
+CREATE UNIQUE INDEX transaction_idempotency_key_idx ON ledger.transaction (idempotency_key)
+    WHERE idempotency_key IS NOT NULL;
 COMMENT ON TABLE ledger.transaction IS
     'One row per posting (append-only). id is a time-ordered UUIDv7 generated in C. request_hash fingerprints the request of an idempotent call.';
 

@@ -34,8 +34,7 @@
 /* [1]: the schema has hot accounts (account_balance.hot, ledger.hot_entry) */
 static SPIPlanPtr debit_plan[2] = {NULL, NULL};
 static SPIPlanPtr current_plan[2] = {NULL, NULL};
-static SPIPlanPtr daily_plan = NULL;
-static SPIPlanPtr hot_entry_plan = NULL;
+static SPIPlanPtr finish_plan[2] = {NULL, NULL};
 
 /* The UTC day of a timestamp: both count from 2000-01-01 00:00 UTC. */
 static DateADT
@@ -55,25 +54,34 @@ delta_cmp(const void *a, const void *b)
 	return (ia > ib) - (ia < ib);
 }
 
+/*
+ * The last statement of a posting writes, in one go, the journal entries,
+ * the hot queue rows (v = 1) and the cold accounts' daily rows.
+ */
+#define FINISH_JOURNAL \
+	"WITH j AS (INSERT INTO ledger.journal_entry (transaction_id, account_id, amount, created_at) " \
+	"  SELECT $1, u.a, u.m, $2 " \
+	"  FROM ROWS FROM (pg_catalog.unnest($3::bigint[]), pg_catalog.unnest($4::numeric[])) AS u(a, m) " \
+	"  RETURNING 1) "
+#define FINISH_HOT \
+	", h AS (INSERT INTO ledger.hot_entry " \
+	"  (transaction_id, account_id, day, debits, credits, created_at) " \
+	"  SELECT $1, u.a, $5, u.dr, u.cr, $2 " \
+	"  FROM ROWS FROM (pg_catalog.unnest($10::bigint[]), pg_catalog.unnest($11::numeric[]), " \
+	"  pg_catalog.unnest($12::numeric[])) AS u(a, dr, cr) RETURNING 1) "
+#define FINISH_DAILY \
+	"INSERT INTO ledger.daily_balance AS d (account_id, day, debits, credits, balance) " \
+	"SELECT u.a, $5, u.dr, u.cr, u.bal " \
+	"FROM ROWS FROM (pg_catalog.unnest($6::bigint[]), pg_catalog.unnest($7::numeric[]), " \
+	"pg_catalog.unnest($8::numeric[]), pg_catalog.unnest($9::numeric[])) AS u(a, dr, cr, bal) " \
+	"ON CONFLICT (account_id, day) DO UPDATE " \
+	"SET debits = d.debits + excluded.debits, credits = d.credits + excluded.credits, " \
+	"balance = excluded.balance"
+
 static void
 prepare_plans(int v)
 {
-	if (daily_plan == NULL)
-	{
-		daily_plan = ledger_prepare(
-			"INSERT INTO ledger.daily_balance AS d "
-			"(account_id, day, debits, credits, balance) "
-			"SELECT u.a, $2, u.dr, u.cr, u.bal "
-			"FROM ROWS FROM (pg_catalog.unnest($1::bigint[]), pg_catalog.unnest($3::numeric[]), "
-			"pg_catalog.unnest($4::numeric[]), pg_catalog.unnest($5::numeric[])) AS u(a, dr, cr, bal) "
-			"ON CONFLICT (account_id, day) DO UPDATE "
-			"SET debits = d.debits + excluded.debits, "
-			"credits = d.credits + excluded.credits, "
-			"balance = excluded.balance",
-			5, (Oid[]) {INT8ARRAYOID, DATEOID, NUMERICARRAYOID, NUMERICARRAYOID,
-				NUMERICARRAYOID});
-	}
-	if (current_plan[v] != NULL)	/* prepared last */
+	if (finish_plan[v] != NULL)	/* prepared last */
 		return;
 	/*
 	 * With hot accounts, a cold debit also checks, under the row lock, that
@@ -95,6 +103,13 @@ prepare_plans(int v)
 		"SELECT balance, hot FROM ledger.account_balance WHERE account_id = $1" :
 		"SELECT balance, false FROM ledger.account_balance WHERE account_id = $1",
 		1, (Oid[]) {INT8OID});
+	finish_plan[v] = ledger_prepare(v ?
+		FINISH_JOURNAL FINISH_HOT FINISH_DAILY :
+		FINISH_JOURNAL FINISH_DAILY,
+		v ? 12 : 9,
+		(Oid[]) {UUIDOID, TIMESTAMPTZOID, INT8ARRAYOID, NUMERICARRAYOID, DATEOID,
+			INT8ARRAYOID, NUMERICARRAYOID, NUMERICARRAYOID, NUMERICARRAYOID,
+			INT8ARRAYOID, NUMERICARRAYOID, NUMERICARRAYOID});
 }
 
 /*
@@ -146,20 +161,24 @@ make_array(Datum *elems, int n, Oid type)
 }
 
 /*
- * Apply the net effect of a posting to the balances of its accounts.  Must
- * be called inside SPI.  Sorts deltas by account id (the lock order).  For
- * a cold account: the conditional UPDATE of its balance row, then its
- * daily row.  For a hot account: a reservation or credit in shared memory
- * (hot.c) and a ledger.hot_entry row for the fold worker.  Returns the
- * posting timestamp to stamp the journal entries with.  Raises LD001 when
- * a debit would cross min_balance.
+ * Apply a posting: the net effect on each account's balance, then its
+ * journal entries.  Must be called inside SPI.  Sorts deltas by account id
+ * (the lock order).  For a cold account: the conditional UPDATE of its
+ * balance row, then its daily row.  For a hot account: a reservation or
+ * credit in shared memory (hot.c) and a ledger.hot_entry row for the fold
+ * worker.  The journal entries are stamped with the time taken once every
+ * cold balance row is locked.  Raises LD001 when a debit would cross
+ * min_balance.
  */
-TimestampTz
-ledger_apply_balances(LedgerDelta *deltas, int ndeltas, pg_uuid_t *txid)
+void
+ledger_apply_balances(LedgerDelta *deltas, int ndeltas, pg_uuid_t *txid,
+					  LedgerLeg *legs, int nlegs)
 {
 	TimestampTz ts;
-	Datum		values[6];
-	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
+	Datum		values[12];
+	char		nulls[12];
+	Datum	   *accts = palloc(sizeof(Datum) * nlegs);
+	Datum	   *amounts = palloc(sizeof(Datum) * nlegs);
 	Datum	   *ids = palloc(sizeof(Datum) * ndeltas);
 	Datum	   *drs = palloc(sizeof(Datum) * ndeltas);
 	Datum	   *crs = palloc(sizeof(Datum) * ndeltas);
@@ -174,6 +193,7 @@ ledger_apply_balances(LedgerDelta *deltas, int ndeltas, pg_uuid_t *txid)
 
 	prepare_plans(v);
 	qsort(deltas, ndeltas, sizeof(LedgerDelta), delta_cmp);
+	memset(nulls, ' ', sizeof(nulls));
 
 	for (i = 0; i < ndeltas; i++)
 	{
@@ -209,36 +229,25 @@ ledger_apply_balances(LedgerDelta *deltas, int ndeltas, pg_uuid_t *txid)
 	/* every cold balance row of the posting is locked: now stamp it */
 	ts = GetCurrentTimestamp();
 
-	if (ncold > 0)
+	for (i = 0; i < nlegs; i++)
 	{
-		values[0] = make_array(ids, ncold, INT8OID);
-		values[1] = DateADTGetDatum(utc_day(ts));
-		values[2] = make_array(drs, ncold, NUMERICOID);
-		values[3] = make_array(crs, ncold, NUMERICOID);
-		values[4] = make_array(bals, ncold, NUMERICOID);
-		nulls[2] = ' ';
-		ledger_spi_exec(daily_plan, values, nulls, SPI_OK_INSERT);
+		accts[i] = Int64GetDatum(legs[i].account->id);
+		amounts[i] = NumericGetDatum(legs[i].amount);
 	}
-	if (nhot > 0)
-	{
-		if (hot_entry_plan == NULL)
-			hot_entry_plan = ledger_prepare(
-				"INSERT INTO ledger.hot_entry "
-				"(transaction_id, account_id, day, debits, credits, created_at) "
-				"SELECT $1, u.a, $2, u.dr, u.cr, $3 "
-				"FROM ROWS FROM (pg_catalog.unnest($4::bigint[]), pg_catalog.unnest($5::numeric[]), "
-				"pg_catalog.unnest($6::numeric[])) AS u(a, dr, cr)",
-				6, (Oid[]) {UUIDOID, DATEOID, TIMESTAMPTZOID, INT8ARRAYOID, NUMERICARRAYOID,
-					NUMERICARRAYOID});
-		values[0] = UUIDPGetDatum(txid);
-		values[1] = DateADTGetDatum(utc_day(ts));
-		values[2] = TimestampTzGetDatum(ts);
-		values[3] = make_array(hids, nhot, INT8OID);
-		values[4] = make_array(hdrs, nhot, NUMERICOID);
-		values[5] = make_array(hcrs, nhot, NUMERICOID);
-		memset(nulls, ' ', sizeof(nulls));
-		ledger_spi_exec(hot_entry_plan, values, nulls, SPI_OK_INSERT);
-	}
-
-	return ts;
+	memset(nulls, ' ', sizeof(nulls));
+	values[0] = UUIDPGetDatum(txid);
+	values[1] = TimestampTzGetDatum(ts);
+	values[2] = make_array(accts, nlegs, INT8OID);
+	values[3] = make_array(amounts, nlegs, NUMERICOID);
+	values[4] = DateADTGetDatum(utc_day(ts));
+	values[5] = make_array(ids, ncold, INT8OID);
+	values[6] = make_array(drs, ncold, NUMERICOID);
+	values[7] = make_array(crs, ncold, NUMERICOID);
+	values[8] = make_array(bals, ncold, NUMERICOID);
+	values[9] = make_array(hids, nhot, INT8OID);
+	values[10] = make_array(hdrs, nhot, NUMERICOID);
+	values[11] = make_array(hcrs, nhot, NUMERICOID);
+	if (!v && nhot > 0)
+		elog(ERROR, "hot account without hot schema");
+	ledger_spi_exec(finish_plan[v], values, nulls, SPI_OK_INSERT);
 }

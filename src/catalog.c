@@ -175,9 +175,9 @@ ledger_resolve_accounts(LedgerLeg *legs, int nlegs)
 	v = ledger_schema_has_hot() ? 1 : 0;
 	if (resolve_plan[v] == NULL)
 		resolve_plan[v] = ledger_prepare(v ?
-			"SELECT a.id, a.code, a.asset, s.scale, a.min_balance, b.hot "
+			/* the mode is re-checked under the balance row lock (balance.c) */
+			"SELECT a.id, a.code, a.asset, s.scale, a.min_balance, a.mode = 'hot' "
 			"FROM ledger.account a JOIN ledger.asset s ON s.code = a.asset "
-			"JOIN ledger.account_balance b ON b.account_id = a.id "
 			"WHERE a.code = ANY ($1)" :
 			"SELECT a.id, a.code, a.asset, s.scale, a.min_balance, false "
 			"FROM ledger.account a JOIN ledger.asset s ON s.code = a.asset "

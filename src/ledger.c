@@ -64,13 +64,18 @@ ledger_schema_has_hot(void)
 /*
  * Prepare a statement and keep it for the life of the backend.  The caller
  * stores the result in a static and prepares only when that is NULL.
+ *
+ * Plans are generic: every statement here is a keyed lookup or write whose
+ * best plan does not depend on the parameter values, and a custom plan per
+ * call would spend more time planning than executing (the account lookup's
+ * "= ANY ($1)" otherwise never switches to its generic plan).
  */
 SPIPlanPtr
 ledger_prepare(const char *sql, int nargs, Oid *argtypes)
 {
 	SPIPlanPtr	plan;
 
-	plan = SPI_prepare(sql, nargs, argtypes);
+	plan = SPI_prepare_cursor(sql, nargs, argtypes, CURSOR_OPT_GENERIC_PLAN);
 	if (plan == NULL)
 		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
 	if (SPI_keepplan(plan) != 0)

@@ -136,8 +136,8 @@ extern char *ledger_numeric_str(Numeric n);
 extern void ledger_resolve_accounts(LedgerLeg *legs, int nlegs);
 
 /* balance.c */
-extern TimestampTz ledger_apply_balances(LedgerDelta *deltas, int ndeltas,
-										 pg_uuid_t *txid);
+extern void ledger_apply_balances(LedgerDelta *deltas, int ndeltas, pg_uuid_t *txid,
+								  LedgerLeg *legs, int nlegs);
 
 /* hot.c */
 extern char *ledger_database;

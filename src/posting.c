@@ -15,8 +15,9 @@
  *	   the key taken compares request fingerprints (SHA-256 of a canonical
  *	   form of the legs and metadata) and either returns the original id,
  *	   writing nothing, or raises LD007;
- *	3. apply balances, locking balance rows in account id order;
- *	4. insert the journal entries, stamped with the time taken in step 3.
+ *	3. apply balances, locking balance rows in account id order, and
+ *	   insert the journal entries, stamped with the time taken once every
+ *	   lock is held (balance.c).
  * Any error aborts the caller's (sub)transaction, so a failed call leaves no
  * row behind.
  *
@@ -37,28 +38,23 @@
 static SPIPlanPtr insert_txn_plan = NULL;
 static SPIPlanPtr insert_txn_key_plan = NULL;
 static SPIPlanPtr find_key_plan = NULL;
-static SPIPlanPtr insert_journal_plan = NULL;
 
 static void
 prepare_plans(void)
 {
-	if (insert_journal_plan != NULL)	/* prepared last */
+	if (find_key_plan != NULL)	/* prepared last */
 		return;
 	insert_txn_plan = ledger_prepare(
 		"INSERT INTO ledger.transaction (id, kind, metadata) VALUES ($1, $2, $3)",
 		3, (Oid[]) {UUIDOID, TEXTOID, JSONBOID});
 	insert_txn_key_plan = ledger_prepare(
 		"INSERT INTO ledger.transaction (id, kind, metadata, idempotency_key, request_hash) "
-		"VALUES ($1, $2, $3, $4, $5) ON CONFLICT (idempotency_key) DO NOTHING",
+		"VALUES ($1, $2, $3, $4, $5) "
+		"ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING",
 		5, (Oid[]) {UUIDOID, TEXTOID, JSONBOID, TEXTOID, BYTEAOID});
 	find_key_plan = ledger_prepare(
 		"SELECT id, request_hash FROM ledger.transaction WHERE idempotency_key = $1",
 		1, (Oid[]) {TEXTOID});
-	insert_journal_plan = ledger_prepare(
-		"INSERT INTO ledger.journal_entry (transaction_id, account_id, amount, created_at) "
-		"SELECT $1, u.a, u.m, $4 "
-		"FROM ROWS FROM (pg_catalog.unnest($2::bigint[]), pg_catalog.unnest($3::numeric[])) AS u(a, m)",
-		4, (Oid[]) {UUIDOID, INT8ARRAYOID, NUMERICARRAYOID, TIMESTAMPTZOID});
 }
 
 static int
@@ -240,11 +236,6 @@ post_legs(pg_uuid_t *id, const char *kind, LedgerLeg *legs, int nlegs,
 {
 	LedgerDelta *deltas;
 	int			ndeltas;
-	TimestampTz ts;
-	Datum	   *accts;
-	Datum	   *amounts;
-	Datum		values[4];
-	int			i;
 
 	check_balanced(legs, nlegs);
 	prepare_plans();
@@ -254,22 +245,7 @@ post_legs(pg_uuid_t *id, const char *kind, LedgerLeg *legs, int nlegs,
 		return;					/* idempotent replay: nothing to write */
 
 	deltas = build_deltas(legs, nlegs, &ndeltas);
-	ts = ledger_apply_balances(deltas, ndeltas, id);
-
-	accts = palloc(sizeof(Datum) * nlegs);
-	amounts = palloc(sizeof(Datum) * nlegs);
-	for (i = 0; i < nlegs; i++)
-	{
-		accts[i] = Int64GetDatum(legs[i].account->id);
-		amounts[i] = NumericGetDatum(legs[i].amount);
-	}
-	values[0] = UUIDPGetDatum(id);
-	values[1] = PointerGetDatum(construct_array(accts, nlegs, INT8OID, 8,
-												FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	values[2] = PointerGetDatum(construct_array(amounts, nlegs, NUMERICOID, -1,
-												false, TYPALIGN_INT));
-	values[3] = TimestampTzGetDatum(ts);
-	ledger_spi_exec(insert_journal_plan, values, NULL, SPI_OK_INSERT);
+	ledger_apply_balances(deltas, ndeltas, id, legs, nlegs);
 }
 
 static char *
