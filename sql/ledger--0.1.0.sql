@@ -157,7 +157,10 @@ ALTER TABLE ledger.account ENABLE ALWAYS TRIGGER account_no_truncate;
 
 /*
  * API (C).  Write functions are SECURITY DEFINER with a pinned search_path,
- * so application roles need EXECUTE only, never table privileges.
+ * so application roles need EXECUTE only, never table privileges.  The
+ * posting functions' statements are all keyed lookups, and their plans are
+ * kept for the life of the backend: enable_seqscan = off keeps a plan made
+ * while a table was still tiny (a bulk load) from scanning it forever.
  */
 CREATE FUNCTION ledger.create_asset(code text, scale integer)
 RETURNS void
@@ -174,7 +177,8 @@ CREATE FUNCTION ledger.create_account(code text, asset text,
 RETURNS bigint
 AS 'MODULE_PATHNAME', 'ledger_create_account'
 LANGUAGE C VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp;
+SET search_path = pg_catalog, pg_temp
+SET enable_seqscan = off;
 COMMENT ON FUNCTION ledger.create_account(text, text, numeric, text, jsonb) IS
     'Creates an account in an asset with a zero balance and returns its id. min_balance NULL means unbounded.';
 
@@ -185,7 +189,8 @@ CREATE FUNCTION ledger.transfer(from_account text, to_account text,
 RETURNS uuid
 AS 'MODULE_PATHNAME', 'ledger_transfer'
 LANGUAGE C VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp;
+SET search_path = pg_catalog, pg_temp
+SET enable_seqscan = off;
 COMMENT ON FUNCTION ledger.transfer(text, text, numeric, text, jsonb) IS
     'Moves amount from one account to another of the same asset; the debit is conditional on min_balance. Returns the transaction id.';
 
@@ -195,7 +200,8 @@ CREATE FUNCTION ledger.post(legs jsonb,
 RETURNS uuid
 AS 'MODULE_PATHNAME', 'ledger_post'
 LANGUAGE C VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp;
+SET search_path = pg_catalog, pg_temp
+SET enable_seqscan = off;
 COMMENT ON FUNCTION ledger.post(jsonb, text, jsonb) IS
     'Posts a multi-leg transaction: legs is [{"account": code, "amount": signed}, ...]; each asset must net to zero. All or nothing.';
 
@@ -203,7 +209,8 @@ CREATE FUNCTION ledger.balance(account text)
 RETURNS numeric
 AS 'MODULE_PATHNAME', 'ledger_balance'
 LANGUAGE C STABLE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp;
+SET search_path = pg_catalog, pg_temp
+SET enable_seqscan = off;
 COMMENT ON FUNCTION ledger.balance(text) IS
     'Current balance of an account.';
 

@@ -1,14 +1,14 @@
 /*-------------------------------------------------------------------------
  *
  * catalog.c
- *	  Assets and accounts: ledger.create_asset, ledger.create_account,
- *	  ledger.balance, and the account resolution every posting starts with.
+ *	  Assets and accounts: ledger.create_asset, ledger.create_account and
+ *	  ledger.balance.
  *
  * Locking: creation relies on the unique indexes on asset.code and
  * account.code (INSERT ... ON CONFLICT DO NOTHING), so two sessions creating
  * the same code get one row and one LD009/LD010, never a unique_violation.
- * Resolution reads committed rows only; accounts are never deleted (a guard
- * trigger refuses it), so a resolved account cannot vanish under a posting.
+ * Accounts are never deleted (a guard trigger refuses it), so an account a
+ * posting resolved cannot vanish under it.
  *
  *-------------------------------------------------------------------------
  */
@@ -24,7 +24,6 @@ static SPIPlanPtr insert_asset_plan = NULL;
 static SPIPlanPtr asset_scale_plan = NULL;
 static SPIPlanPtr insert_account_plan = NULL;
 static SPIPlanPtr insert_balance_plan = NULL;
-static SPIPlanPtr resolve_plan[2] = {NULL, NULL};
 static SPIPlanPtr balance_plan[2] = {NULL, NULL};
 
 PG_FUNCTION_INFO_V1(ledger_create_asset);
@@ -149,79 +148,6 @@ ledger_create_account(PG_FUNCTION_ARGS)
 	SPI_finish();
 
 	PG_RETURN_INT64(id);
-}
-
-/*
- * Resolve every leg's account code in one statement.  Must be called inside
- * SPI; the LedgerAccount structs live in the SPI procedure context.  An
- * unknown code raises LD002 naming it.
- */
-void
-ledger_resolve_accounts(LedgerLeg *legs, int nlegs)
-{
-	Datum	   *codes = palloc(sizeof(Datum) * nlegs);
-	ArrayType  *arr;
-	Datum		values[1];
-	int			nfound;
-	LedgerAccount *found;
-	int			i;
-	int			j;
-	int			v;
-
-	for (i = 0; i < nlegs; i++)
-		codes[i] = CStringGetTextDatum(legs[i].code);
-	arr = construct_array(codes, nlegs, TEXTOID, -1, false, TYPALIGN_INT);
-
-	v = ledger_schema_has_hot() ? 1 : 0;
-	if (resolve_plan[v] == NULL)
-		resolve_plan[v] = ledger_prepare(v ?
-			/* the mode is re-checked under the balance row lock (balance.c) */
-			"SELECT a.id, a.code, a.asset, s.scale, a.min_balance, a.mode = 'hot' "
-			"FROM ledger.account a JOIN ledger.asset s ON s.code = a.asset "
-			"WHERE a.code = ANY ($1)" :
-			"SELECT a.id, a.code, a.asset, s.scale, a.min_balance, false "
-			"FROM ledger.account a JOIN ledger.asset s ON s.code = a.asset "
-			"WHERE a.code = ANY ($1)",
-			1, (Oid[]) {TEXTARRAYOID});
-	values[0] = PointerGetDatum(arr);
-	ledger_spi_exec(resolve_plan[v], values, NULL, SPI_OK_SELECT);
-
-	nfound = (int) SPI_processed;
-	found = palloc0(sizeof(LedgerAccount) * Max(nfound, 1));
-	for (i = 0; i < nfound; i++)
-	{
-		HeapTuple	tup = SPI_tuptable->vals[i];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		bool		isnull;
-		Datum		d;
-
-		found[i].id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
-		found[i].code = SPI_getvalue(tup, desc, 2);
-		found[i].asset = SPI_getvalue(tup, desc, 3);
-		found[i].scale = DatumGetInt32(SPI_getbinval(tup, desc, 4, &isnull));
-		d = SPI_getbinval(tup, desc, 5, &isnull);
-		found[i].unbounded = isnull;
-		found[i].min_balance = isnull ? NULL : DatumGetNumericCopy(d);
-		found[i].hot = DatumGetBool(SPI_getbinval(tup, desc, 6, &isnull));
-	}
-
-	for (i = 0; i < nlegs; i++)
-	{
-		legs[i].account = NULL;
-		for (j = 0; j < nfound; j++)
-		{
-			if (strcmp(found[j].code, legs[i].code) == 0)
-			{
-				legs[i].account = &found[j];
-				break;
-			}
-		}
-		if (legs[i].account == NULL)
-			ereport(ERROR,
-					(errcode(ERRCODE_LEDGER_UNKNOWN_ACCOUNT),
-					 errmsg("account \"%s\" does not exist", legs[i].code),
-					 errdetail("Leg %d names account \"%s\".", i + 1, legs[i].code)));
-	}
 }
 
 PG_FUNCTION_INFO_V1(ledger_balance);

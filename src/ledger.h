@@ -77,7 +77,7 @@ typedef struct LedgerLeg
 {
 	char	   *code;
 	Numeric		amount;			/* signed: positive into the account */
-	LedgerAccount *account;		/* resolved by ledger_resolve_accounts */
+	LedgerAccount *account;		/* resolved by posting.c */
 } LedgerLeg;
 
 /* The net effect of a posting on one account; see balance.c. */
@@ -131,9 +131,6 @@ extern Numeric ledger_numeric_neg(Numeric a);
 extern int	ledger_numeric_cmp(Numeric a, Numeric b);
 extern int	ledger_numeric_sign(Numeric a);
 extern char *ledger_numeric_str(Numeric n);
-
-/* catalog.c */
-extern void ledger_resolve_accounts(LedgerLeg *legs, int nlegs);
 
 /* balance.c */
 extern void ledger_apply_balances(LedgerDelta *deltas, int ndeltas, pg_uuid_t *txid,

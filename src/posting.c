@@ -6,9 +6,10 @@
  *	  transaction and its journal entries.
  *
  * A posting runs in this order, inside the caller's transaction:
- *	1. check arguments; resolve accounts; check amounts against each asset's
- *	   scale and that every asset nets to zero;
- *	2. insert the transaction row.  With an idempotency key this is
+ *	1. check arguments;
+ *	2. in one statement, insert the transaction row and resolve the
+ *	   accounts (then check amounts against each asset's scale and that
+ *	   every asset nets to zero).  With an idempotency key the insert is
  *	   INSERT ... ON CONFLICT (idempotency_key) DO NOTHING: a concurrent call
  *	   with the same key waits on the unique index until the first commits
  *	   or aborts, so exactly one transaction is written.  A call that finds
@@ -35,26 +36,39 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 
-static SPIPlanPtr insert_txn_plan = NULL;
-static SPIPlanPtr insert_txn_key_plan = NULL;
+/* [key][v]: with an idempotency key; v: the schema has hot accounts */
+static SPIPlanPtr claim_plan[2][2] = {{NULL, NULL}, {NULL, NULL}};
 static SPIPlanPtr find_key_plan = NULL;
 
-static void
-prepare_plans(void)
+/* the mode read here is re-checked under the balance row lock (balance.c) */
+#define RESOLVE_SELECT(hot) \
+	"SELECT a.id, a.code, a.asset, s.scale, a.min_balance, " hot ", " \
+	"(SELECT count(*) FROM t)::integer " \
+	"FROM ledger.account a JOIN ledger.asset s ON s.code = a.asset " \
+	"WHERE a.code = ANY ($1)"
+#define RESOLVE_HOT		"a.mode = 'hot'"
+#define RESOLVE_COLD	"false"
+#define CLAIM \
+	"WITH t AS (INSERT INTO ledger.transaction (id, kind, metadata) " \
+	"VALUES ($2, $3, $4) RETURNING 1) "
+#define CLAIM_KEY \
+	"WITH t AS (INSERT INTO ledger.transaction (id, kind, metadata, idempotency_key, request_hash) " \
+	"VALUES ($2, $3, $4, $5, $6) " \
+	"ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING 1) "
+
+static SPIPlanPtr
+get_claim_plan(bool key, int v)
 {
-	if (find_key_plan != NULL)	/* prepared last */
-		return;
-	insert_txn_plan = ledger_prepare(
-		"INSERT INTO ledger.transaction (id, kind, metadata) VALUES ($1, $2, $3)",
-		3, (Oid[]) {UUIDOID, TEXTOID, JSONBOID});
-	insert_txn_key_plan = ledger_prepare(
-		"INSERT INTO ledger.transaction (id, kind, metadata, idempotency_key, request_hash) "
-		"VALUES ($1, $2, $3, $4, $5) "
-		"ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING",
-		5, (Oid[]) {UUIDOID, TEXTOID, JSONBOID, TEXTOID, BYTEAOID});
-	find_key_plan = ledger_prepare(
-		"SELECT id, request_hash FROM ledger.transaction WHERE idempotency_key = $1",
-		1, (Oid[]) {TEXTOID});
+	static const char *const sql[2][2] = {
+		{CLAIM RESOLVE_SELECT(RESOLVE_COLD), CLAIM RESOLVE_SELECT(RESOLVE_HOT)},
+		{CLAIM_KEY RESOLVE_SELECT(RESOLVE_COLD), CLAIM_KEY RESOLVE_SELECT(RESOLVE_HOT)}
+	};
+
+	if (claim_plan[key][v] == NULL)
+		claim_plan[key][v] = ledger_prepare(sql[key][v], key ? 6 : 4,
+											(Oid[]) {TEXTARRAYOID, UUIDOID, TEXTOID, JSONBOID,
+												TEXTOID, BYTEAOID});
+	return claim_plan[key][v];
 }
 
 static int
@@ -62,16 +76,16 @@ leg_cmp(const void *a, const void *b)
 {
 	const LedgerLeg *la = *(LedgerLeg *const *) a;
 	const LedgerLeg *lb = *(LedgerLeg *const *) b;
+	int			c = strcmp(la->code, lb->code);
 
-	if (la->account->id != lb->account->id)
-		return (la->account->id > lb->account->id) - (la->account->id < lb->account->id);
-	return ledger_numeric_cmp(la->amount, lb->amount);
+	return c != 0 ? c : ledger_numeric_cmp(la->amount, lb->amount);
 }
 
 /*
- * Fingerprint of a request: kind, the legs sorted by account and amount
- * (so leg order does not matter, 10.0 equals 10.00), and the metadata in
- * jsonb's canonical text form.
+ * Fingerprint of a request: kind, the legs sorted by account code and
+ * amount (so leg order does not matter, 10.0 equals 10.00), and the
+ * metadata in jsonb's canonical text form.  Account codes are unique and
+ * never change, so the fingerprint needs no lookup.
  */
 static bytea *
 request_hash(const char *kind, LedgerLeg *legs, int nlegs, Jsonb *metadata)
@@ -89,7 +103,7 @@ request_hash(const char *kind, LedgerLeg *legs, int nlegs, Jsonb *metadata)
 	initStringInfo(&buf);
 	appendStringInfo(&buf, "%s\n", kind);
 	for (i = 0; i < nlegs; i++)
-		appendStringInfo(&buf, INT64_FORMAT ":%s\n", sorted[i]->account->id,
+		appendStringInfo(&buf, "%zu:%s:%s\n", strlen(sorted[i]->code), sorted[i]->code,
 						 numeric_normalize(sorted[i]->amount));
 	appendStringInfoString(&buf,
 						   JsonbToCString(NULL, &metadata->root, VARSIZE(metadata)));
@@ -107,44 +121,91 @@ request_hash(const char *kind, LedgerLeg *legs, int nlegs, Jsonb *metadata)
 }
 
 /*
- * Step 2: insert the transaction row.  Returns false when the idempotency
- * key belongs to an earlier identical request, whose id is copied to *id.
+ * Steps 1 and 2 in one statement: insert the transaction row (claiming the
+ * idempotency key) and resolve the legs' accounts.  An unknown code raises
+ * LD002 naming it.  Returns false when the key belongs to an earlier
+ * identical request, whose id is copied to *id; LD007 if it belongs to a
+ * different one.  Account structs live in the SPI procedure context.
  */
 static bool
-claim_transaction(pg_uuid_t *id, const char *kind, const char *key,
+claim_and_resolve(pg_uuid_t *id, const char *kind, const char *key,
 				  LedgerLeg *legs, int nlegs, Jsonb *metadata)
 {
-	Datum		values[5];
-	bytea	   *hash;
+	Datum	   *codes = palloc(sizeof(Datum) * nlegs);
+	Datum		values[6];
 	bool		isnull;
-	Datum		old_hash;
-	pg_uuid_t  *old_id;
+	bytea	   *hash = NULL;
+	LedgerAccount *found;
+	int			nfound;
+	bool		claimed = false;
+	int			i;
+	int			j;
 
-	values[0] = UUIDPGetDatum(id);
-	values[1] = CStringGetTextDatum(kind);
-	values[2] = JsonbPGetDatum(metadata);
-	if (key == NULL)
+	for (i = 0; i < nlegs; i++)
+		codes[i] = CStringGetTextDatum(legs[i].code);
+	values[0] = PointerGetDatum(construct_array(codes, nlegs, TEXTOID, -1, false, TYPALIGN_INT));
+	values[1] = UUIDPGetDatum(id);
+	values[2] = CStringGetTextDatum(kind);
+	values[3] = JsonbPGetDatum(metadata);
+	if (key != NULL)
 	{
-		ledger_spi_exec(insert_txn_plan, values, NULL, SPI_OK_INSERT);
-		return true;
+		hash = request_hash(kind, legs, nlegs, metadata);
+		values[4] = CStringGetTextDatum(key);
+		values[5] = PointerGetDatum(hash);
 	}
+	ledger_spi_exec(get_claim_plan(key != NULL, ledger_schema_has_hot() ? 1 : 0),
+					values, NULL, SPI_OK_SELECT);
 
-	hash = request_hash(kind, legs, nlegs, metadata);
-	values[3] = CStringGetTextDatum(key);
-	values[4] = PointerGetDatum(hash);
-	ledger_spi_exec(insert_txn_key_plan, values, NULL, SPI_OK_INSERT);
-	if (SPI_processed == 1)
+	nfound = (int) SPI_processed;
+	found = palloc0(sizeof(LedgerAccount) * Max(nfound, 1));
+	for (i = 0; i < nfound; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		Datum		d;
+
+		found[i].id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+		found[i].code = SPI_getvalue(tup, desc, 2);
+		found[i].asset = SPI_getvalue(tup, desc, 3);
+		found[i].scale = DatumGetInt32(SPI_getbinval(tup, desc, 4, &isnull));
+		d = SPI_getbinval(tup, desc, 5, &isnull);
+		found[i].unbounded = isnull;
+		found[i].min_balance = isnull ? NULL : DatumGetNumericCopy(d);
+		found[i].hot = DatumGetBool(SPI_getbinval(tup, desc, 6, &isnull));
+		claimed = DatumGetInt32(SPI_getbinval(tup, desc, 7, &isnull)) == 1;
+	}
+	for (i = 0; i < nlegs; i++)
+	{
+		legs[i].account = NULL;
+		for (j = 0; j < nfound; j++)
+		{
+			if (strcmp(found[j].code, legs[i].code) == 0)
+			{
+				legs[i].account = &found[j];
+				break;
+			}
+		}
+		if (legs[i].account == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_LEDGER_UNKNOWN_ACCOUNT),
+					 errmsg("account \"%s\" does not exist", legs[i].code),
+					 errdetail("Leg %d names account \"%s\".", i + 1, legs[i].code)));
+	}
+	if (key == NULL || claimed)
 		return true;
 
 	/* the key is taken by a committed transaction: same request? */
-	ledger_spi_exec(find_key_plan, &values[3], NULL, SPI_OK_SELECT);
+	if (find_key_plan == NULL)
+		find_key_plan = ledger_prepare(
+			"SELECT id, request_hash FROM ledger.transaction WHERE idempotency_key = $1",
+			1, (Oid[]) {TEXTOID});
+	ledger_spi_exec(find_key_plan, &values[4], NULL, SPI_OK_SELECT);
 	if (SPI_processed != 1)
 		elog(ERROR, "idempotency key \"%s\" conflicted but its transaction is not visible", key);
-	old_id = DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[0],
-										 SPI_tuptable->tupdesc, 1, &isnull));
-	memcpy(id, old_id, sizeof(pg_uuid_t));
-	old_hash = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
-	if (isnull || !DatumGetBool(DirectFunctionCall2(byteaeq, old_hash, PointerGetDatum(hash))))
+	memcpy(id, DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
+										   &isnull)), sizeof(pg_uuid_t));
+	values[0] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+	if (isnull || !DatumGetBool(DirectFunctionCall2(byteaeq, values[0], PointerGetDatum(hash))))
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_IDEMPOTENCY_CONFLICT),
 				 errmsg("idempotency key \"%s\" was already used for a different request", key),
@@ -227,21 +288,43 @@ build_deltas(LedgerLeg *legs, int nlegs, int *ndeltas)
 }
 
 /*
- * Post legs whose accounts are resolved and amounts checked.  Runs inside
- * SPI; returns the transaction id in *id.
+ * Post legs: claim and resolve, check amounts and balance, apply.  Runs
+ * inside SPI; returns the transaction id in *id.  For a transfer, legs[1]
+ * carries the positive amount the caller gave and legs[0] its negation.
  */
 static void
 post_legs(pg_uuid_t *id, const char *kind, LedgerLeg *legs, int nlegs,
-		  const char *key, Jsonb *metadata)
+		  const char *key, Jsonb *metadata, bool transfer)
 {
 	LedgerDelta *deltas;
 	int			ndeltas;
-
-	check_balanced(legs, nlegs);
-	prepare_plans();
+	bool		fresh;
+	int			i;
 
 	ledger_uuidv7(id);
-	if (!claim_transaction(id, kind, key, legs, nlegs, metadata))
+	fresh = claim_and_resolve(id, kind, key, legs, nlegs, metadata);
+
+	if (transfer)
+	{
+		legs[1].amount = ledger_check_amount(legs[1].amount, legs[0].account, false);
+		legs[0].amount = ledger_numeric_neg(legs[1].amount);
+		if (strcmp(legs[0].account->asset, legs[1].account->asset) != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_LEDGER_ASSET_MISMATCH),
+					 errmsg("accounts \"%s\" and \"%s\" hold different assets",
+							legs[0].code, legs[1].code),
+					 errdetail("Account \"%s\" holds %s, account \"%s\" holds %s.",
+							   legs[0].code, legs[0].account->asset,
+							   legs[1].code, legs[1].account->asset),
+					 errhint("Use ledger.post with legs that net to zero in each asset.")));
+	}
+	else
+	{
+		for (i = 0; i < nlegs; i++)
+			legs[i].amount = ledger_check_amount(legs[i].amount, legs[i].account, true);
+	}
+	check_balanced(legs, nlegs);
+	if (!fresh)
 		return;					/* idempotent replay: nothing to write */
 
 	deltas = build_deltas(legs, nlegs, &ndeltas);
@@ -284,22 +367,12 @@ ledger_transfer(PG_FUNCTION_ARGS)
 				 errmsg("cannot transfer from an account to itself"),
 				 errdetail("Both sides name account \"%s\".", legs[0].code)));
 
-	SPI_connect();
-	ledger_resolve_accounts(legs, 2);
-	amount = ledger_check_amount(amount, legs[0].account, false);
-	if (strcmp(legs[0].account->asset, legs[1].account->asset) != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_LEDGER_ASSET_MISMATCH),
-				 errmsg("accounts \"%s\" and \"%s\" hold different assets",
-						legs[0].code, legs[1].code),
-				 errdetail("Account \"%s\" holds %s, account \"%s\" holds %s.",
-						   legs[0].code, legs[0].account->asset,
-						   legs[1].code, legs[1].account->asset),
-				 errhint("Use ledger.post with legs that net to zero in each asset.")));
+	/* the fingerprint sees the request as given: -amount out, +amount in */
 	legs[0].amount = ledger_numeric_neg(amount);
 	legs[1].amount = amount;
 
-	post_legs(id, "transfer", legs, 2, key, metadata);
+	SPI_connect();
+	post_legs(id, "transfer", legs, 2, key, metadata, true);
 	SPI_finish();
 
 	PG_RETURN_UUID_P(id);
@@ -380,7 +453,6 @@ ledger_post(PG_FUNCTION_ARGS)
 	char	   *key;
 	Jsonb	   *metadata;
 	pg_uuid_t  *id = palloc(sizeof(pg_uuid_t));
-	int			i;
 
 	LEDGER_REQUIRE_ARG(0, "legs");
 	LEDGER_REQUIRE_ARG(2, "metadata");
@@ -390,11 +462,7 @@ ledger_post(PG_FUNCTION_ARGS)
 	ledger_check_metadata(metadata);
 
 	SPI_connect();
-	ledger_resolve_accounts(legs, nlegs);
-	for (i = 0; i < nlegs; i++)
-		legs[i].amount = ledger_check_amount(legs[i].amount, legs[i].account, true);
-
-	post_legs(id, "post", legs, nlegs, key, metadata);
+	post_legs(id, "post", legs, nlegs, key, metadata, false);
 	SPI_finish();
 
 	PG_RETURN_UUID_P(id);

@@ -178,6 +178,8 @@ fold_round(int max_rows, int64 *writes)
 		*writes += w;
 	}
 
+	if (folded == 0)
+		return 0;				/* nothing applied: leave fold_state alone */
 	values[0] = Int64GetDatum(generation);
 	values[1] = Int64GetDatum(folded);
 	values[2] = Int64GetDatum(*writes);
