@@ -436,6 +436,36 @@ ledger_hot_has_slot(int64 account_id)
 }
 
 /*
+ * Wait, up to ledger.hot_wait_ms, until no posting holds an entry on a slot
+ * that the caller has closed (CLOSING) to new ones; then LD019.  Every
+ * posting that committed on it is then visible to a new snapshot.
+ */
+static void
+wait_drained(int slot, const char *code)
+{
+	int			waited = 0;
+
+	for (;;)
+	{
+		int32		inflight;
+
+		SpinLockAcquire(&hot->slots[slot].mutex);
+		inflight = hot->slots[slot].inflight;
+		SpinLockRelease(&hot->slots[slot].mutex);
+		if (inflight == 0)
+			return;
+		if (waited >= ledger_hot_wait_ms)
+			ereport(ERROR,
+					(errcode(ERRCODE_LEDGER_MODE_CHANGED),
+					 errmsg("hot account \"%s\" still has %d posting(s) in flight", code, inflight),
+					 errhint("Retry when they have committed or rolled back.")));
+		CHECK_FOR_INTERRUPTS();
+		pg_usleep(1000L);
+		waited++;
+	}
+}
+
+/*
  * Close a hot account's slot to new postings (they fail with LD019) and
  * wait until none of its postings is in flight, so that every committed
  * posting is visible to a new snapshot and C is exactly the journal's sum.
@@ -448,7 +478,6 @@ bool
 ledger_hot_fence(int64 account_id, const char *code)
 {
 	int			slot;
-	int			waited = 0;
 
 	if (hot == NULL)
 		return false;
@@ -474,24 +503,7 @@ ledger_hot_fence(int64 account_id, const char *code)
 	entries[nentries - 1].amount = hot->slots[slot].committed;
 	LWLockRelease(hot->lock);
 
-	for (;;)
-	{
-		int32		inflight;
-
-		SpinLockAcquire(&hot->slots[slot].mutex);
-		inflight = hot->slots[slot].inflight;
-		SpinLockRelease(&hot->slots[slot].mutex);
-		if (inflight == 0)
-			break;
-		if (waited >= ledger_hot_wait_ms)
-			ereport(ERROR,
-					(errcode(ERRCODE_LEDGER_MODE_CHANGED),
-					 errmsg("hot account \"%s\" still has %d posting(s) in flight", code, inflight),
-					 errhint("Retry when they have committed or rolled back.")));
-		CHECK_FOR_INTERRUPTS();
-		pg_usleep(1000L);
-		waited += 1;
-	}
+	wait_drained(slot, code);
 	return true;
 }
 
@@ -862,8 +874,6 @@ ledger_set_account_mode(PG_FUNCTION_ARGS)
 	}
 	else
 	{
-		int			waited = 0;
-
 		LWLockAcquire(hot->lock, LW_EXCLUSIVE);
 		slot = find_slot(id);
 		if (slot >= 0 && hot->slots[slot].state == SLOT_ACTIVE)
@@ -872,25 +882,8 @@ ledger_set_account_mode(PG_FUNCTION_ARGS)
 			push_entry(ENTRY_CLOSE, slot, id, 0);
 		}
 		LWLockRelease(hot->lock);
-		/* wait until no posting of the account is in flight */
-		while (slot >= 0)
-		{
-			int32		inflight;
-
-			SpinLockAcquire(&hot->slots[slot].mutex);
-			inflight = hot->slots[slot].inflight;
-			SpinLockRelease(&hot->slots[slot].mutex);
-			if (inflight == 0)
-				break;
-			if (waited >= ledger_hot_wait_ms)
-				ereport(ERROR,
-						(errcode(ERRCODE_LEDGER_MODE_CHANGED),
-						 errmsg("account \"%s\" still has %d posting(s) in flight", code, inflight),
-						 errhint("Retry when they have committed or rolled back.")));
-			CHECK_FOR_INTERRUPTS();
-			pg_usleep(10000L);
-			waited += 10;
-		}
+		if (slot >= 0)
+			wait_drained(slot, code);
 		/* everything committed is now in hot_entry: fold it in */
 		ledger_fold_account(id, INT_MAX);
 	}
@@ -957,14 +950,6 @@ ledger_hot_accounts(PG_FUNCTION_ARGS)
 void
 ledger_hot_init(void)
 {
-	DefineCustomIntVariable("ledger.max_hot_accounts",
-							"Largest number of accounts that can be in hot mode at once.",
-							"Each hot account takes one slot of shared memory.",
-							&ledger_max_hot_accounts,
-							64, 0, 100000,
-							PGC_POSTMASTER,
-							0,
-							NULL, NULL, NULL);
 	DefineCustomIntVariable("ledger.hot_wait_ms",
 							"How long a hot posting waits for the escrow to be rebuilt after a restart before failing with LD020.",
 							"Also how long switching an account to cold waits for its postings in flight.",
@@ -972,6 +957,24 @@ ledger_hot_init(void)
 							5000, 0, 600000,
 							PGC_USERSET,
 							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	/*
+	 * Hot accounts need shared memory and the fold worker, so they exist
+	 * only when the library is preloaded; their postmaster settings can
+	 * only be defined then.  Loaded later, cold accounts work as ever and
+	 * hot mode is refused with LD021.
+	 */
+	if (!process_shared_preload_libraries_in_progress)
+		return;
+
+	DefineCustomIntVariable("ledger.max_hot_accounts",
+							"Largest number of accounts that can be in hot mode at once.",
+							"Each hot account takes one slot of shared memory.",
+							&ledger_max_hot_accounts,
+							64, 0, 100000,
+							PGC_POSTMASTER,
+							0,
 							NULL, NULL, NULL);
 	DefineCustomStringVariable("ledger.database",
 							   "The database whose hot accounts the fold worker serves.",
@@ -981,9 +984,6 @@ ledger_hot_init(void)
 							   PGC_POSTMASTER,
 							   0,
 							   NULL, NULL, NULL);
-
-	if (!process_shared_preload_libraries_in_progress)
-		return;
 
 	prev_shmem_request_hook = shmem_request_hook;
 	shmem_request_hook = hot_shmem_request;
