@@ -101,7 +101,8 @@ CREATE FUNCTION ledger.invalidate(transaction_id uuid, reason text, force boolea
 RETURNS TABLE (account text, balance_before numeric, balance_after numeric)
 AS 'MODULE_PATHNAME', 'ledger_invalidate'
 LANGUAGE C VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp;
+SET search_path = pg_catalog, pg_temp
+SET enable_seqscan = off;
 COMMENT ON FUNCTION ledger.invalidate(uuid, text, boolean) IS
     'Invalidates a whole transaction (its journal entries and token transactions) and rebuilds the balances of every touched account from the journal. Returns each account''s balance before and after.';
 
@@ -109,7 +110,8 @@ CREATE FUNCTION ledger.rebuild_balances(account text DEFAULT NULL)
 RETURNS integer
 AS 'MODULE_PATHNAME', 'ledger_rebuild_balances'
 LANGUAGE C VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp;
+SET search_path = pg_catalog, pg_temp
+SET enable_seqscan = off;
 COMMENT ON FUNCTION ledger.rebuild_balances(text) IS
     'Rebuilds account_balance and daily_balance of one account (or all) from the journal; returns how many balance rows changed.';
 
@@ -125,7 +127,8 @@ CREATE FUNCTION ledger.acknowledge_alert(id bigint)
 RETURNS boolean
 AS 'MODULE_PATHNAME', 'ledger_acknowledge_alert'
 LANGUAGE C VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp;
+SET search_path = pg_catalog, pg_temp
+SET enable_seqscan = off;
 COMMENT ON FUNCTION ledger.acknowledge_alert(bigint) IS
     'Marks an alert acknowledged; true if it was open, false if it was already acknowledged.';
 

@@ -92,7 +92,8 @@ CREATE FUNCTION ledger.set_account_mode(account text, mode text)
 RETURNS text
 AS 'MODULE_PATHNAME', 'ledger_set_account_mode'
 LANGUAGE C VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp;
+SET search_path = pg_catalog, pg_temp
+SET enable_seqscan = off;
 COMMENT ON FUNCTION ledger.set_account_mode(text, text) IS
     'Switches an account between cold (conditional UPDATE per posting) and hot (escrow in shared memory, folded by the worker). Returns the previous mode.';
 
@@ -100,7 +101,8 @@ CREATE FUNCTION ledger.fold(max_rows integer DEFAULT 100000)
 RETURNS integer
 AS 'MODULE_PATHNAME', 'ledger_fold'
 LANGUAGE C VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp;
+SET search_path = pg_catalog, pg_temp
+SET enable_seqscan = off;
 COMMENT ON FUNCTION ledger.fold(integer) IS
     'Folds committed hot entries into the balance rows now (what the worker does); returns how many entries it folded.';
 

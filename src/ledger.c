@@ -97,6 +97,29 @@ ledger_spi_exec(SPIPlanPtr plan, Datum *values, const char *nulls, int expected)
 			 SPI_result_code_string(rc), SPI_result_code_string(expected));
 }
 
+/*
+ * Run keyed statements with enable_seqscan = off until ledger_keyed_end.
+ * Kept plans are generic and built at first use: one built while a table
+ * was still small would scan it for the rest of the backend's life (a
+ * rebuild writing daily rows account after account in one transaction is
+ * the worst case).  SQL functions get the same with SET enable_seqscan.
+ */
+int
+ledger_keyed_begin(void)
+{
+	int			level = NewGUCNestLevel();
+
+	(void) set_config_option("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	return level;
+}
+
+void
+ledger_keyed_end(int level)
+{
+	AtEOXact_GUC(true, level);
+}
+
 PG_FUNCTION_INFO_V1(ledger_version);
 
 Datum

@@ -117,6 +117,8 @@ extern SPIPlanPtr ledger_prepare(const char *sql, int nargs, Oid *argtypes);
 extern void ledger_spi_exec(SPIPlanPtr plan, Datum *values, const char *nulls,
 							int expected);
 extern bool ledger_schema_has_hot(void);
+extern int	ledger_keyed_begin(void);
+extern void ledger_keyed_end(int level);
 
 /* validate.c */
 extern char *ledger_check_code(text *t, const char *what);

@@ -264,7 +264,12 @@ ledger_reconcile(PG_FUNCTION_ARGS)
 										  &(bool) {false}));
 
 	if (do_repair)
+	{
+		int			level = ledger_keyed_begin();	/* detection above may scan */
+
 		repaired = repair(m, n);
+		ledger_keyed_end(level);
+	}
 
 	for (i = 0; i < n; i++)
 	{

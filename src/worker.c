@@ -342,6 +342,8 @@ ledger_worker_main(Datum main_arg)
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnection(ledger_database, NULL, 0);
+	/* every statement of the fold is keyed: see ledger_keyed_begin */
+	SetConfigOption("enable_seqscan", "off", PGC_USERSET, PGC_S_OVERRIDE);
 	on_shmem_exit(worker_exit, (Datum) 0);
 	set_state(WORKER_STARTING);
 	pgstat_report_appname("ledger fold worker");
