@@ -78,6 +78,7 @@ typedef struct HotSlot
 	slock_t		mutex;
 	SlotState	state;
 	int64		account_id;
+	Oid			relid;			/* ledger.account_balance it belongs to */
 	int			scale;
 	bool		unbounded;
 	int128		min_balance;
@@ -280,14 +281,29 @@ require_hot_shmem(void)
 				 errhint("Add 'ledger' to shared_preload_libraries and restart the server.")));
 }
 
+/*
+ * The OID of ledger.account_balance identifies the extension's incarnation:
+ * slots left by an extension that was dropped (and maybe created again)
+ * belong to an older one and count as free.  Look it up before taking
+ * HotLock.
+ */
+static Oid
+current_relid(void)
+{
+	Oid			nsp = get_namespace_oid("ledger", true);
+
+	return OidIsValid(nsp) ? get_relname_relid("account_balance", nsp) : InvalidOid;
+}
+
 /* Find an account's slot; HotLock must be held.  -1 if none. */
 static int
-find_slot(int64 account_id)
+find_slot(int64 account_id, Oid relid)
 {
 	int			i;
 
 	for (i = 0; i < hot->nslots; i++)
-		if (hot->slots[i].state != SLOT_FREE && hot->slots[i].account_id == account_id)
+		if (hot->slots[i].state != SLOT_FREE && hot->slots[i].account_id == account_id &&
+			hot->slots[i].relid == relid)
 			return i;
 	return -1;
 }
@@ -360,6 +376,7 @@ ledger_hot_apply(LedgerDelta *d)
 	HotSlot    *s;
 	int128		available = 0;
 	bool		refused = false;
+	Oid			relid;
 
 	require_hot_shmem();
 	wait_until_ready();
@@ -370,8 +387,9 @@ ledger_hot_apply(LedgerDelta *d)
 				 errdetail("Hot accounts hold amounts below 10^36 units of 10^-%d.", acct->scale)));
 	reserve_entry_space();
 
+	relid = current_relid();
 	LWLockAcquire(hot->lock, LW_SHARED);
-	slot = find_slot(acct->id);
+	slot = find_slot(acct->id, relid);
 	if (slot < 0 || hot->slots[slot].state != SLOT_ACTIVE)
 	{
 		LWLockRelease(hot->lock);
@@ -420,22 +438,6 @@ ledger_hot_apply(LedgerDelta *d)
 }
 
 /*
- * Is this account hot in shared memory right now (any state but free)?
- */
-bool
-ledger_hot_has_slot(int64 account_id)
-{
-	bool		result;
-
-	if (hot == NULL)
-		return false;
-	LWLockAcquire(hot->lock, LW_SHARED);
-	result = find_slot(account_id) >= 0;
-	LWLockRelease(hot->lock);
-	return result;
-}
-
-/*
  * Wait, up to ledger.hot_wait_ms, until no posting holds an entry on a slot
  * that the caller has closed (CLOSING) to new ones; then LD019.  Every
  * posting that committed on it is then visible to a new snapshot.
@@ -444,6 +446,14 @@ static void
 wait_drained(int slot, const char *code)
 {
 	int			waited = 0;
+	int32		own = 0;
+	int			i;
+
+	/* this transaction's own postings settle with it: don't wait for them */
+	for (i = 0; i < nentries; i++)
+		if (entries[i].slot == slot &&
+			(entries[i].kind == ENTRY_DEBIT || entries[i].kind == ENTRY_CREDIT))
+			own++;
 
 	for (;;)
 	{
@@ -452,12 +462,12 @@ wait_drained(int slot, const char *code)
 		SpinLockAcquire(&hot->slots[slot].mutex);
 		inflight = hot->slots[slot].inflight;
 		SpinLockRelease(&hot->slots[slot].mutex);
-		if (inflight == 0)
+		if (inflight <= own)
 			return;
 		if (waited >= ledger_hot_wait_ms)
 			ereport(ERROR,
 					(errcode(ERRCODE_LEDGER_MODE_CHANGED),
-					 errmsg("hot account \"%s\" still has %d posting(s) in flight", code, inflight),
+					 errmsg("hot account \"%s\" still has %d posting(s) in flight", code, inflight - own),
 					 errhint("Retry when they have committed or rolled back.")));
 		CHECK_FOR_INTERRUPTS();
 		pg_usleep(1000L);
@@ -479,12 +489,15 @@ ledger_hot_fence(int64 account_id, const char *code)
 {
 	int			slot;
 
+	Oid			relid;
+
 	if (hot == NULL)
 		return false;
 	wait_until_ready();
 	reserve_entry_space();
+	relid = current_relid();
 	LWLockAcquire(hot->lock, LW_EXCLUSIVE);
-	slot = find_slot(account_id);
+	slot = find_slot(account_id, relid);
 	if (slot < 0)
 	{
 		LWLockRelease(hot->lock);
@@ -653,7 +666,7 @@ hot_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 
 /* Install an ACTIVE slot while loading; HotLock held exclusively. */
 static int
-alloc_slot(int64 account_id, SlotState state, int scale, bool unbounded,
+alloc_slot(int64 account_id, Oid relid, SlotState state, int scale, bool unbounded,
 		   int128 min_balance, int128 committed)
 {
 	int			i;
@@ -662,11 +675,13 @@ alloc_slot(int64 account_id, SlotState state, int scale, bool unbounded,
 	{
 		HotSlot    *s = &hot->slots[i];
 
-		if (s->state != SLOT_FREE)
+		/* free, or left active by an older incarnation of the extension */
+		if (s->state != SLOT_FREE && !(s->state == SLOT_ACTIVE && s->relid != relid))
 			continue;
 		SpinLockAcquire(&s->mutex);
 		s->state = state;
 		s->account_id = account_id;
+		s->relid = relid;
 		s->scale = scale;
 		s->unbounded = unbounded;
 		s->min_balance = min_balance;
@@ -690,6 +705,7 @@ void
 ledger_hot_load(void)
 {
 	uint64		i;
+	Oid			relid = current_relid();
 
 	LWLockAcquire(hot->lock, LW_EXCLUSIVE);
 	for (i = 0; i < (uint64) hot->nslots; i++)
@@ -724,7 +740,7 @@ ledger_hot_load(void)
 												  Int32GetDatum(-1)));
 		if ((!unbounded && !ledger_numeric_to_scaled(DatumGetNumeric(minb), scale, &min_scaled)) ||
 			!ledger_numeric_to_scaled(bal, scale, &committed) ||
-			alloc_slot(id, SLOT_ACTIVE, scale, unbounded, min_scaled, committed) < 0)
+			alloc_slot(id, relid, SLOT_ACTIVE, scale, unbounded, min_scaled, committed) < 0)
 			ereport(WARNING,
 					(errcode(ERRCODE_LEDGER_HOT_UNAVAILABLE),
 					 errmsg("hot account " INT64_FORMAT " could not be loaded into shared memory", id),
@@ -777,6 +793,7 @@ ledger_set_account_mode(PG_FUNCTION_ARGS)
 	int128		min_scaled = 0;
 	int128		committed;
 	int			slot;
+	Oid			relid = current_relid();
 
 	LEDGER_REQUIRE_ARG(0, "account");
 	LEDGER_REQUIRE_ARG(1, "mode");
@@ -800,6 +817,7 @@ ledger_set_account_mode(PG_FUNCTION_ARGS)
 	wait_until_ready();
 
 	SPI_connect();
+	ledger_fold_begin();
 	if (mode_set_plan == NULL)
 	{
 		mode_lock_plan = ledger_prepare(
@@ -853,7 +871,7 @@ ledger_set_account_mode(PG_FUNCTION_ARGS)
 		 * still naming this account is stale (the extension was dropped
 		 * and created again since the server started): free it.
 		 */
-		slot = find_slot(id);
+		slot = find_slot(id, relid);
 		if (slot >= 0)
 		{
 			SpinLockAcquire(&hot->slots[slot].mutex);
@@ -861,7 +879,7 @@ ledger_set_account_mode(PG_FUNCTION_ARGS)
 			hot->slots[slot].account_id = 0;
 			SpinLockRelease(&hot->slots[slot].mutex);
 		}
-		slot = alloc_slot(id, SLOT_PENDING, scale, unbounded, min_scaled, committed);
+		slot = alloc_slot(id, relid, SLOT_PENDING, scale, unbounded, min_scaled, committed);
 		if (slot >= 0)
 			push_entry(ENTRY_ACTIVATE, slot, id, 0);
 		LWLockRelease(hot->lock);
@@ -875,7 +893,7 @@ ledger_set_account_mode(PG_FUNCTION_ARGS)
 	else
 	{
 		LWLockAcquire(hot->lock, LW_EXCLUSIVE);
-		slot = find_slot(id);
+		slot = find_slot(id, relid);
 		if (slot >= 0 && hot->slots[slot].state == SLOT_ACTIVE)
 		{
 			hot->slots[slot].state = SLOT_CLOSING;
@@ -891,6 +909,7 @@ ledger_set_account_mode(PG_FUNCTION_ARGS)
 	values[0] = Int64GetDatum(id);
 	values[1] = BoolGetDatum(to_hot);
 	ledger_spi_exec(mode_set_plan, values, NULL, SPI_OK_UPDATE);
+	ledger_fold_end();
 	SPI_finish();
 
 	PG_RETURN_TEXT_P(cstring_to_text(to_hot ? "cold" : "hot"));
@@ -903,10 +922,12 @@ ledger_hot_accounts(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	int			i;
+	Oid			relid;
 
 	InitMaterializedSRF(fcinfo, 0);
 	if (hot == NULL)
 		return (Datum) 0;
+	relid = current_relid();
 
 	SPI_connect();
 	for (i = 0; i < hot->nslots; i++)
@@ -920,7 +941,7 @@ ledger_hot_accounts(PG_FUNCTION_ARGS)
 		SpinLockAcquire(&s->mutex);
 		copy = *s;
 		SpinLockRelease(&s->mutex);
-		if (copy.state == SLOT_FREE)
+		if (copy.state == SLOT_FREE || copy.relid != relid)
 			continue;
 
 		code = SPI_execute_with_args("SELECT code FROM ledger.account WHERE id = $1", 1,

@@ -143,7 +143,6 @@ extern char *ledger_database;
 extern void ledger_hot_init(void);
 extern bool ledger_hot_available(void);
 extern bool ledger_hot_is_ready(void);
-extern bool ledger_hot_has_slot(int64 account_id);
 extern void ledger_hot_apply(LedgerDelta *d);
 extern bool ledger_hot_fence(int64 account_id, const char *code);
 extern void ledger_hot_fence_set(int64 account_id, Numeric balance);
@@ -155,7 +154,9 @@ extern Numeric ledger_scaled_to_numeric(int128 v, int scale);
 
 /* worker.c */
 extern void ledger_worker_init(void);
+extern void ledger_fold_begin(void);
 extern int	ledger_fold_account(int64 account_id, int max_rows);
+extern void ledger_fold_end(void);
 
 /* alert.c */
 extern int64 ledger_raise_alert(const char *severity, const char *kind,

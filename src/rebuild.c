@@ -402,6 +402,7 @@ ledger_invalidate(PG_FUNCTION_ARGS)
 	InitMaterializedSRF(fcinfo, 0);
 
 	SPI_connect();
+	ledger_fold_begin();
 	prepare_invalidate_plans();
 	/*
 	 * The transaction row lock first: no posting ever waits for it, so it
@@ -436,6 +437,7 @@ ledger_invalidate(PG_FUNCTION_ARGS)
 		row[2] = NumericGetDatum(t[i].after);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, row, nulls);
 	}
+	ledger_fold_end();
 	SPI_finish();
 
 	return (Datum) 0;
@@ -500,6 +502,7 @@ ledger_rebuild_balances(PG_FUNCTION_ARGS)
 	int			changed = 0;
 
 	SPI_connect();
+	ledger_fold_begin();
 	if (!PG_ARGISNULL(0))
 	{
 		char	   *code = ledger_check_code(PG_GETARG_TEXT_PP(0), "account code");
@@ -529,6 +532,7 @@ ledger_rebuild_balances(PG_FUNCTION_ARGS)
 											  DT_NOBEGIN, NULL);
 		changed += remove_orphans();
 	}
+	ledger_fold_end();
 	SPI_finish();
 
 	PG_RETURN_INT32(changed);

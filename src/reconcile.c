@@ -250,6 +250,7 @@ ledger_reconcile(PG_FUNCTION_ARGS)
 	InitMaterializedSRF(fcinfo, 0);
 
 	SPI_connect();
+	ledger_fold_begin();
 	v = ledger_schema_has_hot() ? 1 : 0;
 	prepare_plans(v);
 
@@ -294,6 +295,7 @@ ledger_reconcile(PG_FUNCTION_ARGS)
 	values[2] = Int32GetDatum(n);
 	values[3] = Int32GetDatum(repaired);
 	ledger_spi_exec(run_end_plan, values, NULL, SPI_OK_UPDATE);
+	ledger_fold_end();
 	SPI_finish();
 
 	return (Datum) 0;

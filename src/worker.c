@@ -12,9 +12,12 @@
  * invisible to it (the xid horizon of its snapshot) and wait for a later
  * round.  A row is folded exactly when it is deleted, so a worker killed
  * at any moment rolls back its round: nothing is folded twice or skipped.
- * Each round also moves fold_state.generation from g to g+1 conditionally
- * (WHERE generation = g); a second folder that raced it gets zero rows,
- * raises, and rolls its round back.
+ * Each worker round also moves fold_state.generation from g to g+1
+ * conditionally (WHERE generation = g): if another fold (ledger.fold(), a
+ * mode switch, a correction) advanced it meanwhile, the round raises, is
+ * rolled back whole and is retried; other folds only add to the counters.
+ * fold_state is always the last row a fold writes, after all balance row
+ * locks, so folds never deadlock on it.
  *
  * Locking rules: an account is folded under its account_balance row lock
  * (FOR UPDATE, accounts in ascending id order).  Rebuilds, invalidations,
@@ -54,6 +57,7 @@ static SPIPlanPtr fold_plan = NULL;
 static SPIPlanPtr fold_accounts_plan = NULL;
 static SPIPlanPtr fold_state_plan = NULL;
 static SPIPlanPtr fold_advance_plan = NULL;
+static SPIPlanPtr fold_count_plan = NULL;
 
 static void
 prepare_plans(void)
@@ -132,10 +136,64 @@ fold_one(int64 account_id, int max_rows, int *writes)
 	return n;
 }
 
+/*
+ * Add folds made outside a worker round (a mode switch, a correction) to
+ * fold_state.  Called as the last write of the caller, after every balance
+ * row lock it takes, so it never waits for a fold round while holding a
+ * lock that round needs.
+ */
+static void
+count_folds(int64 folded, int64 writes)
+{
+	Datum		values[2];
+
+	if (folded == 0)
+		return;
+	if (fold_count_plan == NULL)
+		fold_count_plan = ledger_prepare(
+			"UPDATE ledger.fold_state SET generation = generation + 1,"
+			"       folded_rows = folded_rows + $1, balance_writes = balance_writes + $2,"
+			"       last_fold_at = pg_catalog.now() WHERE id = 1",
+			2, (Oid[]) {INT8OID, INT8OID});
+	values[0] = Int64GetDatum(folded);
+	values[1] = Int64GetDatum(writes);
+	ledger_spi_exec(fold_count_plan, values, NULL, SPI_OK_UPDATE);
+}
+
+/* Folds made by the current correction or mode switch, not yet counted. */
+static int64 pending_folded = 0;
+static int64 pending_writes = 0;
+
+/* Start tallying: called first by each function that folds on the side. */
+void
+ledger_fold_begin(void)
+{
+	pending_folded = 0;
+	pending_writes = 0;
+}
+
+/*
+ * Fold one account now, for a mode switch or a correction.  The caller
+ * holds the account's balance row lock.  Counted by ledger_fold_end.
+ */
 int
 ledger_fold_account(int64 account_id, int max_rows)
 {
-	return fold_one(account_id, max_rows, NULL);
+	int			writes = 0;
+	int			n = fold_one(account_id, max_rows, &writes);
+
+	pending_folded += n;
+	pending_writes += writes;
+	return n;
+}
+
+/* Count the tallied folds, after the caller's last balance row lock. */
+void
+ledger_fold_end(void)
+{
+	count_folds(pending_folded, pending_writes);
+	pending_folded = 0;
+	pending_writes = 0;
 }
 
 /*
@@ -143,7 +201,7 @@ ledger_fold_account(int64 account_id, int max_rows)
  * SPI.  Returns the entries folded; *writes gets the account_balance writes.
  */
 static int
-fold_round(int max_rows, int64 *writes)
+fold_round(int max_rows, int64 *writes, bool worker)
 {
 	int64	   *ids;
 	uint64		nids;
@@ -180,6 +238,12 @@ fold_round(int max_rows, int64 *writes)
 
 	if (folded == 0)
 		return 0;				/* nothing applied: leave fold_state alone */
+	if (!worker)
+	{
+		/* ledger.fold(): its rows were already claimed by the deletes */
+		count_folds(folded, *writes);
+		return folded;
+	}
 	values[0] = Int64GetDatum(generation);
 	values[1] = Int64GetDatum(folded);
 	values[2] = Int64GetDatum(*writes);
@@ -226,7 +290,7 @@ ledger_fold(PG_FUNCTION_ARGS)
 				 errmsg("max_rows must be positive"),
 				 errdetail("max_rows %d.", max_rows)));
 	SPI_connect();
-	folded = fold_round(max_rows, &writes);
+	folded = fold_round(max_rows, &writes, false);
 	SPI_finish();
 	record_round(folded, writes);
 	PG_RETURN_INT32(folded);
@@ -332,10 +396,14 @@ check_lag(TimestampTz *last_alert)
 	}
 }
 
+/* The worker loop's state lives outside its PG_TRY block. */
+static TimestampTz last_alert = 0;
+static int	round_folded = 0;
+static int64 round_writes = 0;
+
 void
 ledger_worker_main(Datum main_arg)
 {
-	TimestampTz last_alert = 0;
 	MemoryContext round_cxt;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
@@ -353,9 +421,8 @@ ledger_worker_main(Datum main_arg)
 
 	for (;;)
 	{
-		int			folded = 0;
-		int64		writes = 0;
-
+		round_folded = 0;
+		round_writes = 0;
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
 		{
@@ -365,36 +432,54 @@ ledger_worker_main(Datum main_arg)
 		MemoryContextReset(round_cxt);
 		MemoryContextSwitchTo(round_cxt);
 
-		SetCurrentStatementStartTimestamp();
-		StartTransactionCommand();
-		SPI_connect();
-		PushActiveSnapshot(GetTransactionSnapshot());
-		pgstat_report_activity(STATE_RUNNING, "ledger fold");
-
-		if (extension_ready())
+		/*
+		 * A failed round (a concurrent fold won the generation, the
+		 * extension was dropped under it, a deadlock) is rolled back as a
+		 * whole and retried after the sleep: nothing of it was applied.
+		 */
+		PG_TRY();
 		{
-			if (!ledger_hot_is_ready())
-			{
-				set_state(WORKER_LOADING);
-				ledger_hot_load();
-				elog(LOG, "ledger fold worker: hot accounts loaded");
-			}
-			set_state(WORKER_FOLDING);
-			folded = fold_round(INT_MAX, &writes);
-			check_lag(&last_alert);
-		}
-		else if (!ledger_hot_is_ready())
-			ledger_hot_load_empty();
+			SetCurrentStatementStartTimestamp();
+			StartTransactionCommand();
+			SPI_connect();
+			PushActiveSnapshot(GetTransactionSnapshot());
+			pgstat_report_activity(STATE_RUNNING, "ledger fold");
 
-		SPI_finish();
-		PopActiveSnapshot();
-		CommitTransactionCommand();
+			if (extension_ready())
+			{
+				if (!ledger_hot_is_ready())
+				{
+					set_state(WORKER_LOADING);
+					ledger_hot_load();
+					elog(LOG, "ledger fold worker: hot accounts loaded");
+				}
+				set_state(WORKER_FOLDING);
+				round_folded = fold_round(INT_MAX, &round_writes, true);
+				check_lag(&last_alert);
+			}
+			else if (!ledger_hot_is_ready())
+				ledger_hot_load_empty();
+
+			SPI_finish();
+			PopActiveSnapshot();
+			CommitTransactionCommand();
+		}
+		PG_CATCH();
+		{
+			MemoryContextSwitchTo(round_cxt);
+			EmitErrorReport();
+			FlushErrorState();
+			AbortCurrentTransaction();
+			round_folded = 0;
+			round_writes = 0;
+		}
+		PG_END_TRY();
 		pgstat_report_activity(STATE_IDLE, NULL);
-		record_round(folded, writes);
+		record_round(round_folded, round_writes);
 		set_state(WORKER_IDLE);
 
 		/* fold again at once while there is a backlog */
-		if (folded == 0)
+		if (round_folded == 0)
 			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 							 ledger_fold_interval_ms, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);

@@ -32,7 +32,7 @@
 # ledger.hot_wait_ms while cold postings still work.
 #
 # Run by test/run.sh as root (PGBIN may be given).  Exits 0 on success, 1
-# naming each failed check.  About 40 s.
+# naming each failed check.  About 20 s.
 _pgbin=${PGBIN:-}
 source "$(dirname "$0")/../lib.sh"
 PGBIN=${_pgbin:-$PGBIN}

@@ -27,7 +27,7 @@
 #   - pgbench clients saw no error besides those of the crashes.
 #
 # Run by test/run.sh as root (PGBIN may be given).  Exits 0 on success, 1
-# naming each failed check.  About 30 s.
+# naming each failed check.  About 20 s.
 _pgbin=${PGBIN:-}
 source "$(dirname "$0")/../lib.sh"
 PGBIN=${_pgbin:-$PGBIN}
