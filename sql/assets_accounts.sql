@@ -18,6 +18,11 @@ SELECT try($$SELECT ledger.create_asset($q$'); DROP TABLE ledger.journal_entry; 
 SELECT code FROM ledger.asset WHERE code LIKE '%DROP%';
 SELECT to_regclass('ledger.journal_entry') IS NOT NULL AS journal_still_there;
 
+-- an asset's scale is what every amount was checked against: immutable
+SELECT try($$UPDATE ledger.asset SET scale = 4 WHERE code = 'USD'$$);
+SELECT try($$DELETE FROM ledger.asset WHERE code = 'JPY'$$);
+SELECT try($$TRUNCATE ledger.asset CASCADE$$);
+
 -- accounts
 SELECT ledger.create_account('alice', 'USD') > 0 AS created;
 SELECT ledger.create_account(code => 'bob', asset => 'USD', owner_id => 'user-2',

@@ -145,7 +145,20 @@ CREATE TRIGGER token_transaction_no_truncate
 ALTER TABLE ledger.token_transaction ENABLE ALWAYS TRIGGER token_transaction_append_only;
 ALTER TABLE ledger.token_transaction ENABLE ALWAYS TRIGGER token_transaction_no_truncate;
 
-/* Accounts and assets are referenced by history: never deleted. */
+/*
+ * Accounts and assets are referenced by history: never deleted.  An
+ * asset's scale is what every stored amount was checked against: assets
+ * are never updated either (the library caches their scales).
+ */
+CREATE TRIGGER asset_immutable
+    BEFORE UPDATE OR DELETE ON ledger.asset
+    FOR EACH ROW EXECUTE FUNCTION ledger.guard_append_only();
+CREATE TRIGGER asset_no_truncate
+    BEFORE TRUNCATE ON ledger.asset
+    FOR EACH STATEMENT EXECUTE FUNCTION ledger.guard_append_only();
+ALTER TABLE ledger.asset ENABLE ALWAYS TRIGGER asset_immutable;
+ALTER TABLE ledger.asset ENABLE ALWAYS TRIGGER asset_no_truncate;
+
 CREATE TRIGGER account_no_delete
     BEFORE DELETE ON ledger.account
     FOR EACH ROW EXECUTE FUNCTION ledger.guard_append_only();

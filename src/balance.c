@@ -34,7 +34,8 @@
 /* [1]: the schema has hot accounts (account_balance.hot, ledger.hot_entry) */
 static SPIPlanPtr debit_plan[2] = {NULL, NULL};
 static SPIPlanPtr current_plan[2] = {NULL, NULL};
-static SPIPlanPtr finish_plan[2] = {NULL, NULL};
+/* [v][with hot legs] */
+static SPIPlanPtr finish_plan[2][2] = {{NULL, NULL}, {NULL, NULL}};
 
 /* The UTC day of a timestamp: both count from 2000-01-01 00:00 UTC. */
 static DateADT
@@ -81,7 +82,7 @@ delta_cmp(const void *a, const void *b)
 static void
 prepare_plans(int v)
 {
-	if (finish_plan[v] != NULL)	/* prepared last */
+	if (finish_plan[v][0] != NULL)	/* prepared last */
 		return;
 	/*
 	 * With hot accounts, a cold debit also checks, under the row lock, that
@@ -103,13 +104,21 @@ prepare_plans(int v)
 		"SELECT balance, hot FROM ledger.account_balance WHERE account_id = $1" :
 		"SELECT balance, false FROM ledger.account_balance WHERE account_id = $1",
 		1, (Oid[]) {INT8OID});
-	finish_plan[v] = ledger_prepare(v ?
-		FINISH_JOURNAL FINISH_HOT FINISH_DAILY :
-		FINISH_JOURNAL FINISH_DAILY,
-		v ? 12 : 9,
-		(Oid[]) {UUIDOID, TIMESTAMPTZOID, INT8ARRAYOID, NUMERICARRAYOID, DATEOID,
-			INT8ARRAYOID, NUMERICARRAYOID, NUMERICARRAYOID, NUMERICARRAYOID,
-			INT8ARRAYOID, NUMERICARRAYOID, NUMERICARRAYOID});
+	/*
+	 * Cold postings use the statement without the hot queue: every relation
+	 * a posting touches takes one of the backend's 16 fast-path lock slots,
+	 * and past them locks go through the shared lock manager.
+	 */
+	finish_plan[v][0] = ledger_prepare(FINISH_JOURNAL FINISH_DAILY, 9,
+									   (Oid[]) {UUIDOID, TIMESTAMPTZOID, INT8ARRAYOID,
+										   NUMERICARRAYOID, DATEOID, INT8ARRAYOID,
+										   NUMERICARRAYOID, NUMERICARRAYOID, NUMERICARRAYOID});
+	if (v)
+		finish_plan[v][1] = ledger_prepare(FINISH_JOURNAL FINISH_HOT FINISH_DAILY, 12,
+										   (Oid[]) {UUIDOID, TIMESTAMPTZOID, INT8ARRAYOID,
+											   NUMERICARRAYOID, DATEOID, INT8ARRAYOID,
+											   NUMERICARRAYOID, NUMERICARRAYOID, NUMERICARRAYOID,
+											   INT8ARRAYOID, NUMERICARRAYOID, NUMERICARRAYOID});
 }
 
 /*
@@ -249,5 +258,5 @@ ledger_apply_balances(LedgerDelta *deltas, int ndeltas, pg_uuid_t *txid,
 	values[11] = make_array(hcrs, nhot, NUMERICOID);
 	if (!v && nhot > 0)
 		elog(ERROR, "hot account without hot schema");
-	ledger_spi_exec(finish_plan[v], values, nulls, SPI_OK_INSERT);
+	ledger_spi_exec(finish_plan[v][nhot > 0], values, nulls, SPI_OK_INSERT);
 }

@@ -18,6 +18,8 @@
 #include "fmgr.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "catalog/namespace.h"
+#include "utils/hsearch.h"
 #include "utils/lsyscache.h"
 
 static SPIPlanPtr insert_asset_plan = NULL;
@@ -148,6 +150,62 @@ ledger_create_account(PG_FUNCTION_ARGS)
 	SPI_finish();
 
 	PG_RETURN_INT64(id);
+}
+
+/*
+ * An asset's scale, cached for the life of the backend.  Assets are never
+ * updated or deleted (a guard trigger refuses both), so a cached scale
+ * cannot go stale; the cache is flushed when ledger.asset itself is another
+ * table (the extension was dropped and created again).  Inside SPI.
+ */
+typedef struct AssetScale
+{
+	char		code[NAMEDATALEN * 4];
+	int			scale;
+} AssetScale;
+
+static HTAB *asset_scales = NULL;
+static Oid	asset_scales_relid = InvalidOid;
+static SPIPlanPtr scale_plan = NULL;
+
+int
+ledger_asset_scale(const char *code)
+{
+	Oid			nsp = get_namespace_oid("ledger", false);
+	Oid			relid = get_relname_relid("asset", nsp);
+	AssetScale *entry;
+	bool		found;
+	Datum		values[1];
+	bool		isnull;
+
+	if (asset_scales == NULL || relid != asset_scales_relid)
+	{
+		HASHCTL		ctl;
+
+		if (asset_scales != NULL)
+			hash_destroy(asset_scales);
+		ctl.keysize = NAMEDATALEN * 4;
+		ctl.entrysize = sizeof(AssetScale);
+		asset_scales = hash_create("ledger asset scales", 16, &ctl, HASH_ELEM | HASH_STRINGS);
+		asset_scales_relid = relid;
+	}
+	if (strlen(code) >= NAMEDATALEN * 4)
+		elog(ERROR, "asset code too long");
+	entry = hash_search(asset_scales, code, HASH_FIND, NULL);
+	if (entry != NULL)
+		return entry->scale;
+
+	if (scale_plan == NULL)
+		scale_plan = ledger_prepare("SELECT scale FROM ledger.asset WHERE code = $1",
+									1, (Oid[]) {TEXTOID});
+	values[0] = CStringGetTextDatum(code);
+	ledger_spi_exec(scale_plan, values, NULL, SPI_OK_SELECT);
+	if (SPI_processed != 1)
+		elog(ERROR, "asset \"%s\" of an existing account does not exist", code);
+	entry = hash_search(asset_scales, code, HASH_ENTER, &found);
+	entry->scale = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+											   1, &isnull));
+	return entry->scale;
 }
 
 PG_FUNCTION_INFO_V1(ledger_balance);

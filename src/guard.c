@@ -26,7 +26,7 @@
 #include "utils/datum.h"
 #include "utils/rel.h"
 
-/* The row's "id" column as text, for messages. */
+/* The row's "id" column (else its first column) as text, for messages. */
 static char *
 row_id(HeapTuple tuple, TupleDesc desc)
 {
@@ -34,7 +34,7 @@ row_id(HeapTuple tuple, TupleDesc desc)
 	char	   *val;
 
 	if (attno <= 0)
-		return pstrdup("?");
+		attno = 1;
 	val = SPI_getvalue(tuple, desc, attno);
 	return val ? val : pstrdup("NULL");
 }

@@ -134,6 +134,9 @@ extern int	ledger_numeric_cmp(Numeric a, Numeric b);
 extern int	ledger_numeric_sign(Numeric a);
 extern char *ledger_numeric_str(Numeric n);
 
+/* catalog.c */
+extern int	ledger_asset_scale(const char *code);
+
 /* balance.c */
 extern void ledger_apply_balances(LedgerDelta *deltas, int ndeltas, pg_uuid_t *txid,
 								  LedgerLeg *legs, int nlegs);

@@ -42,10 +42,9 @@ static SPIPlanPtr find_key_plan = NULL;
 
 /* the mode read here is re-checked under the balance row lock (balance.c) */
 #define RESOLVE_SELECT(hot) \
-	"SELECT a.id, a.code, a.asset, s.scale, a.min_balance, " hot ", " \
+	"SELECT a.id, a.code, a.asset, a.min_balance, " hot ", " \
 	"(SELECT count(*) FROM t)::integer " \
-	"FROM ledger.account a JOIN ledger.asset s ON s.code = a.asset " \
-	"WHERE a.code = ANY ($1)"
+	"FROM ledger.account a WHERE a.code = ANY ($1)"
 #define RESOLVE_HOT		"a.mode = 'hot'"
 #define RESOLVE_COLD	"false"
 #define CLAIM \
@@ -167,13 +166,14 @@ claim_and_resolve(pg_uuid_t *id, const char *kind, const char *key,
 		found[i].id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
 		found[i].code = SPI_getvalue(tup, desc, 2);
 		found[i].asset = SPI_getvalue(tup, desc, 3);
-		found[i].scale = DatumGetInt32(SPI_getbinval(tup, desc, 4, &isnull));
-		d = SPI_getbinval(tup, desc, 5, &isnull);
+		d = SPI_getbinval(tup, desc, 4, &isnull);
 		found[i].unbounded = isnull;
 		found[i].min_balance = isnull ? NULL : DatumGetNumericCopy(d);
-		found[i].hot = DatumGetBool(SPI_getbinval(tup, desc, 6, &isnull));
-		claimed = DatumGetInt32(SPI_getbinval(tup, desc, 7, &isnull)) == 1;
+		found[i].hot = DatumGetBool(SPI_getbinval(tup, desc, 5, &isnull));
+		claimed = DatumGetInt32(SPI_getbinval(tup, desc, 6, &isnull)) == 1;
 	}
+	for (i = 0; i < nfound; i++)
+		found[i].scale = ledger_asset_scale(found[i].asset);
 	for (i = 0; i < nlegs; i++)
 	{
 		legs[i].account = NULL;
