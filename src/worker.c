@@ -51,6 +51,9 @@
 PGDLLEXPORT void ledger_worker_main(Datum main_arg);
 
 int			ledger_fold_interval_ms = 100;
+
+/* Most entries one worker round folds; a full round is followed at once. */
+#define FOLD_BATCH 100000
 int			ledger_fold_lag_alert_s = 10;
 
 static SPIPlanPtr fold_plan = NULL;
@@ -412,6 +415,15 @@ ledger_worker_main(Datum main_arg)
 	BackgroundWorkerInitializeConnection(ledger_database, NULL, 0);
 	/* every statement of the fold is keyed: see ledger_keyed_begin */
 	SetConfigOption("enable_seqscan", "off", PGC_USERSET, PGC_S_OVERRIDE);
+
+	/*
+	 * A fold commits without waiting for its WAL flush.  It is one atomic
+	 * transaction: if a crash loses it, its hot_entry rows come back with
+	 * the balances they had not yet been added to, and the next round folds
+	 * them again.  The journal and hot_entry rows themselves are written by
+	 * the postings, with the posting's own synchronous_commit.
+	 */
+	SetConfigOption("synchronous_commit", "off", PGC_USERSET, PGC_S_OVERRIDE);
 	on_shmem_exit(worker_exit, (Datum) 0);
 	set_state(WORKER_STARTING);
 	pgstat_report_appname("ledger fold worker");
@@ -454,7 +466,7 @@ ledger_worker_main(Datum main_arg)
 					elog(LOG, "ledger fold worker: hot accounts loaded");
 				}
 				set_state(WORKER_FOLDING);
-				round_folded = fold_round(INT_MAX, &round_writes, true);
+				round_folded = fold_round(FOLD_BATCH, &round_writes, true);
 				check_lag(&last_alert);
 			}
 			else if (!ledger_hot_is_ready())
@@ -478,8 +490,11 @@ ledger_worker_main(Datum main_arg)
 		record_round(round_folded, round_writes);
 		set_state(WORKER_IDLE);
 
-		/* fold again at once while there is a backlog */
-		if (round_folded == 0)
+		/*
+		 * Sleep between rounds, so that a round folds many entries per
+		 * balance write; go on at once only when a round hit its cap.
+		 */
+		if (round_folded < FOLD_BATCH)
 			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 							 ledger_fold_interval_ms, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
@@ -492,7 +507,7 @@ ledger_worker_init(void)
 	BackgroundWorker worker;
 
 	DefineCustomIntVariable("ledger.fold_interval",
-							"How long the fold worker sleeps when there is nothing to fold.",
+							"How long the fold worker sleeps between fold rounds.",
 							NULL,
 							&ledger_fold_interval_ms,
 							100, 1, 60000,
