@@ -27,6 +27,7 @@
  */
 #include "ledger.h"
 
+#include "access/xlog.h"
 #include "catalog/pg_type.h"
 #include "fmgr.h"
 #include "funcapi.h"
@@ -242,10 +243,23 @@ ledger_reconcile(PG_FUNCTION_ARGS)
 	int			checked;
 	int			i;
 	int			v;
+	bool		standby;
 	Datum		values[4];
 
 	LEDGER_REQUIRE_ARG(0, "repair");
 	do_repair = PG_GETARG_BOOL(0);
+
+	/*
+	 * On a standby reconcile only reports: it cannot write the run, the
+	 * alerts or the repairs.  Its one-snapshot comparison is as exact there.
+	 */
+	standby = RecoveryInProgress();
+	if (standby && do_repair)
+		ereport(ERROR,
+				(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT),
+				 errmsg("reconcile cannot repair on a standby"),
+				 errdetail("This server is in recovery; the balances are repaired on the primary."),
+				 errhint("Call ledger.reconcile(repair => false) to report only.")));
 
 	InitMaterializedSRF(fcinfo, 0);
 
@@ -254,10 +268,14 @@ ledger_reconcile(PG_FUNCTION_ARGS)
 	v = ledger_schema_has_hot() ? 1 : 0;
 	prepare_plans(v);
 
-	values[0] = BoolGetDatum(do_repair);
-	ledger_spi_exec(run_start_plan, values, NULL, SPI_OK_INSERT_RETURNING);
-	run_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
-										 &(bool) {false}));
+	run_id = 0;
+	if (!standby)
+	{
+		values[0] = BoolGetDatum(do_repair);
+		ledger_spi_exec(run_start_plan, values, NULL, SPI_OK_INSERT_RETURNING);
+		run_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
+											 &(bool) {false}));
+	}
 
 	m = detect(v, &n);
 	ledger_spi_exec(count_accounts_plan, NULL, NULL, SPI_OK_SELECT);
@@ -277,7 +295,8 @@ ledger_reconcile(PG_FUNCTION_ARGS)
 		Datum		row[6];
 		bool		nulls[6] = {false, false, false, false, false, false};
 
-		record(run_id, &m[i]);
+		if (!standby)
+			record(run_id, &m[i]);
 		row[0] = CStringGetTextDatum(m[i].account);
 		row[1] = CStringGetTextDatum(m[i].kind);
 		row[2] = DateADTGetDatum(m[i].day);
@@ -290,11 +309,14 @@ ledger_reconcile(PG_FUNCTION_ARGS)
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, row, nulls);
 	}
 
-	values[0] = Int64GetDatum(run_id);
-	values[1] = Int32GetDatum(checked);
-	values[2] = Int32GetDatum(n);
-	values[3] = Int32GetDatum(repaired);
-	ledger_spi_exec(run_end_plan, values, NULL, SPI_OK_UPDATE);
+	if (!standby)
+	{
+		values[0] = Int64GetDatum(run_id);
+		values[1] = Int32GetDatum(checked);
+		values[2] = Int32GetDatum(n);
+		values[3] = Int32GetDatum(repaired);
+		ledger_spi_exec(run_end_plan, values, NULL, SPI_OK_UPDATE);
+	}
 	ledger_fold_end();
 	SPI_finish();
 
