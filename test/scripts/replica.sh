@@ -43,7 +43,7 @@ unfolded=$(P -c "SELECT count(*) FROM ledger.hot_entry")
 SDIR=$DIR/standby
 mkdir -p "$SDIR"; chown postgres:postgres "$SDIR"; chmod 700 "$SDIR"
 runuser -u postgres -- "$PGBIN/pg_basebackup" -h "$PGHOST" -p "$PGPORT" -U postgres \
-	-D "$SDIR/data" -R -X stream >/dev/null
+	-D "$SDIR/data" -R -X stream --checkpoint=fast >/dev/null
 SPORT=$((PGPORT + 1))
 while [ -e "$SDIR/.s.PGSQL.$SPORT" ] || (exec 3<>/dev/tcp/127.0.0.1/$SPORT) 2>/dev/null; do SPORT=$((SPORT + 1)); done
 {
