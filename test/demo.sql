@@ -1,5 +1,6 @@
 -- The ledger demo: accounts, transfers, a refused overdraft, an idempotent
--- retry, a multi-leg posting and the journal.
+-- retry, a multi-leg posting, the journal, a correction, reconciliation
+-- and a hot account.
 \set VERBOSITY verbose
 CREATE EXTENSION ledger;
 SELECT ledger.create_asset('USD', 2);
@@ -33,3 +34,26 @@ SELECT a.code, d.day = current_date AS today, d.debits, d.credits, d.balance
 -- history cannot be rewritten, not even by a superuser
 UPDATE ledger.journal_entry SET amount = 1000 WHERE id = 1;
 DELETE FROM ledger.journal_entry;
+
+-- a wrong posting is corrected by invalidating it: balances are rebuilt.
+-- Not the dinner: bob already spent that money, so it is refused (LD015) ...
+SELECT * FROM ledger.invalidate(
+    (SELECT transaction_id FROM ledger.journal WHERE metadata ? 'memo' LIMIT 1),
+    reason => 'charged twice');
+-- ... but the multi-leg payment can be undone
+SELECT * FROM ledger.invalidate(
+    (SELECT transaction_id FROM ledger.journal WHERE kind = 'post' LIMIT 1),
+    reason => 'paid by mistake');
+-- reconciliation checks every cached balance against the journal
+UPDATE ledger.account_balance SET balance = balance + 1
+ WHERE account_id = (SELECT id FROM ledger.account WHERE code = 'bob');
+SELECT account, kind, expected, actual, repaired FROM ledger.reconcile();
+SELECT severity, kind, account FROM ledger.alert ORDER BY id;
+
+-- a hot account: postings to it append, the fold worker folds them
+SELECT ledger.set_account_mode('fees', 'hot');
+SELECT ledger.transfer('alice', 'fees', 0.25) IS NOT NULL AS posted FROM generate_series(1, 5);
+SELECT account, committed, reserved, unfolded_entries, worker_state FROM ledger.hot_account_stats;
+SELECT pg_sleep(0.5);
+SELECT code, mode, balance FROM ledger.account_overview ORDER BY code;
+SELECT account, unfolded_entries, aggregation_ratio FROM ledger.hot_account_stats WHERE account = 'fees';
