@@ -32,7 +32,6 @@ timed() {
 	t1=$(date +%s.%N)
 	echo "$t1 - $t0" | bc -l | xargs printf '%.2f'
 }
-command -v bc >/dev/null || { apt-get install -y -qq bc >/dev/null; }
 
 echo "== loading (this takes a minute or two)"
 psql <<'SQL'

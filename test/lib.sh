@@ -29,6 +29,7 @@ ledger_packages() {
 	command -v pg_prove >/dev/null || need+=(libtap-parser-sourcehandler-pgtap-perl)
 	command -v make >/dev/null || need+=(make)
 	command -v gcc >/dev/null || need+=(gcc)
+	command -v bc >/dev/null || need+=(bc)
 	if [ ${#need[@]} -gt 0 ]; then
 		echo "== installing ${need[*]}"
 		apt-get update -qq
