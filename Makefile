@@ -8,7 +8,7 @@ MODULE_big = ledger
 OBJS = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
 DATA = $(sort $(wildcard sql/ledger--*.sql))
 
-REGRESS = install assets_accounts transfer post bad_input idempotency guard ids invalidate reconcile hot upgrade
+REGRESS = install assets_accounts transfer post bad_input idempotency guard ids invalidate reconcile hot search_path upgrade
 REGRESS_OPTS = --inputdir=.
 
 ISOLATION = double_spend idempotency_race opposite_transfers invalidate_concurrent reconcile_concurrent

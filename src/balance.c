@@ -56,6 +56,9 @@ delta_cmp(const void *a, const void *b)
 }
 
 /*
+ * Every statement here names its operators and functions schema-qualified:
+ * transfer and post run without a pinned search_path (see posting.c).
+ *
  * The last statement of a posting writes, in one go, the journal entries,
  * the hot queue rows (v = 1) and the cold accounts' daily rows.
  */
@@ -76,7 +79,8 @@ delta_cmp(const void *a, const void *b)
 	"FROM ROWS FROM (pg_catalog.unnest($6::bigint[]), pg_catalog.unnest($7::numeric[]), " \
 	"pg_catalog.unnest($8::numeric[]), pg_catalog.unnest($9::numeric[])) AS u(a, dr, cr, bal) " \
 	"ON CONFLICT (account_id, day) DO UPDATE " \
-	"SET debits = d.debits + excluded.debits, credits = d.credits + excluded.credits, " \
+	"SET debits = d.debits OPERATOR(pg_catalog.+) excluded.debits, " \
+	"credits = d.credits OPERATOR(pg_catalog.+) excluded.credits, " \
 	"balance = excluded.balance"
 
 static void
@@ -90,19 +94,21 @@ prepare_plans(int v)
 	 */
 	debit_plan[v] = ledger_prepare(v ?
 		"UPDATE ledger.account_balance "
-		"SET balance = balance + $2, updated_at = pg_catalog.now() "
-		"WHERE account_id = $1 AND NOT hot "
-		"AND ($2 >= 0 OR $3::numeric IS NULL OR balance + $2 >= $3) "
+		"SET balance = balance OPERATOR(pg_catalog.+) $2, updated_at = pg_catalog.now() "
+		"WHERE account_id OPERATOR(pg_catalog.=) $1 AND NOT hot "
+		"AND ($2 OPERATOR(pg_catalog.>=) 0 OR $3::numeric IS NULL "
+		"OR balance OPERATOR(pg_catalog.+) $2 OPERATOR(pg_catalog.>=) $3) "
 		"RETURNING balance" :
 		"UPDATE ledger.account_balance "
-		"SET balance = balance + $2, updated_at = pg_catalog.now() "
-		"WHERE account_id = $1 "
-		"AND ($2 >= 0 OR $3::numeric IS NULL OR balance + $2 >= $3) "
+		"SET balance = balance OPERATOR(pg_catalog.+) $2, updated_at = pg_catalog.now() "
+		"WHERE account_id OPERATOR(pg_catalog.=) $1 "
+		"AND ($2 OPERATOR(pg_catalog.>=) 0 OR $3::numeric IS NULL "
+		"OR balance OPERATOR(pg_catalog.+) $2 OPERATOR(pg_catalog.>=) $3) "
 		"RETURNING balance",
 		3, (Oid[]) {INT8OID, NUMERICOID, NUMERICOID});
 	current_plan[v] = ledger_prepare(v ?
-		"SELECT balance, hot FROM ledger.account_balance WHERE account_id = $1" :
-		"SELECT balance, false FROM ledger.account_balance WHERE account_id = $1",
+		"SELECT balance, hot FROM ledger.account_balance WHERE account_id OPERATOR(pg_catalog.=) $1" :
+		"SELECT balance, false FROM ledger.account_balance WHERE account_id OPERATOR(pg_catalog.=) $1",
 		1, (Oid[]) {INT8OID});
 	/*
 	 * Cold postings use the statement without the hot queue: every relation

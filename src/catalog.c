@@ -196,7 +196,8 @@ ledger_asset_scale(const char *code)
 		return entry->scale;
 
 	if (scale_plan == NULL)
-		scale_plan = ledger_prepare("SELECT scale FROM ledger.asset WHERE code = $1",
+		scale_plan = ledger_prepare("SELECT scale FROM ledger.asset "
+									"WHERE code OPERATOR(pg_catalog.=) $1",
 									1, (Oid[]) {TEXTOID});
 	values[0] = CStringGetTextDatum(code);
 	ledger_spi_exec(scale_plan, values, NULL, SPI_OK_SELECT);

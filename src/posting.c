@@ -40,12 +40,18 @@
 static SPIPlanPtr claim_plan[2][2] = {{NULL, NULL}, {NULL, NULL}};
 static SPIPlanPtr find_key_plan = NULL;
 
-/* the mode read here is re-checked under the balance row lock (balance.c) */
+/*
+ * The mode read here is re-checked under the balance row lock (balance.c).
+ * transfer and post run without a pinned search_path (pinning it costs a
+ * fifth of a posting), so their statements name every operator, function
+ * and type schema-qualified: a caller's search_path cannot change what
+ * they mean (regression test search_path).
+ */
 #define RESOLVE_SELECT(hot) \
 	"SELECT a.id, a.code, a.asset, a.min_balance, " hot ", " \
-	"(SELECT count(*) FROM t)::integer " \
-	"FROM ledger.account a WHERE a.code = ANY ($1)"
-#define RESOLVE_HOT		"a.mode = 'hot'"
+	"(SELECT pg_catalog.count(*) FROM t)::integer " \
+	"FROM ledger.account a WHERE a.code OPERATOR(pg_catalog.=) ANY ($1)"
+#define RESOLVE_HOT		"a.mode OPERATOR(pg_catalog.=) 'hot'"
 #define RESOLVE_COLD	"false"
 #define CLAIM \
 	"WITH t AS (INSERT INTO ledger.transaction (id, kind, metadata) " \
@@ -197,7 +203,8 @@ claim_and_resolve(pg_uuid_t *id, const char *kind, const char *key,
 	/* the key is taken by a committed transaction: same request? */
 	if (find_key_plan == NULL)
 		find_key_plan = ledger_prepare(
-			"SELECT id, request_hash FROM ledger.transaction WHERE idempotency_key = $1",
+			"SELECT id, request_hash FROM ledger.transaction "
+			"WHERE idempotency_key OPERATOR(pg_catalog.=) $1",
 			1, (Oid[]) {TEXTOID});
 	ledger_spi_exec(find_key_plan, &values[4], NULL, SPI_OK_SELECT);
 	if (SPI_processed != 1)
