@@ -16,6 +16,8 @@
 #include "utils/builtins.h"
 #include "catalog/namespace.h"
 #include "utils/guc.h"
+#include "utils/plancache.h"
+#include "utils/resowner.h"
 #include "utils/lsyscache.h"
 
 PG_MODULE_MAGIC;
@@ -75,11 +77,27 @@ ledger_prepare(const char *sql, int nargs, Oid *argtypes)
 {
 	SPIPlanPtr	plan;
 
+	CachedPlan *cplan;
+	int			level;
+
 	plan = SPI_prepare_cursor(sql, nargs, argtypes, CURSOR_OPT_GENERIC_PLAN);
 	if (plan == NULL)
 		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
 	if (SPI_keepplan(plan) != 0)
 		elog(ERROR, "SPI_keepplan failed");
+
+	/*
+	 * Build the generic plan now, with sequential scans off: every
+	 * statement here is a keyed lookup or write, and a plan built at first
+	 * use while a table is still tiny (a bulk load) would otherwise scan it
+	 * until the next ANALYZE invalidates the plan.  Plans rebuilt after an
+	 * invalidation see real statistics.
+	 */
+	level = ledger_keyed_begin();
+	cplan = SPI_plan_get_cached_plan(plan);
+	if (cplan != NULL)
+		ReleaseCachedPlan(cplan, CurrentResourceOwner);
+	ledger_keyed_end(level);
 	return plan;
 }
 
