@@ -37,15 +37,6 @@ static SPIPlanPtr current_plan[2] = {NULL, NULL};
 /* [v][with hot legs] */
 static SPIPlanPtr finish_plan[2][2] = {{NULL, NULL}, {NULL, NULL}};
 
-/* The UTC day of a timestamp: both count from 2000-01-01 00:00 UTC. */
-static DateADT
-utc_day(TimestampTz ts)
-{
-	if (ts >= 0)
-		return (DateADT) (ts / USECS_PER_DAY);
-	return (DateADT) (-((-ts - 1) / USECS_PER_DAY) - 1);
-}
-
 static int
 delta_cmp(const void *a, const void *b)
 {
@@ -254,7 +245,7 @@ ledger_apply_balances(LedgerDelta *deltas, int ndeltas, pg_uuid_t *txid,
 	values[1] = TimestampTzGetDatum(ts);
 	values[2] = make_array(accts, nlegs, INT8OID);
 	values[3] = make_array(amounts, nlegs, NUMERICOID);
-	values[4] = DateADTGetDatum(utc_day(ts));
+	values[4] = DateADTGetDatum(ledger_utc_day(ts));
 	values[5] = make_array(ids, ncold, INT8OID);
 	values[6] = make_array(drs, ncold, NUMERICOID);
 	values[7] = make_array(crs, ncold, NUMERICOID);

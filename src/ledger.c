@@ -15,6 +15,7 @@
 #include "fmgr.h"
 #include "utils/builtins.h"
 #include "catalog/namespace.h"
+#include "utils/date.h"
 #include "utils/guc.h"
 #include "utils/plancache.h"
 #include "utils/resowner.h"
@@ -136,6 +137,22 @@ void
 ledger_keyed_end(int level)
 {
 	AtEOXact_GUC(true, level);
+}
+
+/*
+ * The UTC day of a timestamp: both count from 2000-01-01 00:00 UTC.  The
+ * infinities map to the infinite dates.
+ */
+DateADT
+ledger_utc_day(TimestampTz ts)
+{
+	if (TIMESTAMP_IS_NOBEGIN(ts))
+		return DATEVAL_NOBEGIN;
+	if (TIMESTAMP_IS_NOEND(ts))
+		return DATEVAL_NOEND;
+	if (ts >= 0)
+		return (DateADT) (ts / USECS_PER_DAY);
+	return (DateADT) (-((-ts - 1) / USECS_PER_DAY) - 1);
 }
 
 PG_FUNCTION_INFO_V1(ledger_version);

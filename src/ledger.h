@@ -13,6 +13,7 @@
 
 #include "executor/spi.h"
 #include "storage/spin.h"
+#include "utils/date.h"
 #include "utils/jsonb.h"
 #include "utils/numeric.h"
 #include "utils/timestamp.h"
@@ -117,6 +118,7 @@ extern SPIPlanPtr ledger_prepare(const char *sql, int nargs, Oid *argtypes);
 extern void ledger_spi_exec(SPIPlanPtr plan, Datum *values, const char *nulls,
 							int expected);
 extern bool ledger_schema_has_hot(void);
+extern DateADT ledger_utc_day(TimestampTz ts);
 extern int	ledger_keyed_begin(void);
 extern void ledger_keyed_end(int level);
 
@@ -169,8 +171,12 @@ extern int64 ledger_raise_alert(const char *severity, const char *kind,
 extern int	ledger_rebuild_account(int64 account_id, TimestampTz from,
 								   Numeric *balance);
 extern void ledger_lock_balance(int64 account_id);
+extern bool ledger_take_account(int64 account_id, const char *code);
+extern int	ledger_finish_account(int64 account_id, bool fenced, TimestampTz from,
+								  Numeric *balance);
 extern int	ledger_correct_account(int64 account_id, const char *code, TimestampTz from,
 								   Numeric *balance);
+extern int	ledger_remove_orphans(void);
 
 /* ids.c */
 extern void ledger_uuidv7(pg_uuid_t *out);

@@ -47,14 +47,8 @@ static SPIPlanPtr lock_balance_plan = NULL;
 static void
 utc_day_start(TimestampTz ts, TimestampTz *start, DateADT *day)
 {
-	if (TIMESTAMP_NOT_FINITE(ts))
-	{
-		*start = ts;
-		*day = TIMESTAMP_IS_NOBEGIN(ts) ? DATEVAL_NOBEGIN : DATEVAL_NOEND;
-		return;
-	}
-	*day = (DateADT) (ts >= 0 ? ts / USECS_PER_DAY : -((-ts - 1) / USECS_PER_DAY) - 1);
-	*start = (TimestampTz) *day * USECS_PER_DAY;
+	*day = ledger_utc_day(ts);
+	*start = TIMESTAMP_NOT_FINITE(ts) ? ts : (TimestampTz) *day * USECS_PER_DAY;
 }
 
 /*
@@ -153,30 +147,50 @@ ledger_rebuild_account(int64 account_id, TimestampTz from, Numeric *balance)
 }
 
 /*
- * Correct one account: fence it if it is hot (before any row lock: see
- * ledger_hot_fence), lock its balance row, fold its unfolded hot entries,
- * and rebuild it from the UTC day of "from" on.  A hot account's escrow
- * takes the rebuilt balance when the transaction commits.  Callers go
- * through accounts in ascending id order, the order postings lock in.
- * Returns the balance rows changed; the balance in *balance.
+ * Take one account for a correction: fence it if it is hot (before any row
+ * lock: see ledger_hot_fence), lock its balance row and fold its unfolded
+ * hot entries, so that its balance row holds everything committed.
+ * Callers take accounts in ascending id order, the order postings lock in.
+ * Returns whether it was fenced, for ledger_finish_account.
  */
-int
-ledger_correct_account(int64 account_id, const char *code, TimestampTz from,
-					   Numeric *balance)
+bool
+ledger_take_account(int64 account_id, const char *code)
 {
 	bool		fenced = ledger_hot_fence(account_id, code);
-	Numeric		after;
-	int			changed;
 
 	ledger_lock_balance(account_id);
 	if (ledger_schema_has_hot())
 		ledger_fold_account(account_id, INT_MAX);
+	return fenced;
+}
+
+/*
+ * Rebuild a taken account from the UTC day of "from" on; a fenced (hot)
+ * account's escrow takes the rebuilt balance when the transaction commits.
+ * Returns the balance rows changed; the balance in *balance.
+ */
+int
+ledger_finish_account(int64 account_id, bool fenced, TimestampTz from, Numeric *balance)
+{
+	Numeric		after;
+	int			changed;
+
 	changed = ledger_rebuild_account(account_id, from, &after);
 	if (fenced)
 		ledger_hot_fence_set(account_id, after);
 	if (balance)
 		*balance = after;
 	return changed;
+}
+
+/* Take and rebuild one account from the UTC day of "from" on. */
+int
+ledger_correct_account(int64 account_id, const char *code, TimestampTz from,
+					   Numeric *balance)
+{
+	bool		fenced = ledger_take_account(account_id, code);
+
+	return ledger_finish_account(account_id, fenced, from, balance);
 }
 
 /* ---------------------------------------------------------------------
@@ -198,7 +212,7 @@ typedef struct Touched
 
 static SPIPlanPtr inv_txn_plan = NULL;
 static SPIPlanPtr inv_entries_plan = NULL;
-static SPIPlanPtr inv_lock_plan = NULL;
+static SPIPlanPtr inv_balance_plan = NULL;
 static SPIPlanPtr inv_flag_txn_plan = NULL;
 static SPIPlanPtr inv_flag_journal_plan = NULL;
 static SPIPlanPtr inv_flag_token_plan = NULL;
@@ -218,7 +232,7 @@ prepare_invalidate_plans(void)
 		"WHERE j.transaction_id = $1 AND NOT j.is_invalidated "
 		"GROUP BY j.account_id, a.code, a.min_balance ORDER BY j.account_id",
 		1, (Oid[]) {UUIDOID});
-	inv_lock_plan = ledger_prepare(
+	inv_balance_plan = ledger_prepare(
 		"SELECT balance FROM ledger.account_balance WHERE account_id = $1",
 		1, (Oid[]) {INT8OID});
 	inv_flag_txn_plan = ledger_prepare(
@@ -299,8 +313,7 @@ touched_accounts(pg_uuid_t *id, int *n)
 }
 
 /*
- * Fence (hot), lock and fold the touched accounts in id order, and note
- * their balances before.
+ * Take the touched accounts in id order, and note their balances before.
  */
 static void
 lock_touched(Touched *t, int n)
@@ -311,12 +324,9 @@ lock_touched(Touched *t, int n)
 
 	for (j = 0; j < n; j++)
 	{
-		t[j].fenced = ledger_hot_fence(t[j].id, t[j].code);
-		ledger_lock_balance(t[j].id);
-		if (ledger_schema_has_hot())
-			ledger_fold_account(t[j].id, INT_MAX);
+		t[j].fenced = ledger_take_account(t[j].id, t[j].code);
 		values[0] = Int64GetDatum(t[j].id);
-		ledger_spi_exec(inv_lock_plan, values, NULL, SPI_OK_SELECT);
+		ledger_spi_exec(inv_balance_plan, values, NULL, SPI_OK_SELECT);
 		if (SPI_processed == 1)
 			t[j].before = DatumGetNumericCopy(SPI_getbinval(SPI_tuptable->vals[0],
 															SPI_tuptable->tupdesc, 1, &isnull));
@@ -419,11 +429,7 @@ ledger_invalidate(PG_FUNCTION_ARGS)
 	ledger_spi_exec(inv_flag_token_plan, values, NULL, SPI_OK_UPDATE);
 
 	for (i = 0; i < n; i++)
-	{
-		ledger_rebuild_account(t[i].id, t[i].first, &t[i].after);
-		if (t[i].fenced)
-			ledger_hot_fence_set(t[i].id, t[i].after);
-	}
+		ledger_finish_account(t[i].id, t[i].fenced, t[i].first, &t[i].after);
 	check_floors(id, t, n, force, reason);
 
 	for (i = 0; i < n; i++)
@@ -473,9 +479,9 @@ account_id_by_code(const char *code)
 	return id;
 }
 
-/* Balance rows of accounts that do not exist: delete them. */
-static int
-remove_orphans(void)
+/* Balance and daily rows of accounts that do not exist: delete them. */
+int
+ledger_remove_orphans(void)
 {
 	int			n;
 
@@ -530,7 +536,7 @@ ledger_rebuild_balances(PG_FUNCTION_ARGS)
 		for (i = 0; i < n; i++)
 			changed += ledger_correct_account(ids[i], psprintf("#" INT64_FORMAT, ids[i]),
 											  DT_NOBEGIN, NULL);
-		changed += remove_orphans();
+		changed += ledger_remove_orphans();
 	}
 	ledger_fold_end();
 	SPI_finish();

@@ -53,7 +53,6 @@ typedef struct Mismatch
 static SPIPlanPtr run_start_plan = NULL;
 static SPIPlanPtr detect_plan[2] = {NULL, NULL};
 static SPIPlanPtr count_accounts_plan = NULL;
-static SPIPlanPtr drop_orphan_plan = NULL;
 static SPIPlanPtr record_plan = NULL;
 static SPIPlanPtr run_end_plan = NULL;
 
@@ -112,10 +111,6 @@ prepare_plans(int v)
 		1, (Oid[]) {BOOLOID});
 	count_accounts_plan = ledger_prepare(
 		"SELECT count(*)::integer FROM ledger.account", 0, NULL);
-	drop_orphan_plan = ledger_prepare(
-		"WITH b AS (DELETE FROM ledger.account_balance WHERE account_id = $1 RETURNING 1)"
-		" DELETE FROM ledger.daily_balance WHERE account_id = $1",
-		1, (Oid[]) {INT8OID});
 	record_plan = ledger_prepare(
 		"INSERT INTO ledger.reconciliation_mismatch "
 		"(run_id, account_id, kind, day, expected, actual, details, repaired) "
@@ -167,26 +162,25 @@ static int
 repair(Mismatch *m, int n)
 {
 	int			repaired = 0;
+	bool		orphans = false;
 	int			i;
 	int			j;
 
 	for (i = 0; i < n; i = j)
 	{
-		Datum		values[1];
-
 		if (m[i].exists)
 			ledger_correct_account(m[i].account_id, m[i].account, DT_NOBEGIN, NULL);
 		else
-		{
-			values[0] = Int64GetDatum(m[i].account_id);
-			ledger_spi_exec(drop_orphan_plan, values, NULL, SPI_OK_DELETE);
-		}
+			orphans = true;
 		for (j = i; j < n && m[j].account_id == m[i].account_id; j++)
 		{
 			m[j].repaired = true;
 			repaired++;
 		}
 	}
+	/* rows of accounts that do not exist: all removed in one statement */
+	if (orphans)
+		ledger_remove_orphans();
 	return repaired;
 }
 
