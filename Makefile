@@ -8,10 +8,10 @@ MODULE_big = ledger
 OBJS = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
 DATA = $(sort $(wildcard sql/ledger--*.sql))
 
-REGRESS = install assets_accounts transfer post bad_input idempotency guard ids invalidate reconcile hot search_path upgrade
+REGRESS = install assets_accounts transfer post bad_input idempotency guard ids invalidate reconcile hot search_path account_cache upgrade
 REGRESS_OPTS = --inputdir=.
 
-ISOLATION = double_spend idempotency_race opposite_transfers invalidate_concurrent reconcile_concurrent
+ISOLATION = double_spend idempotency_race opposite_transfers invalidate_concurrent reconcile_concurrent account_cache
 ISOLATION_OPTS = --inputdir=test/isolation
 
 PG_CPPFLAGS = -DLEDGER_VERSION=\"$(EXTVERSION)\"

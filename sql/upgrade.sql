@@ -22,6 +22,16 @@ SELECT ledger.transfer('u-world', 'u-a', 2.00) IS NOT NULL AS posted_on_0_3_0;
 SELECT ledger.balance('u-a') AS a;
 SELECT count(*) AS clean FROM ledger.reconcile();
 
+ALTER EXTENSION ledger UPDATE TO '0.4.0';
+SELECT extversion FROM pg_extension WHERE extname = 'ledger';
+SELECT tgname, tgenabled FROM pg_trigger
+ WHERE tgrelid = 'ledger.account'::regclass AND tgname = 'account_changed';
+-- postings resolve from the account cache from now on; balances still add up
+SELECT ledger.transfer('u-world', 'u-a', 3.00) IS NOT NULL AS posted_on_0_4_0;
+SELECT ledger.transfer('u-world', 'u-a', 4.00) IS NOT NULL AS posted_cached;
+SELECT ledger.balance('u-a') AS a;
+SELECT count(*) AS clean FROM ledger.reconcile();
+
 -- every object of the upgraded extension has a comment
 SELECT p.proname FROM pg_proc p
  WHERE p.pronamespace = 'ledger'::regnamespace AND obj_description(p.oid, 'pg_proc') IS NULL;

@@ -34,8 +34,8 @@
 /* [1]: the schema has hot accounts (account_balance.hot, ledger.hot_entry) */
 static SPIPlanPtr debit_plan[2] = {NULL, NULL};
 static SPIPlanPtr current_plan[2] = {NULL, NULL};
-/* [v][with hot legs] */
-static SPIPlanPtr finish_plan[2][2] = {{NULL, NULL}, {NULL, NULL}};
+/* [v][with hot legs][with the transaction row] */
+static SPIPlanPtr finish_plan[2][2][2];
 
 static int
 delta_cmp(const void *a, const void *b)
@@ -50,11 +50,15 @@ delta_cmp(const void *a, const void *b)
  * Every statement here names its operators and functions schema-qualified:
  * transfer and post run without a pinned search_path (see posting.c).
  *
- * The last statement of a posting writes, in one go, the journal entries,
- * the hot queue rows (v = 1) and the cold accounts' daily rows.
+ * The last statement of a posting writes, in one go, the transaction row
+ * (when posting.c did not: see there), the journal entries, the hot queue
+ * rows (v = 1) and the cold accounts' daily rows.
  */
+#define FINISH_TXN \
+	"t AS (INSERT INTO ledger.transaction (id, kind, metadata) VALUES ($1, $13, $14) " \
+	"  RETURNING 1), "
 #define FINISH_JOURNAL \
-	"WITH j AS (INSERT INTO ledger.journal_entry (transaction_id, account_id, amount, created_at) " \
+	"j AS (INSERT INTO ledger.journal_entry (transaction_id, account_id, amount, created_at) " \
 	"  SELECT $1, u.a, u.m, $2 " \
 	"  FROM ROWS FROM (pg_catalog.unnest($3::bigint[]), pg_catalog.unnest($4::numeric[])) AS u(a, m) " \
 	"  RETURNING 1) "
@@ -73,11 +77,12 @@ delta_cmp(const void *a, const void *b)
 	"SET debits = d.debits OPERATOR(pg_catalog.+) excluded.debits, " \
 	"credits = d.credits OPERATOR(pg_catalog.+) excluded.credits, " \
 	"balance = excluded.balance"
+#define FINISH_NARGS 14
 
 static void
 prepare_plans(int v)
 {
-	if (finish_plan[v][0] != NULL)	/* prepared last */
+	if (current_plan[v] != NULL)	/* prepared last */
 		return;
 	/*
 	 * With hot accounts, a cold debit also checks, under the row lock, that
@@ -101,21 +106,33 @@ prepare_plans(int v)
 		"SELECT balance, hot FROM ledger.account_balance WHERE account_id OPERATOR(pg_catalog.=) $1" :
 		"SELECT balance, false FROM ledger.account_balance WHERE account_id OPERATOR(pg_catalog.=) $1",
 		1, (Oid[]) {INT8OID});
-	/*
-	 * Cold postings use the statement without the hot queue: every relation
-	 * a posting touches takes one of the backend's 16 fast-path lock slots,
-	 * and past them locks go through the shared lock manager.
-	 */
-	finish_plan[v][0] = ledger_prepare(FINISH_JOURNAL FINISH_DAILY, 9,
-									   (Oid[]) {UUIDOID, TIMESTAMPTZOID, INT8ARRAYOID,
-										   NUMERICARRAYOID, DATEOID, INT8ARRAYOID,
-										   NUMERICARRAYOID, NUMERICARRAYOID, NUMERICARRAYOID});
-	if (v)
-		finish_plan[v][1] = ledger_prepare(FINISH_JOURNAL FINISH_HOT FINISH_DAILY, 12,
-										   (Oid[]) {UUIDOID, TIMESTAMPTZOID, INT8ARRAYOID,
-											   NUMERICARRAYOID, DATEOID, INT8ARRAYOID,
-											   NUMERICARRAYOID, NUMERICARRAYOID, NUMERICARRAYOID,
-											   INT8ARRAYOID, NUMERICARRAYOID, NUMERICARRAYOID});
+}
+
+/*
+ * The last statement, in the variant a posting needs.  Cold postings use
+ * one without the hot queue: every relation a posting touches takes one of
+ * the backend's 16 fast-path lock slots, and past them locks go through
+ * the shared lock manager.
+ */
+static SPIPlanPtr
+get_finish_plan(int v, bool hot, bool txn)
+{
+	static const Oid types[FINISH_NARGS] = {
+		UUIDOID, TIMESTAMPTZOID, INT8ARRAYOID, NUMERICARRAYOID, DATEOID,
+		INT8ARRAYOID, NUMERICARRAYOID, NUMERICARRAYOID, NUMERICARRAYOID,
+		INT8ARRAYOID, NUMERICARRAYOID, NUMERICARRAYOID, TEXTOID, JSONBOID
+	};
+
+	if (hot && !v)
+		elog(ERROR, "hot account without hot schema");
+	if (finish_plan[v][hot][txn] == NULL)
+		finish_plan[v][hot][txn] = ledger_prepare(psprintf("WITH %s%s%s%s",
+														   txn ? FINISH_TXN : "",
+														   FINISH_JOURNAL,
+														   hot ? FINISH_HOT : "",
+														   FINISH_DAILY),
+												  FINISH_NARGS, (Oid *) types);
+	return finish_plan[v][hot][txn];
 }
 
 /*
@@ -168,7 +185,7 @@ make_array(Datum *elems, int n, Oid type)
 
 /*
  * Apply a posting: the net effect on each account's balance, then its
- * journal entries.  Must be called inside SPI.  Sorts deltas by account id
+ * journal entries, and its transaction row when kind is not NULL.  Must be called inside SPI.  Sorts deltas by account id
  * (the lock order).  For a cold account: the conditional UPDATE of its
  * balance row, then its daily row.  For a hot account: a reservation or
  * credit in shared memory (hot.c) and a ledger.hot_entry row for the fold
@@ -178,11 +195,11 @@ make_array(Datum *elems, int n, Oid type)
  */
 void
 ledger_apply_balances(LedgerDelta *deltas, int ndeltas, pg_uuid_t *txid,
-					  LedgerLeg *legs, int nlegs)
+					  LedgerLeg *legs, int nlegs, const char *kind, Jsonb *metadata)
 {
 	TimestampTz ts;
-	Datum		values[12];
-	char		nulls[12];
+	Datum		values[FINISH_NARGS];
+	char		nulls[FINISH_NARGS];
 	Datum	   *accts = palloc(sizeof(Datum) * nlegs);
 	Datum	   *amounts = palloc(sizeof(Datum) * nlegs);
 	Datum	   *ids = palloc(sizeof(Datum) * ndeltas);
@@ -253,7 +270,8 @@ ledger_apply_balances(LedgerDelta *deltas, int ndeltas, pg_uuid_t *txid,
 	values[9] = make_array(hids, nhot, INT8OID);
 	values[10] = make_array(hdrs, nhot, NUMERICOID);
 	values[11] = make_array(hcrs, nhot, NUMERICOID);
-	if (!v && nhot > 0)
-		elog(ERROR, "hot account without hot schema");
-	ledger_spi_exec(finish_plan[v][nhot > 0], values, nulls, SPI_OK_INSERT);
+	values[12] = kind ? CStringGetTextDatum(kind) : (Datum) 0;
+	values[13] = kind ? JsonbPGetDatum(metadata) : (Datum) 0;
+	nulls[12] = nulls[13] = kind ? ' ' : 'n';
+	ledger_spi_exec(get_finish_plan(v, nhot > 0, kind != NULL), values, nulls, SPI_OK_INSERT);
 }

@@ -171,8 +171,7 @@ static SPIPlanPtr scale_plan = NULL;
 int
 ledger_asset_scale(const char *code)
 {
-	Oid			nsp = get_namespace_oid("ledger", false);
-	Oid			relid = get_relname_relid("asset", nsp);
+	Oid			relid = ledger_asset_relid();
 	AssetScale *entry;
 	bool		found;
 	Datum		values[1];

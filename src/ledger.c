@@ -40,28 +40,11 @@ _PG_init(void)
 							0,
 							NULL, NULL, NULL);
 
+	ledger_cache_init();
 	ledger_hot_init();
 	ledger_worker_init();
 
 	MarkGUCPrefixReserved("ledger");
-}
-
-/*
- * Does the installed schema have hot accounts (0.3.0 and later)?  The
- * library must keep serving a database whose extension has not been
- * updated yet, so the posting path picks its statements by this.  Two
- * syscache lookups.
- */
-bool
-ledger_schema_has_hot(void)
-{
-	Oid			nsp = get_namespace_oid("ledger", true);
-	Oid			rel;
-
-	if (!OidIsValid(nsp))
-		return false;
-	rel = get_relname_relid("account_balance", nsp);
-	return OidIsValid(rel) && get_attnum(rel, "hot") != InvalidAttrNumber;
 }
 
 /*

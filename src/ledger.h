@@ -117,7 +117,6 @@ extern int	ledger_max_legs;
 extern SPIPlanPtr ledger_prepare(const char *sql, int nargs, Oid *argtypes);
 extern void ledger_spi_exec(SPIPlanPtr plan, Datum *values, const char *nulls,
 							int expected);
-extern bool ledger_schema_has_hot(void);
 extern DateADT ledger_utc_day(TimestampTz ts);
 extern int	ledger_keyed_begin(void);
 extern void ledger_keyed_end(int level);
@@ -136,12 +135,21 @@ extern int	ledger_numeric_cmp(Numeric a, Numeric b);
 extern int	ledger_numeric_sign(Numeric a);
 extern char *ledger_numeric_str(Numeric n);
 
+/* cache.c */
+extern int	ledger_account_cache_size;
+extern void ledger_cache_init(void);
+extern bool ledger_schema_has_hot(void);
+extern Oid	ledger_asset_relid(void);
+extern bool ledger_account_cache_get(const char *code, LedgerAccount *out);
+extern void ledger_account_cache_put(const LedgerAccount *a, TransactionId xmin);
+
 /* catalog.c */
 extern int	ledger_asset_scale(const char *code);
 
 /* balance.c */
 extern void ledger_apply_balances(LedgerDelta *deltas, int ndeltas, pg_uuid_t *txid,
-								  LedgerLeg *legs, int nlegs);
+								  LedgerLeg *legs, int nlegs, const char *kind,
+								  Jsonb *metadata);
 
 /* hot.c */
 extern char *ledger_database;

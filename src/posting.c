@@ -15,7 +15,10 @@
  *	   or aborts, so exactly one transaction is written.  A call that finds
  *	   the key taken compares request fingerprints (SHA-256 of a canonical
  *	   form of the legs and metadata) and either returns the original id,
- *	   writing nothing, or raises LD007;
+ *	   writing nothing, or raises LD007.
+ *	   Without a key, when every account is in the backend's account cache
+ *	   (cache.c), there is nothing to look up: the transaction row is
+ *	   written by step 3's last statement instead;
  *	3. apply balances, locking balance rows in account id order, and
  *	   insert the journal entries, stamped with the time taken once every
  *	   lock is held (balance.c).
@@ -33,6 +36,7 @@
 #include "common/cryptohash.h"
 #include "common/sha2.h"
 #include "fmgr.h"
+#include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 
@@ -49,7 +53,7 @@ static SPIPlanPtr find_key_plan = NULL;
  */
 #define RESOLVE_SELECT(hot) \
 	"SELECT a.id, a.code, a.asset, a.min_balance, " hot ", " \
-	"(SELECT pg_catalog.count(*) FROM t)::integer " \
+	"(SELECT pg_catalog.count(*) FROM t)::integer, a.xmin " \
 	"FROM ledger.account a WHERE a.code OPERATOR(pg_catalog.=) ANY ($1)"
 #define RESOLVE_HOT		"a.mode OPERATOR(pg_catalog.=) 'hot'"
 #define RESOLVE_COLD	"false"
@@ -141,6 +145,7 @@ claim_and_resolve(pg_uuid_t *id, const char *kind, const char *key,
 	bool		isnull;
 	bytea	   *hash = NULL;
 	LedgerAccount *found;
+	TransactionId *xmins;
 	int			nfound;
 	bool		claimed = false;
 	int			i;
@@ -163,6 +168,7 @@ claim_and_resolve(pg_uuid_t *id, const char *kind, const char *key,
 
 	nfound = (int) SPI_processed;
 	found = palloc0(sizeof(LedgerAccount) * Max(nfound, 1));
+	xmins = palloc(sizeof(TransactionId) * Max(nfound, 1));
 	for (i = 0; i < nfound; i++)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[i];
@@ -177,9 +183,13 @@ claim_and_resolve(pg_uuid_t *id, const char *kind, const char *key,
 		found[i].min_balance = isnull ? NULL : DatumGetNumericCopy(d);
 		found[i].hot = DatumGetBool(SPI_getbinval(tup, desc, 5, &isnull));
 		claimed = DatumGetInt32(SPI_getbinval(tup, desc, 6, &isnull)) == 1;
+		xmins[i] = DatumGetTransactionId(SPI_getbinval(tup, desc, 7, &isnull));
 	}
 	for (i = 0; i < nfound; i++)
+	{
 		found[i].scale = ledger_asset_scale(found[i].asset);
+		ledger_account_cache_put(&found[i], xmins[i]);
+	}
 	for (i = 0; i < nlegs; i++)
 	{
 		legs[i].account = NULL;
@@ -219,6 +229,38 @@ claim_and_resolve(pg_uuid_t *id, const char *kind, const char *key,
 				 errdetail("The key belongs to transaction %s, whose request differs from this one.",
 						   DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(id))))));
 	return false;
+}
+
+/*
+ * Resolve every leg from the backend's account cache (cache.c), one
+ * struct per distinct account as claim_and_resolve gives.  False unless
+ * every leg is cached.
+ */
+static bool
+resolve_cached(LedgerLeg *legs, int nlegs)
+{
+	LedgerAccount *found = palloc(sizeof(LedgerAccount) * nlegs);
+	int			i;
+	int			j;
+
+	for (i = 0; i < nlegs; i++)
+	{
+		legs[i].account = NULL;
+		for (j = 0; j < i; j++)
+		{
+			if (strcmp(legs[j].code, legs[i].code) == 0)
+			{
+				legs[i].account = legs[j].account;
+				break;
+			}
+		}
+		if (legs[i].account != NULL)
+			continue;
+		if (!ledger_account_cache_get(legs[i].code, &found[i]))
+			return false;
+		legs[i].account = &found[i];
+	}
+	return true;
 }
 
 /*
@@ -305,11 +347,23 @@ post_legs(pg_uuid_t *id, const char *kind, LedgerLeg *legs, int nlegs,
 {
 	LedgerDelta *deltas;
 	int			ndeltas;
-	bool		fresh;
+	bool		fresh = true;
+	bool		cached;
 	int			i;
 
+	/*
+	 * A cached posting may write nothing before its last statement: refuse
+	 * a read-only transaction (a standby) before touching the escrow.
+	 */
+	PreventCommandIfReadOnly(transfer ? "ledger.transfer" : "ledger.post");
 	ledger_uuidv7(id);
-	fresh = claim_and_resolve(id, kind, key, legs, nlegs, metadata);
+	/*
+	 * Without a key, a posting whose accounts are all cached needs no
+	 * lookup: its transaction row is written with its journal entries.
+	 */
+	cached = key == NULL && resolve_cached(legs, nlegs);
+	if (!cached)
+		fresh = claim_and_resolve(id, kind, key, legs, nlegs, metadata);
 
 	if (transfer)
 	{
@@ -335,7 +389,8 @@ post_legs(pg_uuid_t *id, const char *kind, LedgerLeg *legs, int nlegs,
 		return;					/* idempotent replay: nothing to write */
 
 	deltas = build_deltas(legs, nlegs, &ndeltas);
-	ledger_apply_balances(deltas, ndeltas, id, legs, nlegs);
+	ledger_apply_balances(deltas, ndeltas, id, legs, nlegs,
+						  cached ? kind : NULL, metadata);
 }
 
 static char *
