@@ -239,6 +239,28 @@ fill_entry(CachedAccount *e, const LedgerAccount *a)
 }
 
 /*
+ * Read an account from a lookup's result row, whose columns 1-5 are id,
+ * code, asset, min_balance and whether it is hot; the row's xmin is in
+ * column xmin_col and is returned.  Scale is left for the caller: it may
+ * need a query, which would replace SPI_tuptable.
+ */
+TransactionId
+ledger_account_from_row(HeapTuple tup, TupleDesc desc, int xmin_col, LedgerAccount *out)
+{
+	bool		isnull;
+	Datum		d;
+
+	out->id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+	out->code = SPI_getvalue(tup, desc, 2);
+	out->asset = SPI_getvalue(tup, desc, 3);
+	d = SPI_getbinval(tup, desc, 4, &isnull);
+	out->unbounded = isnull;
+	out->min_balance = isnull ? NULL : DatumGetNumericCopy(d);
+	out->hot = DatumGetBool(SPI_getbinval(tup, desc, 5, &isnull));
+	return DatumGetTransactionId(SPI_getbinval(tup, desc, xmin_col, &isnull));
+}
+
+/*
  * Fill an empty cache with one query: up to ledger.account_cache_size
  * accounts, hot ones first, then by id (system accounts are usually the
  * oldest).  Inside SPI.  Every SPI call is made before the table is
@@ -271,19 +293,8 @@ warm_accounts(void)
 	xmins = palloc(sizeof(TransactionId) * Max(n, 1));
 	for (i = 0; i < n; i++)
 	{
-		HeapTuple	tup = SPI_tuptable->vals[i];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		bool		isnull;
-		Datum		d;
-
-		found[i].id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
-		found[i].code = SPI_getvalue(tup, desc, 2);
-		found[i].asset = SPI_getvalue(tup, desc, 3);
-		d = SPI_getbinval(tup, desc, 4, &isnull);
-		found[i].unbounded = isnull;
-		found[i].min_balance = isnull ? NULL : DatumGetNumericCopy(d);
-		found[i].hot = DatumGetBool(SPI_getbinval(tup, desc, 5, &isnull));
-		xmins[i] = DatumGetTransactionId(SPI_getbinval(tup, desc, 6, &isnull));
+		xmins[i] = ledger_account_from_row(SPI_tuptable->vals[i], SPI_tuptable->tupdesc,
+										   6, &found[i]);
 	}
 	for (i = 0; i < n; i++)
 		found[i].scale = ledger_asset_scale(found[i].asset);

@@ -140,6 +140,8 @@ extern int	ledger_account_cache_size;
 extern void ledger_cache_init(void);
 extern bool ledger_schema_has_hot(void);
 extern Oid	ledger_asset_relid(void);
+extern TransactionId ledger_account_from_row(HeapTuple tup, TupleDesc desc, int xmin_col,
+											 LedgerAccount *out);
 extern bool ledger_account_cache_get(const char *code, LedgerAccount *out);
 extern void ledger_account_cache_put(const LedgerAccount *a, TransactionId xmin);
 

@@ -171,19 +171,10 @@ claim_and_resolve(pg_uuid_t *id, const char *kind, const char *key,
 	xmins = palloc(sizeof(TransactionId) * Max(nfound, 1));
 	for (i = 0; i < nfound; i++)
 	{
-		HeapTuple	tup = SPI_tuptable->vals[i];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		Datum		d;
-
-		found[i].id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
-		found[i].code = SPI_getvalue(tup, desc, 2);
-		found[i].asset = SPI_getvalue(tup, desc, 3);
-		d = SPI_getbinval(tup, desc, 4, &isnull);
-		found[i].unbounded = isnull;
-		found[i].min_balance = isnull ? NULL : DatumGetNumericCopy(d);
-		found[i].hot = DatumGetBool(SPI_getbinval(tup, desc, 5, &isnull));
-		claimed = DatumGetInt32(SPI_getbinval(tup, desc, 6, &isnull)) == 1;
-		xmins[i] = DatumGetTransactionId(SPI_getbinval(tup, desc, 7, &isnull));
+		xmins[i] = ledger_account_from_row(SPI_tuptable->vals[i], SPI_tuptable->tupdesc,
+										   7, &found[i]);
+		claimed = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc,
+											  6, &isnull)) == 1;
 	}
 	for (i = 0; i < nfound; i++)
 	{
