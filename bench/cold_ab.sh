@@ -4,7 +4,7 @@
 # schema before hot accounts; the library then uses its pre-hot statements)
 # and one at the current version.  transfer_uniform at 32 clients runs in
 # each, interleaved, BENCH_ROUNDS times; prints TPS per round and the ratio.
-#     sudo bash bench/cold_ab.sh
+#     bash bench/cold_ab.sh
 source "$(dirname "$0")/../test/lib.sh"
 ROUNDS=${BENCH_ROUNDS:-3}
 DURATION=${BENCH_DURATION:-12}

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # bench/corrections.sh: how long corrections and checks take on a large
-# ledger.  Run as root:  sudo bash bench/corrections.sh
+# ledger.  Run as root:  bash bench/corrections.sh
 #
 #  - dataset A: 10,000 accounts, 500,000 two-leg transactions = 1,000,000
 #    journal entries spread over 30 days;

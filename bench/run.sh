@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench/run.sh: throughput, latency and storage of the ledger API next to a
 # plain single-row INSERT, on a throwaway cluster.  Run as root:
-#     sudo bash bench/run.sh
+#     bash bench/run.sh
 # Installs missing packages, builds and installs the extension, starts a
 # cluster as user postgres on a Unix socket in a temp dir (never port 5432),
 # loads bench/load.sql, runs every workload (bench/<workload>.sql) with

@@ -9,7 +9,9 @@ SELECT ledger.transfer('c-world', 'c-a', 100.00) IS NOT NULL AS funded;
 -- a cached posting reads ledger.account not at all; with the cache off it
 -- looks the accounts up.  (Scans of ledger.account and its indexes counted
 -- by this backend and not yet sent to the statistics, before and after, in
--- one transaction.)
+-- one transaction.)  Accounts are cached by the postings that use them:
+-- c-b is, once this posting has looked it up.
+SELECT ledger.transfer('c-world', 'c-b', 1.00) IS NOT NULL AS warm;
 CREATE FUNCTION account_scans() RETURNS bigint LANGUAGE sql AS
 $$SELECT sum(pg_stat_get_xact_numscans(r))::bigint
     FROM (SELECT 'ledger.account'::regclass::oid AS r

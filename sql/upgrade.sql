@@ -32,6 +32,24 @@ SELECT ledger.transfer('u-world', 'u-a', 4.00) IS NOT NULL AS posted_cached;
 SELECT ledger.balance('u-a') AS a;
 SELECT count(*) AS clean FROM ledger.reconcile();
 
+ALTER EXTENSION ledger UPDATE TO '0.5.0';
+SELECT extversion FROM pg_extension WHERE extname = 'ledger';
+-- the trigger fires per row now, on the columns a posting reads
+SELECT tgname, tgenabled, (tgtype & 1) = 1 AS per_row,
+       (SELECT array_agg(attname ORDER BY attnum) FROM pg_attribute
+         WHERE attrelid = tgrelid AND attnum = ANY (tgattr)) AS columns
+  FROM pg_trigger WHERE tgrelid = 'ledger.account'::regclass AND tgname = 'account_changed';
+SELECT has_function_privilege('public', 'ledger.account_changed()', 'EXECUTE') AS public_may_call;
+-- pg_dump keeps every table with user data, and the sequences
+SELECT c.relname, c.relkind FROM pg_extension e, unnest(e.extconfig) r, pg_class c
+ WHERE e.extname = 'ledger' AND c.oid = r ORDER BY c.relkind, c.relname;
+SELECT ledger.transfer('u-world', 'u-a', 5.00) IS NOT NULL AS posted_on_0_5_0;
+UPDATE ledger.account SET min_balance = 15 WHERE code = 'u-a';
+SELECT try($$SELECT ledger.transfer('u-a', 'u-world', 0.01)$$);
+UPDATE ledger.account SET min_balance = 0 WHERE code = 'u-a';
+SELECT ledger.balance('u-a') AS a;
+SELECT count(*) AS clean FROM ledger.reconcile();
+
 -- every object of the upgraded extension has a comment
 SELECT p.proname FROM pg_proc p
  WHERE p.pronamespace = 'ledger'::regnamespace AND obj_description(p.oid, 'pg_proc') IS NULL;

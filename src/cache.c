@@ -3,54 +3,80 @@
  * cache.c
  *	  Backend-local caches that spare a posting its catalog lookups: where
  *	  the ledger schema's tables are (and whether it has hot accounts), and
- *	  every account a posting has resolved (id, asset, scale, floor, mode).
- *	  A posting whose accounts are all cached and that carries no
- *	  idempotency key skips its lookup statement (posting.c).
+ *	  the accounts this backend's postings resolved (id, asset, scale,
+ *	  floor, mode).  A posting whose accounts are all cached and that
+ *	  carries no idempotency key skips its lookup statement (posting.c).
  *
- * Invalidation:
- *	- Both caches are dropped on a relcache invalidation of ledger.account
- *	  or of every relation (a sinval queue overflow); the schema state also
- *	  on one of ledger.account_balance or ledger.asset, and the accounts
- *	  with it when ledger.account is another table, the schema gained hot
- *	  accounts or the trigger below is gone.  DDL on those tables, ALTER
- *	  EXTENSION UPDATE and DROP EXTENSION send one.
- *	- An UPDATE of ledger.account (set_account_mode, an operator changing
- *	  min_balance) sends one too: the statement trigger account_changed
- *	  calls CacheInvalidateRelcache.  Like every invalidation it takes
- *	  effect at commit; the updating backend sees its own at its next
- *	  command.  A lookup first accepts pending invalidations, so it sees
- *	  every update committed before it, as a READ COMMITTED statement
- *	  would.  Without that trigger enabled ALWAYS on ledger.account (an
- *	  older schema) accounts are not cached.
- *	- An account row written by the current transaction is never cached,
- *	  so a rolled back create_account or mode change leaves nothing behind.
- *	  Unknown codes are never cached.  Accounts are never deleted.
- *	- A posting that used an entry older than a mode change committed
- *	  after its transaction began is caught where the mode is checked
- *	  again, under the balance row lock or the hot slot's lock (LD019),
- *	  exactly as a posting whose snapshot predates the change is.
- *	- The relcache callback only marks the caches stale; they are rebuilt
- *	  on next use, never while a posting holds pointers into them (lookups
- *	  copy what they return).
+ * Filling: on a miss only.  A posting that misses looks its accounts up
+ * (the claim statement it runs anyway) and puts what it found.  Nothing is
+ * loaded at connection start, so a fresh connection's first posting costs
+ * the same whatever the number of accounts.  The table holds at most
+ * ledger.account_cache_size accounts; when full it is emptied and fills
+ * again from the postings that follow.
  *
- * Locking: none of its own.  Everything here is backend-local; refreshing
- * the schema state opens ledger.account with AccessShareLock.
+ * Invalidation, when ledger is preloaded (shared memory):
+ *	- Shared memory holds a generation per bucket of account codes
+ *	  (CHANGE_BUCKETS, hashed with the database) and a global epoch.  The
+ *	  row trigger account_changed (AFTER UPDATE on ledger.account) notes the
+ *	  buckets of the old and new code; the commit callback increments their
+ *	  generations (the epoch instead, when one transaction changed more than
+ *	  MAX_PENDING codes).  The callback runs after the transaction became
+ *	  visible and before COMMIT returns to the client.
+ *	- An entry remembers the epoch and its bucket's generation as read
+ *	  before the lookup that filled it (with a read barrier, so before the
+ *	  lookup's snapshot).  A hit whose epoch or generation moved since is a
+ *	  miss: only the accounts of changed buckets are looked up again, by
+ *	  the backends that use them.  A change committed before the lookup's
+ *	  snapshot is in what the lookup read; one committed after moves the
+ *	  generation, so the next hit looks again.  A posting therefore sees
+ *	  every change whose COMMIT returned before the posting started.
+ *	- The updating backend drops those codes from its own cache at once:
+ *	  within its transaction the next posting looks them up, and rows its
+ *	  own transaction wrote are never cached.
+ *	- PREPARE TRANSACTION of an account update falls back to a relcache
+ *	  invalidation of ledger.account (sent at COMMIT PREPARED), which
+ *	  empties every backend's table.
+ * Without shared memory (ledger not preloaded) the trigger sends that
+ * relcache invalidation for every update; entries then carry no stamp.
+ * A 0.4.0 schema's statement-level trigger does the same.
+ *
+ * Other invalidation:
+ *	- A relcache invalidation of ledger.account, or of every relation (a
+ *	  sinval overflow), empties the table; one of ledger.account_balance or
+ *	  ledger.asset refreshes the schema state.  DDL, ALTER EXTENSION UPDATE
+ *	  and DROP EXTENSION send them.  Each lookup first accepts pending
+ *	  invalidations.
+ *	- Without the account_changed trigger enabled ALWAYS on ledger.account
+ *	  accounts are not cached.  Unknown codes are never cached; accounts are
+ *	  never deleted.
+ *	- A posting that used an entry older than a mode change is caught where
+ *	  the mode is checked again, under the balance row lock or the hot
+ *	  slot's lock (LD019).
+ *	- Callbacks only mark things stale; tables are rebuilt on next use,
+ *	  never while a posting holds pointers into them (lookups copy).
+ *
+ * Locking: the generations are atomics (no lock); the commit callback does
+ * nothing but atomic increments.  Everything else here is backend-local;
+ * refreshing the schema state opens ledger.account with AccessShareLock.
  *
  *-------------------------------------------------------------------------
  */
 #include "ledger.h"
 
-#include "access/table.h"
 #include "access/xact.h"
 #include "catalog/pg_type.h"
-#include "catalog/namespace.h"
 #include "commands/trigger.h"
+#include "common/hashfn.h"
 #include "fmgr.h"
+#include "miscadmin.h"
+#include "port/atomics.h"
+#include "storage/ipc.h"
+#include "storage/lwlock.h"
+#include "storage/shmem.h"
 #include "utils/datum.h"
 #include "utils/guc.h"
 #include "utils/hsearch.h"
 #include "utils/inval.h"
-#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
 
@@ -60,46 +86,134 @@ int			ledger_account_cache_size = 50000;
 /* Codes this long or longer are resolved by a query each time. */
 #define CACHED_CODE_LEN		128
 
-typedef struct SchemaState
+/* Buckets of account codes with a change generation each (shared memory). */
+#define CHANGE_BUCKETS		16384
+/* More codes changed by one transaction bump the epoch instead. */
+#define MAX_PENDING			256
+
+typedef struct AccountChanges
 {
-	bool		valid;
-	Oid			account;
-	Oid			account_balance;
-	Oid			asset;
-	bool		has_hot;
-	bool		account_trigger;	/* account_changed, ENABLE ALWAYS */
-} SchemaState;
+	pg_atomic_uint64 epoch;
+	pg_atomic_uint64 gen[CHANGE_BUCKETS];
+} AccountChanges;
+
+/*
+ * Entries hold everything inline, so that replacing or removing one never
+ * leaves memory behind: removed entries go to the table's free list.
+ */
+#define CACHED_NUMERIC_LEN	64
 
 typedef struct CachedAccount
 {
 	char		code[CACHED_CODE_LEN];	/* hash key */
+	LedgerCacheStamp stamp;		/* as read before the filling lookup */
 	int64		id;
-	char	   *asset;
+	char		asset[CACHED_CODE_LEN];
 	int			scale;
 	bool		unbounded;
-	Numeric		min_balance;
 	bool		hot;
+	union
+	{
+		char		data[CACHED_NUMERIC_LEN];	/* a Numeric, unless unbounded */
+		int64		align;
+	}			min_balance;
 } CachedAccount;
 
-static SchemaState schema = {false};
 static MemoryContext account_cxt = NULL;
 static HTAB *accounts = NULL;
+static Oid	accounts_relid = InvalidOid;	/* the ledger.account it caches */
+static AccountChanges *changes = NULL;
+
+/* Buckets changed by the open transaction, bumped at commit. */
+static uint32 pending[MAX_PENDING];
+static int	npending = 0;
+static bool pending_overflow = false;
+static Oid	pending_relid = InvalidOid;
+
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
+static void
+changes_shmem_request(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+	RequestAddinShmemSpace(sizeof(AccountChanges));
+}
+
+static void
+changes_shmem_startup(void)
+{
+	bool		found;
+	int			i;
+
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	changes = ShmemInitStruct("ledger account changes", sizeof(AccountChanges), &found);
+	if (!found)
+	{
+		pg_atomic_init_u64(&changes->epoch, 0);
+		for (i = 0; i < CHANGE_BUCKETS; i++)
+			pg_atomic_init_u64(&changes->gen[i], 0);
+	}
+	LWLockRelease(AddinShmemInitLock);
+}
+
+static uint32
+code_bucket(const char *code)
+{
+	return hash_combine(hash_bytes((const unsigned char *) code, strlen(code)),
+						(uint32) MyDatabaseId) % CHANGE_BUCKETS;
+}
 
 /*
- * ledger.account_balance is invalidated whenever (auto)vacuum updates its
- * statistics, which under load is often: that refreshes the schema state
- * but keeps the accounts.
+ * Commit: announce the changed buckets.  Atomic increments only: this
+ * cannot fail.  Abort: the changes never happened.  PREPARE: the commit
+ * will happen elsewhere, so fall back to a relcache invalidation, which
+ * two-phase commit carries to COMMIT PREPARED.
+ */
+static void
+changes_xact_callback(XactEvent event, void *arg)
+{
+	int			i;
+
+	if (npending == 0 && !pending_overflow)
+		return;
+	switch (event)
+	{
+		case XACT_EVENT_PRE_PREPARE:
+			CacheInvalidateRelcacheByRelid(pending_relid);
+			break;
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_PARALLEL_COMMIT:
+			Assert(changes != NULL);
+			if (pending_overflow)
+				pg_atomic_fetch_add_u64(&changes->epoch, 1);
+			else
+				for (i = 0; i < npending; i++)
+					pg_atomic_fetch_add_u64(&changes->gen[pending[i]], 1);
+			break;
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+		case XACT_EVENT_PREPARE:
+			break;
+		default:
+			return;
+	}
+	npending = 0;
+	pending_overflow = false;
+}
+
+/*
+ * A relcache invalidation of ledger.account (DDL, a fallback invalidation
+ * from account_changed) or of every relation empties the table.
  */
 static void
 invalidate_callback(Datum arg, Oid relid)
 {
-	if (relid == InvalidOid || relid == schema.account)
-	{
-		schema.valid = false;
+	if (relid == InvalidOid || relid == accounts_relid)
 		accounts = NULL;		/* its memory is reset on next use */
-	}
-	else if (relid == schema.account_balance || relid == schema.asset)
-		schema.valid = false;
 }
 
 void
@@ -114,258 +228,167 @@ ledger_cache_init(void)
 							0,
 							NULL, NULL, NULL);
 	CacheRegisterRelcacheCallback(invalidate_callback, (Datum) 0);
+
+	if (!process_shared_preload_libraries_in_progress)
+		return;
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = changes_shmem_request;
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = changes_shmem_startup;
+	RegisterXactCallback(changes_xact_callback, NULL);
 }
 
 /*
- * Is the trigger that announces account updates on ledger.account, and
- * does it fire whatever session_replication_role is?
+ * The account table, created empty when missing, or NULL when accounts
+ * cannot be cached.  Accepts pending invalidations first, so that a lookup
+ * sees every relcache invalidation committed before it.
  */
-static bool
-has_account_trigger(Oid relid)
+static HTAB *
+account_table(void)
 {
-	Relation	rel = table_open(relid, AccessShareLock);
-	TriggerDesc *td = rel->trigdesc;
-	bool		found = false;
-	int			i;
+	HASHCTL		ctl;
+	const LedgerSchema *s;
 
-	for (i = 0; td != NULL && i < td->numtriggers; i++)
-	{
-		if (strcmp(td->triggers[i].tgname, "account_changed") == 0 &&
-			td->triggers[i].tgenabled == TRIGGER_FIRES_ALWAYS)
-			found = true;
-	}
-	table_close(rel, AccessShareLock);
-	return found;
-}
-
-/*
- * Refresh the schema state if stale.  Returns false when the ledger schema
- * is not there; that answer is not kept (CREATE EXTENSION sends no
- * invalidation we would see).
- */
-static bool
-refresh_schema(void)
-{
-	Oid			nsp;
-	Oid			account;
-	bool		had_hot = schema.has_hot;
-
-	if (schema.valid)
-		return true;
-	nsp = get_namespace_oid("ledger", true);
-	if (!OidIsValid(nsp))
-		return false;
-	account = get_relname_relid("account", nsp);
-	if (account != schema.account)
-		accounts = NULL;
-	schema.account = account;
-	schema.account_balance = get_relname_relid("account_balance", nsp);
-	schema.asset = get_relname_relid("asset", nsp);
-	if (!OidIsValid(schema.account) || !OidIsValid(schema.account_balance) ||
-		!OidIsValid(schema.asset))
-		return false;
-	schema.has_hot = get_attnum(schema.account_balance, "hot") != InvalidAttrNumber;
-	schema.account_trigger = has_account_trigger(schema.account);
-	if (schema.has_hot != had_hot || !schema.account_trigger)
-		accounts = NULL;
-
+	if (ledger_account_cache_size <= 0)
+		return NULL;
+	AcceptInvalidationMessages();
+	s = ledger_schema();
+	if (s == NULL || !s->account_trigger)
+		return NULL;
+	if (accounts != NULL && accounts_relid == s->account)
+		return accounts;
 	if (account_cxt == NULL)
 		account_cxt = AllocSetContextCreate(TopMemoryContext, "ledger account cache",
 											ALLOCSET_DEFAULT_SIZES);
-	if (accounts == NULL)
-		MemoryContextReset(account_cxt);
-	schema.valid = true;
-	return true;
-}
-
-/*
- * Does the installed schema have hot accounts (0.3.0 and later)?  The
- * library keeps serving a database whose extension has not been updated
- * yet, so the posting path picks its statements by this.
- */
-bool
-ledger_schema_has_hot(void)
-{
-	return refresh_schema() && schema.has_hot;
-}
-
-/* ledger.asset's oid, or InvalidOid when the schema is not there. */
-Oid
-ledger_asset_relid(void)
-{
-	return refresh_schema() ? schema.asset : InvalidOid;
-}
-
-/*
- * Can accounts be cached?  Accepts pending invalidations first, so that a
- * lookup sees every account update committed before it, as a statement
- * under READ COMMITTED would (a cheap check when there are none).
- */
-static bool
-accounts_usable(void)
-{
-	if (ledger_account_cache_size <= 0)
-		return false;
-	AcceptInvalidationMessages();
-	return refresh_schema() && schema.account_trigger;
-}
-
-static HTAB *
-new_account_table(void)
-{
-	HASHCTL		ctl;
-
 	MemoryContextReset(account_cxt);
 	ctl.keysize = CACHED_CODE_LEN;
 	ctl.entrysize = sizeof(CachedAccount);
 	ctl.hcxt = account_cxt;
-	return hash_create("ledger accounts", 1024, &ctl,
-					   HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
-}
-
-static void
-fill_entry(CachedAccount *e, const LedgerAccount *a)
-{
-	MemoryContext old = MemoryContextSwitchTo(account_cxt);
-
-	e->id = a->id;
-	e->asset = pstrdup(a->asset);
-	e->scale = a->scale;
-	e->unbounded = a->unbounded;
-	e->min_balance = a->unbounded ? NULL :
-		(Numeric) DatumGetPointer(datumCopy(NumericGetDatum(a->min_balance), false, -1));
-	e->hot = a->hot;
-	MemoryContextSwitchTo(old);
+	accounts = hash_create("ledger accounts", 256, &ctl,
+						   HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+	accounts_relid = s->account;
+	return accounts;
 }
 
 /*
- * Read an account from a lookup's result row, whose columns 1-5 are id,
- * code, asset, min_balance and whether it is hot; the row's xmin is in
- * column xmin_col and is returned.  Scale is left for the caller: it may
- * need a query, which would replace SPI_tuptable.
+ * The stamp of a code as of now: the epoch and its bucket's generation.
+ * Taken for every code before the lookup that resolves them; the read
+ * barrier keeps these reads before the lookup's snapshot.
  */
-TransactionId
-ledger_account_from_row(HeapTuple tup, TupleDesc desc, int xmin_col, LedgerAccount *out)
+void
+ledger_account_cache_stamp(const char *code, LedgerCacheStamp *stamp)
 {
-	bool		isnull;
-	Datum		d;
-
-	out->id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
-	out->code = SPI_getvalue(tup, desc, 2);
-	out->asset = SPI_getvalue(tup, desc, 3);
-	d = SPI_getbinval(tup, desc, 4, &isnull);
-	out->unbounded = isnull;
-	out->min_balance = isnull ? NULL : DatumGetNumericCopy(d);
-	out->hot = DatumGetBool(SPI_getbinval(tup, desc, 5, &isnull));
-	return DatumGetTransactionId(SPI_getbinval(tup, desc, xmin_col, &isnull));
-}
-
-/*
- * Fill an empty cache with one query: up to ledger.account_cache_size
- * accounts, hot ones first, then by id (system accounts are usually the
- * oldest).  Inside SPI.  Every SPI call is made before the table is
- * built, so an invalidation arriving meanwhile is not lost: it leaves the
- * cache empty, to be filled again by the next lookup.
- */
-static void
-warm_accounts(void)
-{
-	static SPIPlanPtr plan = NULL;
-	Datum		arg;
-	LedgerAccount *found;
-	TransactionId *xmins;
-	uint64		n;
-	uint64		i;
-	HTAB	   *table;
-
-	if (plan == NULL)
-		plan = ledger_prepare("SELECT a.id, a.code, a.asset, a.min_balance, "
-							  "a.mode OPERATOR(pg_catalog.=) 'hot', a.xmin "
-							  "FROM ledger.account a "
-							  "WHERE pg_catalog.octet_length(a.code) OPERATOR(pg_catalog.<) 128 "
-							  "ORDER BY a.mode OPERATOR(pg_catalog.=) 'hot' DESC, a.id "
-							  "LIMIT $1",
-							  1, (Oid[]) {INT4OID});
-	arg = Int32GetDatum(ledger_account_cache_size);
-	ledger_spi_exec(plan, &arg, NULL, SPI_OK_SELECT);
-	n = SPI_processed;
-	found = palloc0(sizeof(LedgerAccount) * Max(n, 1));
-	xmins = palloc(sizeof(TransactionId) * Max(n, 1));
-	for (i = 0; i < n; i++)
+	if (changes == NULL)
 	{
-		xmins[i] = ledger_account_from_row(SPI_tuptable->vals[i], SPI_tuptable->tupdesc,
-										   6, &found[i]);
-	}
-	for (i = 0; i < n; i++)
-		found[i].scale = ledger_asset_scale(found[i].asset);
-
-	/* no SPI from here on */
-	if (!schema.valid)
+		stamp->epoch = 0;
+		stamp->gen = 0;
 		return;
-	table = new_account_table();
-	for (i = 0; i < n; i++)
-	{
-		bool		dup;
-
-		if (TransactionIdIsCurrentTransactionId(xmins[i]))
-			continue;
-		fill_entry(hash_search(table, found[i].code, HASH_ENTER, &dup), &found[i]);
 	}
-	accounts = table;
+	stamp->epoch = pg_atomic_read_u64(&changes->epoch);
+	stamp->gen = pg_atomic_read_u64(&changes->gen[code_bucket(code)]);
+	pg_read_barrier();
+}
+
+static bool
+stamp_current(const char *code, const LedgerCacheStamp *stamp)
+{
+	LedgerCacheStamp now;
+
+	if (changes == NULL)
+		return true;
+	ledger_account_cache_stamp(code, &now);
+	return now.epoch == stamp->epoch && now.gen == stamp->gen;
 }
 
 /*
  * Look an account up by code.  On a hit, fills *out with copies in the
- * current memory context and returns true.
+ * current memory context and returns true.  An entry whose bucket changed
+ * since it was filled is dropped: a miss.
  */
 bool
 ledger_account_cache_get(const char *code, LedgerAccount *out)
 {
+	HTAB	   *table = account_table();
 	CachedAccount *e;
 
-	if (!accounts_usable() || strlen(code) >= CACHED_CODE_LEN)
+	if (table == NULL || strlen(code) >= CACHED_CODE_LEN)
 		return false;
-	if (accounts == NULL)
-		warm_accounts();
-	if (accounts == NULL)
-		return false;
-	e = hash_search(accounts, code, HASH_FIND, NULL);
+	e = hash_search(table, code, HASH_FIND, NULL);
 	if (e == NULL)
 		return false;
+	if (!stamp_current(code, &e->stamp))
+	{
+		hash_search(table, code, HASH_REMOVE, NULL);
+		return false;
+	}
 	out->id = e->id;
 	out->code = pstrdup(e->code);
 	out->asset = pstrdup(e->asset);
 	out->scale = e->scale;
 	out->unbounded = e->unbounded;
 	out->min_balance = e->unbounded ? NULL :
-		(Numeric) DatumGetPointer(datumCopy(NumericGetDatum(e->min_balance), false, -1));
+		(Numeric) DatumGetPointer(datumCopy(PointerGetDatum(e->min_balance.data), false, -1));
 	out->hot = e->hot;
 	return true;
 }
 
 /*
- * Remember an account a posting resolved, unless its row was written by
- * the current transaction (which may still roll back) or the cache is
- * full (what it holds stays; it is emptied only by invalidation).
+ * Remember an account a posting resolved, with the stamp its code had
+ * before the lookup, unless its row was written by the current transaction
+ * (which may still roll back).  A full table is emptied first.
  */
 void
-ledger_account_cache_put(const LedgerAccount *a, TransactionId xmin)
+ledger_account_cache_put(const LedgerAccount *a, TransactionId xmin,
+						 const LedgerCacheStamp *stamp)
 {
+	HTAB	   *table = account_table();
 	CachedAccount *e;
-	bool		found;
 
-	if (!accounts_usable() || accounts == NULL || strlen(a->code) >= CACHED_CODE_LEN ||
-		TransactionIdIsCurrentTransactionId(xmin) ||
-		hash_get_num_entries(accounts) >= ledger_account_cache_size)
+	if (table == NULL || strlen(a->code) >= CACHED_CODE_LEN ||
+		strlen(a->asset) >= CACHED_CODE_LEN ||
+		(!a->unbounded && VARSIZE(a->min_balance) > CACHED_NUMERIC_LEN) ||
+		TransactionIdIsCurrentTransactionId(xmin))
 		return;
-	e = hash_search(accounts, a->code, HASH_ENTER, &found);
-	if (!found)
-		fill_entry(e, a);
+	if (hash_get_num_entries(table) >= ledger_account_cache_size)
+	{
+		accounts = NULL;
+		table = account_table();
+	}
+	e = hash_search(table, a->code, HASH_ENTER, NULL);
+	e->stamp = *stamp;
+	e->id = a->id;
+	strlcpy(e->asset, a->asset, CACHED_CODE_LEN);
+	e->scale = a->scale;
+	e->unbounded = a->unbounded;
+	if (!a->unbounded)
+		memcpy(e->min_balance.data, a->min_balance, VARSIZE(a->min_balance));
+	e->hot = a->hot;
+}
+
+/* Note a changed code: bumped at commit, dropped from this backend now. */
+static void
+note_changed(const char *code)
+{
+	uint32		b = code_bucket(code);
+	int			i;
+
+	if (accounts != NULL && strlen(code) < CACHED_CODE_LEN)
+		hash_search(accounts, code, HASH_REMOVE, NULL);
+	for (i = 0; i < npending; i++)
+		if (pending[i] == b)
+			return;
+	if (npending < MAX_PENDING)
+		pending[npending++] = b;
+	else
+		pending_overflow = true;
 }
 
 /*
- * ledger.account_changed(): statement trigger AFTER UPDATE on
- * ledger.account.  Announces the change to every backend's account cache.
+ * ledger.account_changed(): trigger AFTER UPDATE on ledger.account.  As a
+ * row trigger with shared memory, it notes the old and new code's buckets
+ * for the commit callback.  Otherwise (not preloaded, or the statement
+ * trigger of a 0.4.0 schema) it sends a relcache invalidation of
+ * ledger.account at commit, which empties every backend's table.
  */
 PG_FUNCTION_INFO_V1(ledger_account_changed);
 
@@ -373,9 +396,32 @@ Datum
 ledger_account_changed(PG_FUNCTION_ARGS)
 {
 	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	Relation	rel;
+	int			attno;
+	char	   *oldcode;
+	char	   *newcode;
 
 	if (!CALLED_AS_TRIGGER(fcinfo))
-		elog(ERROR, "ledger.account_changed() must be called as a trigger");
-	CacheInvalidateRelcache(trigdata->tg_relation);
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("ledger.account_changed() must be called as a trigger")));
+	rel = trigdata->tg_relation;
+	if (!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) || changes == NULL)
+	{
+		CacheInvalidateRelcache(rel);
+		return PointerGetDatum(NULL);
+	}
+	if (!TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) ||
+		(attno = SPI_fnumber(RelationGetDescr(rel), "code")) <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("ledger.account_changed() must fire on UPDATE of ledger.account")));
+	pending_relid = RelationGetRelid(rel);
+	oldcode = SPI_getvalue(trigdata->tg_trigtuple, RelationGetDescr(rel), attno);
+	newcode = SPI_getvalue(trigdata->tg_newtuple, RelationGetDescr(rel), attno);
+	if (oldcode != NULL)
+		note_changed(oldcode);
+	if (newcode != NULL && (oldcode == NULL || strcmp(oldcode, newcode) != 0))
+		note_changed(newcode);
 	return PointerGetDatum(NULL);
 }

@@ -23,7 +23,6 @@
 #include "utils/lsyscache.h"
 
 static SPIPlanPtr insert_asset_plan = NULL;
-static SPIPlanPtr asset_scale_plan = NULL;
 static SPIPlanPtr insert_account_plan = NULL;
 static SPIPlanPtr insert_balance_plan = NULL;
 static SPIPlanPtr balance_plan[2] = {NULL, NULL};
@@ -94,24 +93,15 @@ ledger_create_account(PG_FUNCTION_ARGS)
 	metadata = PG_GETARG_JSONB_P(4);
 	ledger_check_metadata(metadata);
 
-	SPI_connect();
-	if (asset_scale_plan == NULL)
-	{
-		Oid			types[1] = {TEXTOID};
-
-		asset_scale_plan = ledger_prepare(
-			"SELECT scale FROM ledger.asset WHERE code = $1", 1, types);
-	}
-	values[0] = CStringGetTextDatum(asset);
-	ledger_spi_exec(asset_scale_plan, values, NULL, SPI_OK_SELECT);
-	if (SPI_processed == 0)
+	scale = ledger_asset_scale(asset);
+	if (scale < 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_UNKNOWN_ASSET),
 				 errmsg("asset \"%s\" does not exist", asset),
 				 errdetail("Account \"%s\" names asset \"%s\".", code, asset),
 				 errhint("Create it first with ledger.create_asset.")));
-	scale = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0],
-										SPI_tuptable->tupdesc, 1, &isnull));
+
+	SPI_connect();
 
 	if (!PG_ARGISNULL(2))
 		min_balance = ledger_check_numeric_finite(PG_GETARG_NUMERIC(2), "min_balance",
@@ -150,62 +140,6 @@ ledger_create_account(PG_FUNCTION_ARGS)
 	SPI_finish();
 
 	PG_RETURN_INT64(id);
-}
-
-/*
- * An asset's scale, cached for the life of the backend.  Assets are never
- * updated or deleted (a guard trigger refuses both), so a cached scale
- * cannot go stale; the cache is flushed when ledger.asset itself is another
- * table (the extension was dropped and created again).  Inside SPI.
- */
-typedef struct AssetScale
-{
-	char		code[NAMEDATALEN * 4];
-	int			scale;
-} AssetScale;
-
-static HTAB *asset_scales = NULL;
-static Oid	asset_scales_relid = InvalidOid;
-static SPIPlanPtr scale_plan = NULL;
-
-int
-ledger_asset_scale(const char *code)
-{
-	Oid			relid = ledger_asset_relid();
-	AssetScale *entry;
-	bool		found;
-	Datum		values[1];
-	bool		isnull;
-
-	if (asset_scales == NULL || relid != asset_scales_relid)
-	{
-		HASHCTL		ctl;
-
-		if (asset_scales != NULL)
-			hash_destroy(asset_scales);
-		ctl.keysize = NAMEDATALEN * 4;
-		ctl.entrysize = sizeof(AssetScale);
-		asset_scales = hash_create("ledger asset scales", 16, &ctl, HASH_ELEM | HASH_STRINGS);
-		asset_scales_relid = relid;
-	}
-	if (strlen(code) >= NAMEDATALEN * 4)
-		elog(ERROR, "asset code too long");
-	entry = hash_search(asset_scales, code, HASH_FIND, NULL);
-	if (entry != NULL)
-		return entry->scale;
-
-	if (scale_plan == NULL)
-		scale_plan = ledger_prepare("SELECT scale FROM ledger.asset "
-									"WHERE code OPERATOR(pg_catalog.=) $1",
-									1, (Oid[]) {TEXTOID});
-	values[0] = CStringGetTextDatum(code);
-	ledger_spi_exec(scale_plan, values, NULL, SPI_OK_SELECT);
-	if (SPI_processed != 1)
-		elog(ERROR, "asset \"%s\" of an existing account does not exist", code);
-	entry = hash_search(asset_scales, code, HASH_ENTER, &found);
-	entry->scale = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
-											   1, &isnull));
-	return entry->scale;
 }
 
 PG_FUNCTION_INFO_V1(ledger_balance);

@@ -40,6 +40,7 @@ _PG_init(void)
 							0,
 							NULL, NULL, NULL);
 
+	ledger_schema_init();
 	ledger_cache_init();
 	ledger_hot_init();
 	ledger_worker_init();
@@ -112,6 +113,12 @@ ledger_keyed_begin(void)
 	int			level = NewGUCNestLevel();
 
 	(void) set_config_option("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	/*
+	 * A plan that must scan anyway carries the disabled scan's huge cost,
+	 * which would have it JIT-compiled at every execution.
+	 */
+	(void) set_config_option("jit", "off", PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
 	return level;
 }

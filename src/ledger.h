@@ -73,6 +73,13 @@ typedef struct LedgerAccount
 	bool		hot;			/* balance kept in shared memory (hot.c) */
 } LedgerAccount;
 
+/* What the account cache knew of a code's changes when it was looked up. */
+typedef struct LedgerCacheStamp
+{
+	uint64		epoch;
+	uint64		gen;
+} LedgerCacheStamp;
+
 /* One leg of a posting, as the caller gave it. */
 typedef struct LedgerLeg
 {
@@ -135,18 +142,57 @@ extern int	ledger_numeric_cmp(Numeric a, Numeric b);
 extern int	ledger_numeric_sign(Numeric a);
 extern char *ledger_numeric_str(Numeric n);
 
+/* schema.c */
+typedef struct LedgerSchema
+{
+	bool		valid;
+	Oid			account;
+	Oid			account_code_index;
+	Oid			account_balance;
+	Oid			account_balance_index;	/* on account_id */
+	Oid			asset;
+	Oid			asset_code_index;
+	Oid			daily_balance;
+	Oid			daily_balance_index;	/* on (account_id, day) */
+	Oid			journal_entry;
+	Oid			journal_entry_id_seq;
+	Oid			transaction;
+	Oid			hot_entry;		/* InvalidOid before 0.3.0 */
+	bool		has_hot;		/* 0.3.0 and later */
+	bool		account_trigger;	/* account_changed, ENABLE ALWAYS */
+} LedgerSchema;
+
+extern void ledger_schema_init(void);
+extern const LedgerSchema *ledger_schema(void);
+extern bool ledger_schema_has_hot(void);
+
+/* lookup.c */
+extern bool ledger_lookup_account(const char *code, LedgerAccount *out, TransactionId *xmin);
+extern int	ledger_asset_scale(const char *code);
+
+/* store.c */
+typedef struct LedgerStore LedgerStore;
+extern LedgerStore *ledger_store_begin(void);
+extern Numeric ledger_store_lock_balance(LedgerStore *st, int64 account_id, bool *hot);
+extern void ledger_store_set_balance(LedgerStore *st, Numeric balance);
+extern void ledger_store_add_daily(LedgerStore *st, int64 account_id, DateADT day,
+								   Numeric debits, Numeric credits, Numeric closing);
+extern void ledger_store_insert_journal(LedgerStore *st, pg_uuid_t *txid, int64 account_id,
+										Numeric amount, TimestampTz ts);
+extern void ledger_store_insert_transaction(LedgerStore *st, pg_uuid_t *txid,
+											const char *kind, Jsonb *metadata);
+extern void ledger_store_insert_hot_entry(LedgerStore *st, pg_uuid_t *txid, int64 account_id,
+										  DateADT day, Numeric debits, Numeric credits,
+										  TimestampTz ts);
+extern void ledger_store_end(LedgerStore *st);
+
 /* cache.c */
 extern int	ledger_account_cache_size;
 extern void ledger_cache_init(void);
-extern bool ledger_schema_has_hot(void);
-extern Oid	ledger_asset_relid(void);
-extern TransactionId ledger_account_from_row(HeapTuple tup, TupleDesc desc, int xmin_col,
-											 LedgerAccount *out);
 extern bool ledger_account_cache_get(const char *code, LedgerAccount *out);
-extern void ledger_account_cache_put(const LedgerAccount *a, TransactionId xmin);
-
-/* catalog.c */
-extern int	ledger_asset_scale(const char *code);
+extern void ledger_account_cache_stamp(const char *code, LedgerCacheStamp *stamp);
+extern void ledger_account_cache_put(const LedgerAccount *a, TransactionId xmin,
+									 const LedgerCacheStamp *stamp);
 
 /* balance.c */
 extern void ledger_apply_balances(LedgerDelta *deltas, int ndeltas, pg_uuid_t *txid,

@@ -40,45 +40,8 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 
-/* [key][v]: with an idempotency key; v: the schema has hot accounts */
-static SPIPlanPtr claim_plan[2][2] = {{NULL, NULL}, {NULL, NULL}};
+static SPIPlanPtr claim_plan = NULL;
 static SPIPlanPtr find_key_plan = NULL;
-
-/*
- * The mode read here is re-checked under the balance row lock (balance.c).
- * transfer and post run without a pinned search_path (pinning it costs a
- * fifth of a posting), so their statements name every operator, function
- * and type schema-qualified: a caller's search_path cannot change what
- * they mean (regression test search_path).
- */
-#define RESOLVE_SELECT(hot) \
-	"SELECT a.id, a.code, a.asset, a.min_balance, " hot ", " \
-	"(SELECT pg_catalog.count(*) FROM t)::integer, a.xmin " \
-	"FROM ledger.account a WHERE a.code OPERATOR(pg_catalog.=) ANY ($1)"
-#define RESOLVE_HOT		"a.mode OPERATOR(pg_catalog.=) 'hot'"
-#define RESOLVE_COLD	"false"
-#define CLAIM \
-	"WITH t AS (INSERT INTO ledger.transaction (id, kind, metadata) " \
-	"VALUES ($2, $3, $4) RETURNING 1) "
-#define CLAIM_KEY \
-	"WITH t AS (INSERT INTO ledger.transaction (id, kind, metadata, idempotency_key, request_hash) " \
-	"VALUES ($2, $3, $4, $5, $6) " \
-	"ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING 1) "
-
-static SPIPlanPtr
-get_claim_plan(bool key, int v)
-{
-	static const char *const sql[2][2] = {
-		{CLAIM RESOLVE_SELECT(RESOLVE_COLD), CLAIM RESOLVE_SELECT(RESOLVE_HOT)},
-		{CLAIM_KEY RESOLVE_SELECT(RESOLVE_COLD), CLAIM_KEY RESOLVE_SELECT(RESOLVE_HOT)}
-	};
-
-	if (claim_plan[key][v] == NULL)
-		claim_plan[key][v] = ledger_prepare(sql[key][v], key ? 6 : 4,
-											(Oid[]) {TEXTARRAYOID, UUIDOID, TEXTOID, JSONBOID,
-												TEXTOID, BYTEAOID});
-	return claim_plan[key][v];
-}
 
 static int
 leg_cmp(const void *a, const void *b)
@@ -130,75 +93,75 @@ request_hash(const char *kind, LedgerLeg *legs, int nlegs, Jsonb *metadata)
 }
 
 /*
- * Steps 1 and 2 in one statement: insert the transaction row (claiming the
- * idempotency key) and resolve the legs' accounts.  An unknown code raises
- * LD002 naming it.  Returns false when the key belongs to an earlier
- * identical request, whose id is copied to *id; LD007 if it belongs to a
- * different one.  Account structs live in the SPI procedure context.
+ * Resolve every leg's account: from the backend's account cache, else
+ * straight from the unique index on account codes (lookup.c), stamping
+ * the code first (see cache.c).  One struct per distinct account; an
+ * unknown code raises LD002 naming the leg.  No statement is run.
  */
-static bool
-claim_and_resolve(pg_uuid_t *id, const char *kind, const char *key,
-				  LedgerLeg *legs, int nlegs, Jsonb *metadata)
+static void
+resolve_accounts(LedgerLeg *legs, int nlegs)
 {
-	Datum	   *codes = palloc(sizeof(Datum) * nlegs);
-	Datum		values[6];
-	bool		isnull;
-	bytea	   *hash = NULL;
-	LedgerAccount *found;
-	TransactionId *xmins;
-	int			nfound;
-	bool		claimed = false;
+	LedgerAccount *found = palloc(sizeof(LedgerAccount) * nlegs);
 	int			i;
 	int			j;
 
 	for (i = 0; i < nlegs; i++)
-		codes[i] = CStringGetTextDatum(legs[i].code);
-	values[0] = PointerGetDatum(construct_array(codes, nlegs, TEXTOID, -1, false, TYPALIGN_INT));
-	values[1] = UUIDPGetDatum(id);
-	values[2] = CStringGetTextDatum(kind);
-	values[3] = JsonbPGetDatum(metadata);
-	if (key != NULL)
 	{
-		hash = request_hash(kind, legs, nlegs, metadata);
-		values[4] = CStringGetTextDatum(key);
-		values[5] = PointerGetDatum(hash);
-	}
-	ledger_spi_exec(get_claim_plan(key != NULL, ledger_schema_has_hot() ? 1 : 0),
-					values, NULL, SPI_OK_SELECT);
+		LedgerCacheStamp stamp;
+		TransactionId xmin;
 
-	nfound = (int) SPI_processed;
-	found = palloc0(sizeof(LedgerAccount) * Max(nfound, 1));
-	xmins = palloc(sizeof(TransactionId) * Max(nfound, 1));
-	for (i = 0; i < nfound; i++)
-	{
-		xmins[i] = ledger_account_from_row(SPI_tuptable->vals[i], SPI_tuptable->tupdesc,
-										   7, &found[i]);
-		claimed = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc,
-											  6, &isnull)) == 1;
-	}
-	for (i = 0; i < nfound; i++)
-	{
-		found[i].scale = ledger_asset_scale(found[i].asset);
-		ledger_account_cache_put(&found[i], xmins[i]);
-	}
-	for (i = 0; i < nlegs; i++)
-	{
 		legs[i].account = NULL;
-		for (j = 0; j < nfound; j++)
+		for (j = 0; j < i; j++)
 		{
-			if (strcmp(found[j].code, legs[i].code) == 0)
+			if (strcmp(legs[j].code, legs[i].code) == 0)
 			{
-				legs[i].account = &found[j];
+				legs[i].account = legs[j].account;
 				break;
 			}
 		}
-		if (legs[i].account == NULL)
+		if (legs[i].account != NULL)
+			continue;
+		legs[i].account = &found[i];
+		if (ledger_account_cache_get(legs[i].code, &found[i]))
+			continue;
+		ledger_account_cache_stamp(legs[i].code, &stamp);
+		if (!ledger_lookup_account(legs[i].code, &found[i], &xmin))
 			ereport(ERROR,
 					(errcode(ERRCODE_LEDGER_UNKNOWN_ACCOUNT),
 					 errmsg("account \"%s\" does not exist", legs[i].code),
 					 errdetail("Leg %d names account \"%s\".", i + 1, legs[i].code)));
+		ledger_account_cache_put(&found[i], xmin, &stamp);
 	}
-	if (key == NULL || claimed)
+}
+
+/*
+ * Claim an idempotency key: insert the transaction row with it, or find
+ * it taken.  A concurrent call with the same key waits on the unique index
+ * until the first commits or aborts, so exactly one transaction is
+ * written.  Returns false when the key belongs to an earlier identical
+ * request, whose id is copied to *id; LD007 if to a different one.
+ */
+static bool
+claim_key(pg_uuid_t *id, const char *kind, const char *key,
+		  LedgerLeg *legs, int nlegs, Jsonb *metadata)
+{
+	Datum		values[5];
+	bool		isnull;
+	bytea	   *hash = request_hash(kind, legs, nlegs, metadata);
+
+	if (claim_plan == NULL)
+		claim_plan = ledger_prepare(
+			"INSERT INTO ledger.transaction (id, kind, metadata, idempotency_key, request_hash) "
+			"VALUES ($1, $2, $3, $4, $5) "
+			"ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING",
+			5, (Oid[]) {UUIDOID, TEXTOID, JSONBOID, TEXTOID, BYTEAOID});
+	values[0] = UUIDPGetDatum(id);
+	values[1] = CStringGetTextDatum(kind);
+	values[2] = JsonbPGetDatum(metadata);
+	values[3] = CStringGetTextDatum(key);
+	values[4] = PointerGetDatum(hash);
+	ledger_spi_exec(claim_plan, values, NULL, SPI_OK_INSERT);
+	if (SPI_processed == 1)
 		return true;
 
 	/* the key is taken by a committed transaction: same request? */
@@ -207,7 +170,7 @@ claim_and_resolve(pg_uuid_t *id, const char *kind, const char *key,
 			"SELECT id, request_hash FROM ledger.transaction "
 			"WHERE idempotency_key OPERATOR(pg_catalog.=) $1",
 			1, (Oid[]) {TEXTOID});
-	ledger_spi_exec(find_key_plan, &values[4], NULL, SPI_OK_SELECT);
+	ledger_spi_exec(find_key_plan, &values[3], NULL, SPI_OK_SELECT);
 	if (SPI_processed != 1)
 		elog(ERROR, "idempotency key \"%s\" conflicted but its transaction is not visible", key);
 	memcpy(id, DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
@@ -220,38 +183,6 @@ claim_and_resolve(pg_uuid_t *id, const char *kind, const char *key,
 				 errdetail("The key belongs to transaction %s, whose request differs from this one.",
 						   DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(id))))));
 	return false;
-}
-
-/*
- * Resolve every leg from the backend's account cache (cache.c), one
- * struct per distinct account as claim_and_resolve gives.  False unless
- * every leg is cached.
- */
-static bool
-resolve_cached(LedgerLeg *legs, int nlegs)
-{
-	LedgerAccount *found = palloc(sizeof(LedgerAccount) * nlegs);
-	int			i;
-	int			j;
-
-	for (i = 0; i < nlegs; i++)
-	{
-		legs[i].account = NULL;
-		for (j = 0; j < i; j++)
-		{
-			if (strcmp(legs[j].code, legs[i].code) == 0)
-			{
-				legs[i].account = legs[j].account;
-				break;
-			}
-		}
-		if (legs[i].account != NULL)
-			continue;
-		if (!ledger_account_cache_get(legs[i].code, &found[i]))
-			return false;
-		legs[i].account = &found[i];
-	}
-	return true;
 }
 
 /*
@@ -328,9 +259,10 @@ build_deltas(LedgerLeg *legs, int nlegs, int *ndeltas)
 }
 
 /*
- * Post legs: claim and resolve, check amounts and balance, apply.  Runs
- * inside SPI; returns the transaction id in *id.  For a transfer, legs[1]
- * carries the positive amount the caller gave and legs[0] its negation.
+ * Post legs: resolve, check amounts and balance, claim the key, apply.
+ * Runs inside SPI; returns the transaction id in *id.  For a transfer,
+ * legs[1] carries the positive amount the caller gave and legs[0] its
+ * negation.
  */
 static void
 post_legs(pg_uuid_t *id, const char *kind, LedgerLeg *legs, int nlegs,
@@ -338,28 +270,19 @@ post_legs(pg_uuid_t *id, const char *kind, LedgerLeg *legs, int nlegs,
 {
 	LedgerDelta *deltas;
 	int			ndeltas;
-	bool		fresh = true;
-	bool		cached;
 	int			i;
 
 	/*
-	 * A cached posting may write nothing before its last statement: refuse
-	 * a read-only transaction (a standby) before touching the escrow.
+	 * A posting without a key may write nothing before its last statement:
+	 * refuse a read-only transaction (a standby) before touching the
+	 * escrow.
 	 */
 	PreventCommandIfReadOnly(transfer ? "ledger.transfer" : "ledger.post");
 	ledger_uuidv7(id);
-	/*
-	 * Without a key, a posting whose accounts are all cached needs no
-	 * lookup: its transaction row is written with its journal entries.
-	 */
-	cached = key == NULL && resolve_cached(legs, nlegs);
-	if (!cached)
-		fresh = claim_and_resolve(id, kind, key, legs, nlegs, metadata);
+	resolve_accounts(legs, nlegs);
 
 	if (transfer)
 	{
-		legs[1].amount = ledger_check_amount(legs[1].amount, legs[0].account, false);
-		legs[0].amount = ledger_numeric_neg(legs[1].amount);
 		if (strcmp(legs[0].account->asset, legs[1].account->asset) != 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_LEDGER_ASSET_MISMATCH),
@@ -369,6 +292,8 @@ post_legs(pg_uuid_t *id, const char *kind, LedgerLeg *legs, int nlegs,
 							   legs[0].code, legs[0].account->asset,
 							   legs[1].code, legs[1].account->asset),
 					 errhint("Use ledger.post with legs that net to zero in each asset.")));
+		legs[1].amount = ledger_check_amount(legs[1].amount, legs[0].account, false);
+		legs[0].amount = ledger_numeric_neg(legs[1].amount);
 	}
 	else
 	{
@@ -376,12 +301,13 @@ post_legs(pg_uuid_t *id, const char *kind, LedgerLeg *legs, int nlegs,
 			legs[i].amount = ledger_check_amount(legs[i].amount, legs[i].account, true);
 	}
 	check_balanced(legs, nlegs);
-	if (!fresh)
+	if (key != NULL && !claim_key(id, kind, key, legs, nlegs, metadata))
 		return;					/* idempotent replay: nothing to write */
 
 	deltas = build_deltas(legs, nlegs, &ndeltas);
+	/* with a key, claim_key wrote the transaction row; else the last statement does */
 	ledger_apply_balances(deltas, ndeltas, id, legs, nlegs,
-						  cached ? kind : NULL, metadata);
+						  key == NULL ? kind : NULL, metadata);
 }
 
 static char *

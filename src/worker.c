@@ -30,6 +30,7 @@
 #include "ledger.h"
 
 #include "access/xact.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "fmgr.h"
 #include "funcapi.h"
@@ -44,6 +45,7 @@
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
@@ -358,14 +360,16 @@ worker_exit(int code, Datum arg)
 	set_state(WORKER_NOT_RUNNING);
 }
 
-/* Is the extension, at a version with hot accounts, installed here? */
+/*
+ * Is the extension, at a version with hot accounts, installed here?  Two
+ * syscache lookups, no query.
+ */
 static bool
 extension_ready(void)
 {
-	return SPI_execute("SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n "
-					   "ON n.oid = c.relnamespace WHERE n.nspname = 'ledger' "
-					   "AND c.relname = 'hot_entry'", true, 1) == SPI_OK_SELECT &&
-		SPI_processed == 1;
+	Oid			nsp = get_namespace_oid("ledger", true);
+
+	return OidIsValid(nsp) && OidIsValid(get_relname_relid("hot_entry", nsp));
 }
 
 /*
@@ -415,6 +419,8 @@ ledger_worker_main(Datum main_arg)
 	BackgroundWorkerInitializeConnection(ledger_database, NULL, 0);
 	/* every statement of the fold is keyed: see ledger_keyed_begin */
 	SetConfigOption("enable_seqscan", "off", PGC_USERSET, PGC_S_OVERRIDE);
+	/* and a plan that must scan would cost enough to be compiled each round */
+	SetConfigOption("jit", "off", PGC_USERSET, PGC_S_OVERRIDE);
 
 	/*
 	 * A fold commits without waiting for its WAL flush.  It is one atomic

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # test/demo.sh: install packages, build, install, start a throwaway cluster
 # with pg_cron preloaded, and walk through the ledger.  Run as root:
-#     sudo bash test/demo.sh
+#     bash test/demo.sh
 # Set KEEP=1 to leave the cluster running afterwards.
 source "$(dirname "$0")/lib.sh"
 

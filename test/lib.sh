@@ -20,17 +20,26 @@ PGXS_DIR=/usr/lib/postgresql/15/lib/pgxs
 PG_REGRESS=$PGXS_DIR/src/test/regress/pg_regress
 PG_ISOLATION_REGRESS=$PGXS_DIR/src/test/isolation/pg_isolation_regress
 
+# Every Debian package the project needs.  Each is detected by its own
+# installed state, never by a file another package may also ship
+# (postgresql-client-15 ships pgxs.mk and pg_regress, not postgres.h).
+LEDGER_PACKAGES="postgresql-15 postgresql-server-dev-15 postgresql-15-cron postgresql-15-pgtap
+libtap-parser-sourcehandler-pgtap-perl make gcc bc pgbouncer"
+
+pkg_installed() {
+	[ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" = "install ok installed" ]
+}
+
 ledger_packages() {
-	local need=()
-	[ -x "$PGBIN/postgres" ] || need+=(postgresql-15)
-	[ -x "$PG_CONFIG" ] && [ -x "$PG_REGRESS" ] || need+=(postgresql-server-dev-15)
-	[ -f /usr/share/postgresql/15/extension/pg_cron.control ] || need+=(postgresql-15-cron)
-	[ -f /usr/share/postgresql/15/extension/pgtap.control ] || need+=(postgresql-15-pgtap)
-	command -v pg_prove >/dev/null || need+=(libtap-parser-sourcehandler-pgtap-perl)
-	command -v make >/dev/null || need+=(make)
-	command -v gcc >/dev/null || need+=(gcc)
-	command -v bc >/dev/null || need+=(bc)
+	local need=() p
+	for p in $LEDGER_PACKAGES; do
+		pkg_installed "$p" || need+=("$p")
+	done
 	if [ ${#need[@]} -gt 0 ]; then
+		if [ "$(id -u)" != 0 ]; then
+			echo "missing packages: ${need[*]}; run this as root to install them" >&2
+			return 1
+		fi
 		echo "== installing ${need[*]}"
 		apt-get update -qq
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # test/run.sh: run every test suite against a throwaway cluster, then stop it.
-#     sudo bash test/run.sh
+#     bash test/run.sh
 # Installs missing packages, builds and installs the extension first.
 # Suites, each test counted once:
 #   regress    pg_regress, sql/*.sql vs expected/*.out (REGRESS in Makefile)

@@ -1,0 +1,195 @@
+/*-------------------------------------------------------------------------
+ *
+ * lookup.c
+ *	  Accounts and asset scales read straight from the unique indexes on
+ *	  their codes, without SPI: no statement to parse, plan or start, which
+ *	  is most of what a fresh connection's first posting would otherwise
+ *	  pay.  Asset scales are kept for the life of the backend: assets are
+ *	  never updated or deleted (a guard trigger refuses both).
+ *
+ * Snapshot: each lookup reads with the latest snapshot, after a command
+ * counter increment (as an SPI statement would), whatever the isolation
+ * level.  The account cache (cache.c) stamps a code before looking it up,
+ * and what it keeps must be at least as new as the stamp.  An account's
+ * mode is checked again where it matters (balance.c, hot.c), and its
+ * floor is the one the balance update applies.
+ *
+ * Locking: AccessShareLock on the table and its index, kept to the end of
+ * the transaction, as any query's.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "ledger.h"
+
+#include "access/genam.h"
+#include "access/relscan.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "executor/tuptable.h"
+#include "parser/parse_relation.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/hsearch.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+
+/*
+ * Find the row whose code (the index's only column) equals code, and call
+ * fn on it.  Returns whether there was one.
+ */
+typedef void (*RowReader) (Relation rel, TupleTableSlot *slot, void *arg);
+
+static bool
+lookup_by_code(Oid relid, Oid indexid, const char *code, RowReader fn, void *arg)
+{
+	Relation	rel = table_open(relid, AccessShareLock);
+	Relation	idx = index_open(indexid, AccessShareLock);
+	TupleTableSlot *slot = table_slot_create(rel, NULL);
+	Snapshot	snap;
+	IndexScanDesc scan;
+	ScanKeyData key;
+	bool		found;
+
+	if (idx->rd_index->indrelid != relid || idx->rd_index->indnatts != 1 ||
+		!idx->rd_index->indisunique ||
+		idx->rd_index->indkey.values[0] != attnameAttNum(rel, "code", false))
+		elog(ERROR, "index \"%s\" is not the unique index on %s.code",
+			 RelationGetRelationName(idx), RelationGetRelationName(rel));
+	CommandCounterIncrement();
+	snap = RegisterSnapshot(GetLatestSnapshot());
+	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_TEXTEQ, CStringGetTextDatum(code));
+	key.sk_collation = idx->rd_indcollation[0];
+	scan = index_beginscan(rel, idx, snap, 1, 0);
+	index_rescan(scan, &key, 1, NULL, 0);
+	found = index_getnext_slot(scan, ForwardScanDirection, slot);
+	if (found)
+		fn(rel, slot, arg);
+	index_endscan(scan);
+	UnregisterSnapshot(snap);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(idx, NoLock);
+	table_close(rel, NoLock);
+	return found;
+}
+
+typedef struct AccountRow
+{
+	LedgerAccount *out;
+	TransactionId xmin;
+} AccountRow;
+
+/* A column by name; NULL when the installed table does not have it. */
+static Datum
+column(Relation rel, TupleTableSlot *slot, const char *name, bool *isnull)
+{
+	int			attno = attnameAttNum(rel, name, false);
+
+	*isnull = true;
+	return attno > 0 ? slot_getattr(slot, attno, isnull) : (Datum) 0;
+}
+
+static void
+read_account(Relation rel, TupleTableSlot *slot, void *arg)
+{
+	AccountRow *r = arg;
+	bool		isnull;
+	bool		should_free;
+	Datum		d;
+	HeapTuple	tup;
+
+	r->out->id = DatumGetInt64(column(rel, slot, "id", &isnull));
+	r->out->code = TextDatumGetCString(column(rel, slot, "code", &isnull));
+	r->out->asset = TextDatumGetCString(column(rel, slot, "asset", &isnull));
+	d = column(rel, slot, "min_balance", &isnull);
+	r->out->unbounded = isnull;
+	r->out->min_balance = isnull ? NULL : DatumGetNumericCopy(d);
+	d = column(rel, slot, "mode", &isnull);	/* 0.3.0 and later */
+	r->out->hot = !isnull && strcmp(TextDatumGetCString(d), "hot") == 0;
+	tup = ExecFetchSlotHeapTuple(slot, false, &should_free);
+	r->xmin = HeapTupleHeaderGetXmin(tup->t_data);
+	if (should_free)
+		heap_freetuple(tup);
+}
+
+/*
+ * Look an account up by code, scale included.  Returns false if there is
+ * no such account; *xmin gets the row's inserting transaction.
+ */
+bool
+ledger_lookup_account(const char *code, LedgerAccount *out, TransactionId *xmin)
+{
+	const LedgerSchema *s = ledger_schema();
+	AccountRow	r;
+
+	if (s == NULL)
+		elog(ERROR, "the ledger schema is not installed in this database");
+	r.out = out;
+	if (!lookup_by_code(s->account, s->account_code_index, code, read_account, &r))
+		return false;
+	out->scale = ledger_asset_scale(out->asset);
+	if (out->scale < 0)
+		elog(ERROR, "asset \"%s\" of account \"%s\" does not exist", out->asset, code);
+	*xmin = r.xmin;
+	return true;
+}
+
+/* ---------------------------------------------------------------------
+ * Asset scales
+ * ---------------------------------------------------------------------
+ */
+
+typedef struct AssetScale
+{
+	char		code[LEDGER_MAX_CODE_LEN + 1];
+	int			scale;
+} AssetScale;
+
+static HTAB *asset_scales = NULL;
+static Oid	asset_scales_relid = InvalidOid;
+
+static void
+read_scale(Relation rel, TupleTableSlot *slot, void *arg)
+{
+	bool		isnull;
+
+	*(int *) arg = DatumGetInt32(column(rel, slot, "scale", &isnull));
+}
+
+/*
+ * An asset's scale, or -1 if there is no such asset.  Cached for the life
+ * of the backend; the cache is flushed when ledger.asset is another table
+ * (the extension was dropped and created again).
+ */
+int
+ledger_asset_scale(const char *code)
+{
+	const LedgerSchema *s = ledger_schema();
+	AssetScale *entry;
+	int			scale;
+
+	if (s == NULL)
+		elog(ERROR, "the ledger schema is not installed in this database");
+	if (strlen(code) > LEDGER_MAX_CODE_LEN)
+		return -1;
+	if (asset_scales == NULL || s->asset != asset_scales_relid)
+	{
+		HASHCTL		ctl;
+
+		if (asset_scales != NULL)
+			hash_destroy(asset_scales);
+		ctl.keysize = sizeof(((AssetScale *) NULL)->code);
+		ctl.entrysize = sizeof(AssetScale);
+		asset_scales = hash_create("ledger asset scales", 16, &ctl, HASH_ELEM | HASH_STRINGS);
+		asset_scales_relid = s->asset;
+	}
+	entry = hash_search(asset_scales, code, HASH_FIND, NULL);
+	if (entry != NULL)
+		return entry->scale;
+
+	if (!lookup_by_code(s->asset, s->asset_code_index, code, read_scale, &scale))
+		return -1;
+	entry = hash_search(asset_scales, code, HASH_ENTER, NULL);
+	entry->scale = scale;
+	return scale;
+}
