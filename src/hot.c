@@ -308,6 +308,9 @@ find_slot(int64 account_id, Oid relid)
 	return -1;
 }
 
+static int	alloc_slot(int64 account_id, Oid relid, SlotState state, int scale,
+					   bool unbounded, int128 min_balance, int128 committed);
+
 /*
  * Wait, up to ledger.hot_wait_ms, until the worker has rebuilt the escrow
  * after a start; then LD020.
@@ -362,6 +365,106 @@ push_entry(EntryKind kind, int slot, int64 account_id, int128 amount)
 	e->subid = GetCurrentSubTransactionId();
 }
 
+/* One hot account as read from the tables, ready to install in a slot. */
+typedef struct LoadedAccount
+{
+	int64		id;
+	int			scale;
+	bool		unbounded;
+	int128		min_balance;
+	int128		committed;
+	bool		fits;			/* both fit the escrow's bounds */
+} LoadedAccount;
+
+/*
+ * The statement that reads hot accounts for the escrow: C = the folded
+ * balance plus the unfolded hot entries, in one snapshot.  $1 NULL reads
+ * every hot account (the worker's load), else that one.
+ */
+static SPIPlanPtr load_plan = NULL;
+
+static int
+read_hot_accounts(Datum account_id, bool all, LoadedAccount **out)
+{
+	int			n;
+	int			i;
+
+	if (load_plan == NULL)
+		load_plan = ledger_prepare(
+			"SELECT b.account_id, s.scale, a.min_balance, "
+			"       b.balance + coalesce((SELECT sum(q.credits - q.debits) "
+			"          FROM ledger.hot_entry q WHERE q.account_id = b.account_id), 0) "
+			"  FROM ledger.account_balance b "
+			"  JOIN ledger.account a ON a.id = b.account_id "
+			"  JOIN ledger.asset s ON s.code = a.asset "
+			" WHERE b.hot AND ($1 IS NULL OR b.account_id = $1) ORDER BY b.account_id",
+			1, (Oid[]) {INT8OID});
+	ledger_spi_exec(load_plan, &account_id, all ? "n" : NULL, SPI_OK_SELECT);
+	n = (int) SPI_processed;
+	*out = palloc0(sizeof(LoadedAccount) * Max(n, 1));
+	for (i = 0; i < n; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		LoadedAccount *a = &(*out)[i];
+		bool		isnull;
+		Datum		minb;
+
+		a->id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+		a->scale = DatumGetInt32(SPI_getbinval(tup, desc, 2, &isnull));
+		minb = SPI_getbinval(tup, desc, 3, &isnull);
+		a->unbounded = isnull;
+		a->fits = (a->unbounded ||
+				   ledger_numeric_to_scaled(DatumGetNumeric(minb), a->scale, &a->min_balance)) &&
+			ledger_numeric_to_scaled(DatumGetNumeric(SPI_getbinval(tup, desc, 4, &isnull)),
+									 a->scale, &a->committed);
+	}
+	SPI_freetuptable(SPI_tuptable);
+	return n;
+}
+
+/*
+ * A hot account that has no slot on this server (restored from a dump,
+ * switched to hot by an older server, or not loaded at start for want of
+ * a slot): load it for a posting.  Its balance row lock, taken before the
+ * read, waits out a correction or mode switch in flight, and makes
+ * concurrent loads of one account take turns; no posting can be in flight
+ * on an account without a slot.  The lock is kept until the posting's
+ * transaction ends.  Inside SPI; HotLock is not held.
+ */
+static void
+load_slot(LedgerAccount *acct, Oid relid)
+{
+	LoadedAccount *a;
+	int			slot;
+
+	ledger_lock_balance(acct->id);
+	if (read_hot_accounts(Int64GetDatum(acct->id), false, &a) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_LEDGER_MODE_CHANGED),
+				 errmsg("account \"%s\" is changing mode", acct->code),
+				 errdetail("The account was switched to cold mode while the posting ran."),
+				 errhint("Retry the posting.")));
+	if (!a->fits)
+		ereport(ERROR,
+				(errcode(ERRCODE_LEDGER_INVALID_AMOUNT),
+				 errmsg("hot account \"%s\" holds amounts too large for the escrow", acct->code),
+				 errdetail("Hot accounts hold amounts below 10^36 units of 10^-%d.", acct->scale),
+				 errhint("Switch the account to cold mode.")));
+	LWLockAcquire(hot->lock, LW_EXCLUSIVE);
+	slot = find_slot(acct->id, relid);
+	if (slot < 0)
+		slot = alloc_slot(a->id, relid, SLOT_ACTIVE, a->scale, a->unbounded, a->min_balance,
+						  a->committed);
+	LWLockRelease(hot->lock);
+	if (slot < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_LEDGER_HOT_UNAVAILABLE),
+				 errmsg("no room for hot account \"%s\"", acct->code),
+				 errdetail("All %d hot-account slots are in use.", hot->nslots),
+				 errhint("Raise ledger.max_hot_accounts and restart.")));
+}
+
 /*
  * The hot posting step for one account: reserve a debit or note a credit.
  * Raises LD001 when the debit does not fit, LD019 when the account is not
@@ -390,6 +493,14 @@ ledger_hot_apply(LedgerDelta *d)
 	relid = current_relid();
 	LWLockAcquire(hot->lock, LW_SHARED);
 	slot = find_slot(acct->id, relid);
+	if (slot < 0)
+	{
+		/* a hot account this server has not loaded: load it, look again */
+		LWLockRelease(hot->lock);
+		load_slot(acct, relid);
+		LWLockAcquire(hot->lock, LW_SHARED);
+		slot = find_slot(acct->id, relid);
+	}
 	if (slot < 0 || hot->slots[slot].state != SLOT_ACTIVE)
 	{
 		LWLockRelease(hot->lock);
@@ -697,57 +808,42 @@ alloc_slot(int64 account_id, Oid relid, SlotState state, int scale, bool unbound
 }
 
 /*
- * Rebuild the escrow from the tables: C = folded balance + unfolded hot
- * entries, in one snapshot.  Called by the worker inside a transaction and
- * SPI, before any hot posting is accepted.
+ * Rebuild the escrow from the tables after a start, before any hot
+ * posting is accepted: read every hot account first (inside the worker's
+ * transaction and SPI), then take HotLock only to install the slots and
+ * mark the escrow ready.  Accounts that do not fit (no free slot, amounts
+ * too large) are left without a slot and logged; a posting loads them
+ * when there is room (load_slot).
  */
 void
 ledger_hot_load(void)
 {
-	uint64		i;
+	LoadedAccount *a;
+	int			n = read_hot_accounts((Datum) 0, true, &a);
 	Oid			relid = current_relid();
+	int			i;
+	int			missed = 0;
 
 	LWLockAcquire(hot->lock, LW_EXCLUSIVE);
-	for (i = 0; i < (uint64) hot->nslots; i++)
+	for (i = 0; i < hot->nslots; i++)
 	{
 		hot->slots[i].state = SLOT_FREE;
 		hot->slots[i].account_id = 0;
 	}
-	if (SPI_execute("SELECT b.account_id, s.scale, a.min_balance, "
-					"       (b.balance + coalesce((SELECT sum(q.credits - q.debits) "
-					"          FROM ledger.hot_entry q WHERE q.account_id = b.account_id), 0))::text "
-					"  FROM ledger.account_balance b "
-					"  JOIN ledger.account a ON a.id = b.account_id "
-					"  JOIN ledger.asset s ON s.code = a.asset "
-					" WHERE b.hot ORDER BY b.account_id", true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not read hot accounts");
-	for (i = 0; i < SPI_processed; i++)
+	for (i = 0; i < n; i++)
 	{
-		HeapTuple	tup = SPI_tuptable->vals[i];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		bool		isnull;
-		int64		id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
-		int			scale = DatumGetInt32(SPI_getbinval(tup, desc, 2, &isnull));
-		Datum		minb = SPI_getbinval(tup, desc, 3, &isnull);
-		bool		unbounded = isnull;
-		int128		min_scaled = 0;
-		int128		committed = 0;
-		Numeric		bal;
-
-		bal = DatumGetNumeric(DirectFunctionCall3(numeric_in,
-												  CStringGetDatum(SPI_getvalue(tup, desc, 4)),
-												  ObjectIdGetDatum(InvalidOid),
-												  Int32GetDatum(-1)));
-		if ((!unbounded && !ledger_numeric_to_scaled(DatumGetNumeric(minb), scale, &min_scaled)) ||
-			!ledger_numeric_to_scaled(bal, scale, &committed) ||
-			alloc_slot(id, relid, SLOT_ACTIVE, scale, unbounded, min_scaled, committed) < 0)
-			ereport(WARNING,
-					(errcode(ERRCODE_LEDGER_HOT_UNAVAILABLE),
-					 errmsg("hot account " INT64_FORMAT " could not be loaded into shared memory", id),
-					 errhint("Raise ledger.max_hot_accounts; postings to it fail until then.")));
+		if (!a[i].fits ||
+			alloc_slot(a[i].id, relid, SLOT_ACTIVE, a[i].scale, a[i].unbounded,
+					   a[i].min_balance, a[i].committed) < 0)
+			missed++;
 	}
 	hot->ready = true;
 	LWLockRelease(hot->lock);
+	if (missed > 0)
+		ereport(WARNING,
+				(errcode(ERRCODE_LEDGER_HOT_UNAVAILABLE),
+				 errmsg("%d of %d hot accounts could not be loaded into shared memory", missed, n),
+				 errhint("Raise ledger.max_hot_accounts; postings to them load them when a slot is free.")));
 }
 
 /* The extension (at a version with hot accounts) is not installed: nothing to load. */

@@ -65,32 +65,100 @@ free_port() {
 	return 1
 }
 
-cluster_start() {
-	local dir=$1
+# node_init DIR [CONF]: initdb a throwaway cluster in DIR/data, listening
+# only on a Unix socket in DIR on a free port; CONF lines are appended to
+# its postgresql.conf.  node_start / node_stop DIR [MODE] start and stop
+# it; node_port DIR prints its port.  Its log is DIR/server.log.
+node_init() {
+	local dir=$1 conf=${2:-} port
 	mkdir -p "$dir"
 	chown postgres:postgres "$dir"
 	chmod 700 "$dir"
+	port=$(free_port "$dir") || return 1
+	runuser -u postgres -- "$PGBIN/initdb" -D "$dir/data" -U postgres --auth=trust \
+		--encoding=UTF8 --locale=C.UTF-8 >/dev/null || return 1
+	node_conf "$dir" "$port" "$conf"
+}
+
+# node_conf DIR PORT [CONF]: point a data directory (a fresh one, or a base
+# backup's copy) at DIR's socket and PORT.
+node_conf() {
+	local dir=$1 port=$2 conf=${3:-}
+	{
+		echo "listen_addresses = ''"
+		echo "port = $port"
+		echo "unix_socket_directories = '$dir'"
+		echo "max_prepared_transactions = 10"
+		echo "$conf"
+	} >> "$dir/data/postgresql.conf"
+	echo "$port" > "$dir/port"
+	chown postgres:postgres "$dir/port"
+}
+
+node_port() { cat "$1/port"; }
+
+node_start() {
+	runuser -u postgres -- "$PGBIN/pg_ctl" -D "$1/data" -l "$1/server.log" -w -t 120 start >/dev/null
+}
+
+node_stop() {
+	[ -f "$1/data/postmaster.pid" ] || return 0
+	runuser -u postgres -- "$PGBIN/pg_ctl" -D "$1/data" -m "${2:-fast}" -w -t 120 stop >/dev/null || true
+}
+
+# node_psql DIR DB [psql args]: psql against a node, quiet, unaligned,
+# stopping at the first error.
+node_psql() {
+	local dir=$1 db=$2
+	shift 2
+	"$PGBIN/psql" -X -q -At -v ON_ERROR_STOP=1 -h "$dir" -p "$(node_port "$dir")" -U postgres -d "$db" "$@"
+}
+
+# cluster_start DIR: node_init and node_start with $CLUSTER_CONF, then
+# export PGHOST, PGPORT, PGUSER and PGDATA for it and stop it at exit.
+cluster_start() {
+	local dir=$1
+	node_init "$dir" "${CLUSTER_CONF:-}" || return 1
+	node_start "$dir" || return 1
 	export PGDATA=$dir/data
 	export PGHOST=$dir
 	export PGUSER=postgres
-	PGPORT=$(free_port "$dir")
+	PGPORT=$(node_port "$dir")
 	export PGPORT
-	runuser -u postgres -- "$PGBIN/initdb" -D "$PGDATA" -U postgres --auth=trust \
-		--encoding=UTF8 --locale=C.UTF-8 >/dev/null
-	{
-		echo "listen_addresses = ''"
-		echo "port = $PGPORT"
-		echo "unix_socket_directories = '$dir'"
-		echo "max_prepared_transactions = 10"
-		echo "${CLUSTER_CONF:-}"
-	} >> "$PGDATA/postgresql.conf"
-	runuser -u postgres -- "$PGBIN/pg_ctl" -D "$PGDATA" -l "$dir/server.log" -w -t 60 start >/dev/null
 	CLUSTER_DIR=$dir
 	trap cluster_stop EXIT
 }
 
 cluster_stop() {
-	if [ -n "${CLUSTER_DIR:-}" ] && [ -f "$CLUSTER_DIR/data/postmaster.pid" ]; then
-		runuser -u postgres -- "$PGBIN/pg_ctl" -D "$CLUSTER_DIR/data" -m fast -w stop >/dev/null || true
+	[ -n "${CLUSTER_DIR:-}" ] && node_stop "$CLUSTER_DIR"
+}
+
+# ---------------------------------------------------------------------
+# The scripted tests' checks.  A script sets TEST_NAME, calls ok and fail
+# as it goes and ends with test_done, which exits 1 if anything failed.
+# check_invariants DIR DB runs test/invariants.sql there: every row it
+# returns is a broken invariant.
+# ---------------------------------------------------------------------
+TEST_FAILURES=0
+ok() { echo "${TEST_NAME:-test}: ok: $*"; }
+fail() {
+	TEST_FAILURES=$((TEST_FAILURES + 1))
+	echo "${TEST_NAME:-test}: FAIL: $*" >&2
+}
+test_done() {
+	if [ "$TEST_FAILURES" -gt 0 ]; then
+		echo "${TEST_NAME:-test}: $TEST_FAILURES check(s) failed" >&2
+		exit 1
+	fi
+	echo "${TEST_NAME:-test}: all checks passed"
+}
+check_invariants() {
+	local dir=$1 db=$2 label=${3:-invariants} out
+	if ! out=$(node_psql "$dir" "$db" -F ': ' -f "$LEDGER_ROOT/test/invariants.sql" 2>&1); then
+		fail "$label: the invariant query failed: $out"
+	elif [ -n "$out" ]; then
+		fail "$label: $(tr '\n' ';' <<<"$out")"
+	else
+		ok "$label hold (balances = journal, assets and transactions net to zero, floors, daily rows, escrow)"
 	fi
 }

@@ -1,0 +1,60 @@
+-- test/invariants.sql: the ledger's invariants, checked by every scripted
+-- test (check_invariants in test/lib.sh).  One row per broken invariant,
+-- none when all hold.  Read-only, one statement, one snapshot; run it when
+-- no posting is in flight (the escrow check needs that).
+WITH bal AS (
+    SELECT a.id, a.code, a.asset, a.min_balance, e.balance
+      FROM ledger.account a
+      JOIN ledger.effective_balance e ON e.account_id = a.id),
+jr AS (
+    SELECT account_id, sum(amount) AS total
+      FROM ledger.journal_entry WHERE NOT is_invalidated GROUP BY account_id),
+live AS (
+    SELECT j.transaction_id, a.asset, j.amount
+      FROM ledger.journal_entry j JOIN ledger.account a ON a.id = j.account_id
+     WHERE NOT j.is_invalidated)
+-- each balance (folded plus unfolded hot entries) is its journal's sum
+SELECT 'balance equals journal' AS invariant,
+       format('%s: balance %s, journal %s', b.code, b.balance, coalesce(j.total, 0)) AS detail
+  FROM bal b LEFT JOIN jr j ON j.account_id = b.id
+ WHERE b.balance <> coalesce(j.total, 0)
+UNION ALL
+SELECT 'every account has a balance row', a.code
+  FROM ledger.account a
+ WHERE NOT EXISTS (SELECT 1 FROM ledger.account_balance b WHERE b.account_id = a.id)
+UNION ALL
+SELECT 'every asset nets to zero', format('%s: %s', asset, sum(amount))
+  FROM live GROUP BY asset HAVING sum(amount) <> 0
+UNION ALL
+SELECT 'every transaction nets to zero per asset', format('%s in %s: %s', transaction_id, asset, sum(amount))
+  FROM live GROUP BY transaction_id, asset HAVING sum(amount) <> 0
+UNION ALL
+SELECT 'every entry has its transaction', format('entry %s', j.id)
+  FROM ledger.journal_entry j
+ WHERE NOT EXISTS (SELECT 1 FROM ledger.transaction t WHERE t.id = j.transaction_id)
+UNION ALL
+SELECT 'entries are invalidated with their transaction', format('transaction %s', t.id)
+  FROM ledger.transaction t JOIN ledger.journal_entry j ON j.transaction_id = t.id
+ WHERE j.is_invalidated <> t.is_invalidated
+UNION ALL
+-- a forced invalidation may leave an account below its floor; it alerts
+SELECT 'floors hold', format('%s: %s below floor %s', b.code, b.balance, b.min_balance)
+  FROM bal b
+ WHERE b.balance < b.min_balance
+   AND NOT EXISTS (SELECT 1 FROM ledger.alert l
+                    WHERE l.account_id = b.id AND l.kind = 'invalidation_below_floor')
+UNION ALL
+SELECT 'daily rows equal the journal',
+       format('account %s, day %s: debits %s/%s, credits %s/%s, closing %s/%s',
+              coalesce(d.account_id, x.account_id), coalesce(d.day, x.day),
+              d.debits, x.debits, d.credits, x.credits, d.balance, x.balance)
+  FROM ledger.effective_daily_balance d
+  FULL JOIN ledger.expected_daily_balance x ON x.account_id = d.account_id AND x.day = d.day
+ WHERE (d.debits, d.credits, d.balance) IS DISTINCT FROM (x.debits, x.credits, x.balance)
+UNION ALL
+-- with nothing in flight, a hot account's escrow is its balance
+SELECT 'escrow equals balance',
+       format('%s: escrow %s, reserved %s, in flight %s, balance %s',
+              h.account, h.committed, h.reserved, h.inflight, b.balance)
+  FROM ledger.hot_accounts() h JOIN bal b ON b.id = h.account_id
+ WHERE h.committed <> b.balance OR h.reserved <> 0 OR h.inflight <> 0;
