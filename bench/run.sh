@@ -29,6 +29,7 @@
 #   BENCH_SKIP_BUILD=1       bench the installed extension, do not build
 #   KEEP=1                   leave the cluster and its temp dir behind
 source "$(dirname "$0")/../test/lib.sh"
+source "$(dirname "$0")/lib.sh"
 
 ALL_WORKLOADS="baseline_insert transfer_uniform transfer_50 hot_credit hot_debit hot_credit_hot hot_debit_hot post_4legs"
 DURATION=${BENCH_DURATION:-12}
@@ -52,20 +53,7 @@ for c in $CLIENTS; do
 done
 [[ $DURATION =~ ^[0-9]+$ ]] && [ "$DURATION" -ge 1 ] || { echo "bad BENCH_DURATION: $DURATION" >&2; exit 1; }
 
-CLUSTER_CONF="shared_buffers = 1GB
-max_connections = 100
-fsync = on
-synchronous_commit = on
-full_page_writes = on
-wal_buffers = 64MB
-wal_level = replica
-checkpoint_timeout = 30min
-max_wal_size = 8GB
-min_wal_size = 1GB
-checkpoint_completion_target = 0.9
-autovacuum = on
-jit = off
-log_min_messages = warning"
+CLUSTER_CONF=$BENCH_SERVER_CONF
 # ledger is preloaded, as the README recommends (hot accounts need it, and
 # its fold worker serves ledger.database); a diagnostic run adds
 # pg_stat_statements.

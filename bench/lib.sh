@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# bench/lib.sh: what the benchmark scripts share, sourced after test/lib.sh.
+#
+#   BENCH_SERVER_CONF   the postgresql.conf lines of every benchmark cluster:
+#                       durable commits on, no checkpoint inside a run
+#   median              the median of the numbers on stdin
+#   ratio A B           A / B with two decimals ("n/a" when B is 0)
+#   pgbench_tps FILE    pgbench's tps (without initial connection time)
+
+BENCH_SERVER_CONF="shared_buffers = 1GB
+max_connections = 100
+fsync = on
+synchronous_commit = on
+full_page_writes = on
+wal_buffers = 64MB
+wal_level = replica
+checkpoint_timeout = 30min
+max_wal_size = 8GB
+min_wal_size = 1GB
+checkpoint_completion_target = 0.9
+autovacuum = on
+jit = off
+log_min_messages = warning"
+
+median() {
+	sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "NaN"; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+ratio() {
+	awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 > 0) printf "%.2f", a / b; else print "n/a" }'
+}
+
+pgbench_tps() {
+	sed -n 's/^tps = \([0-9.]*\) (without initial connection time).*/\1/p' "$1"
+}
