@@ -23,6 +23,7 @@
 #            posting included).
 # Writes bench/results/connect.md.
 #
+#   BENCH_ONLY="connect C churn"  the measures to run
 #   BENCH_ROUNDS=9        fresh connections per connect measure
 #   BENCH_DURATION=12     seconds per pgbench run
 #   BENCH_PAIRS=2         interleaved pairs of -C and churn runs
@@ -30,6 +31,7 @@
 source "$(dirname "$0")/../test/lib.sh"
 source "$(dirname "$0")/lib.sh"
 
+ONLY=" ${BENCH_ONLY:-connect C churn} "
 ROUNDS=${BENCH_ROUNDS:-9}
 DURATION=${BENCH_DURATION:-12}
 PAIRS=${BENCH_PAIRS:-2}
@@ -76,19 +78,28 @@ fresh() {
 		awk '/^Time: / { c[++nc] = $2; next } /^[0-9.]+$/ { s[++ns] = $1 }
 		     END { printf "%s %s %s %s\n", s[1], s[2], c[1], c[2] }'
 }
-TRANSFER="SELECT extract(epoch FROM clock_timestamp() - statement_timestamp()) * 1000
-            FROM (SELECT ledger.transfer('world-usd', code, 1.00)
-                    FROM ledger.account WHERE id = (SELECT 1 + floor(random() * max(id))::bigint FROM ledger.account)) t"
+# the measured statements: the posting (to an account picked beforehand,
+# so the statement is the call alone) and the INSERT
+transfer_sql() {
+	echo "SELECT extract(epoch FROM clock_timestamp() - statement_timestamp()) * 1000
+	        FROM (SELECT ledger.transfer('world-usd', '$1', 1.00)) t"
+}
 INSERT="WITH i AS (INSERT INTO bench.baseline (amount) VALUES (1.00) RETURNING 1)
         SELECT extract(epoch FROM clock_timestamp() - statement_timestamp()) * 1000 FROM i"
 
 declare -A CONNECT
 measure_connect() {
-	local n=$1 what sql i col
+	local n=$1 what i col code
 	for what in transfer insert; do
-		sql=$TRANSFER
-		[ "$what" = insert ] && sql=$INSERT
-		for ((i = 0; i < ROUNDS; i++)); do fresh "$sql"; done >"$WORK/$what-$n"
+		for ((i = 0; i < ROUNDS; i++)); do
+			if [ "$what" = insert ]; then
+				fresh "$INSERT"
+			else
+				code=$(q -c "SELECT code FROM ledger.account WHERE asset = 'USD' AND code <> 'world-usd' AND mode = 'cold'
+				                AND id >= (SELECT floor(random() * max(id))::bigint FROM ledger.account) ORDER BY id LIMIT 1")
+				fresh "$(transfer_sql "$code")"
+			fi
+		done >"$WORK/$what-$n"
 		for col in 1 2 3 4; do
 			CONNECT[$n/$what/$col]=$(awk -v c="$col" '{ print $c }' "$WORK/$what-$n" | median)
 		done
@@ -118,28 +129,34 @@ run_pgbench() {	# name clients script extra-options...
 	echo "== $name: ${TPS[$name]} tps, steady ${STEADY[$name]}"
 }
 
+want() { [[ $ONLY == *" $1 "* ]]; }
+
 grow_to 50000
-measure_connect 50000
+want connect && measure_connect 50000
 
 for ((p = 1; p <= PAIRS; p++)); do
+	want C || break
 	run_pgbench "C-insert-$p" 8 baseline_insert -C -M extended
 	run_pgbench "C-transfer-$p" 8 transfer_uniform -C -M extended
 done
 
 q -c "SELECT ledger.create_account('churn-target', 'USD')" >/dev/null
 for ((p = 1; p <= PAIRS; p++)); do
+	want churn || break
 	run_pgbench "insert-$p" 32 baseline_insert -M prepared
 	run_pgbench "quiet-$p" 32 transfer_uniform -M prepared
 	rm -f "$WORK/churn.stop"
+	# one session, one UPDATE every 0.5 s (a new connection each time
+	# would cost this machine more CPU than the change itself)
 	(
 		k=0
 		while [ ! -e "$WORK/churn.stop" ]; do
-			q -c "UPDATE ledger.account SET min_balance = $((k % 2)) WHERE code = 'churn-target'"
+			echo "UPDATE ledger.account SET min_balance = $((k % 2)) WHERE code = 'churn-target';"
 			k=$((k + 1))
 			sleep 0.5
 		done
 		echo "$k" >"$WORK/churn.count"
-	) &
+	) | q &
 	churner=$!
 	run_pgbench "churn-$p" 32 transfer_uniform -M prepared
 	touch "$WORK/churn.stop"
@@ -147,8 +164,10 @@ for ((p = 1; p <= PAIRS; p++)); do
 	echo "== churn-$p: $(cat "$WORK/churn.count") account changes during the run"
 done
 
-grow_to 1000000
-measure_connect 1000000
+if want connect; then
+	grow_to 1000000
+	measure_connect 1000000
+fi
 [ "$(q -c "SELECT count(*) FROM ledger.reconcile(repair => false)")" = 0 ] ||
 	echo "reconcile found mismatches after the runs" >&2
 

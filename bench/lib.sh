@@ -5,7 +5,8 @@
 #                       durable commits on, no checkpoint inside a run
 #   median              the median of the numbers on stdin
 #   ratio A B           A / B with two decimals ("n/a" when B is 0)
-#   pgbench_tps FILE    pgbench's tps (without initial connection time)
+#   pgbench_tps FILE    pgbench's tps (without initial connection time, or
+#                       with -C including the reconnections)
 
 BENCH_SERVER_CONF="shared_buffers = 1GB
 max_connections = 100
@@ -31,5 +32,5 @@ ratio() {
 }
 
 pgbench_tps() {
-	sed -n 's/^tps = \([0-9.]*\) (without initial connection time).*/\1/p' "$1"
+	sed -n 's/^tps = \([0-9.]*\) (\(without initial connection\|including reconnection\).*/\1/p' "$1" | head -1
 }

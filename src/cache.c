@@ -83,8 +83,14 @@
 /* GUC: most accounts one backend caches; 0 turns the cache off. */
 int			ledger_account_cache_size = 50000;
 
-/* Codes this long or longer are resolved by a query each time. */
-#define CACHED_CODE_LEN		128
+/*
+ * Entry sizes: an account whose code, asset code or floor does not fit is
+ * looked up each time instead.  About 190 bytes an entry with the table's
+ * overhead.
+ */
+#define CACHED_CODE_LEN		64
+#define CACHED_ASSET_LEN	32
+#define CACHED_NUMERIC_LEN	40
 
 /* Buckets of account codes with a change generation each (shared memory). */
 #define CHANGE_BUCKETS		16384
@@ -101,14 +107,12 @@ typedef struct AccountChanges
  * Entries hold everything inline, so that replacing or removing one never
  * leaves memory behind: removed entries go to the table's free list.
  */
-#define CACHED_NUMERIC_LEN	64
-
 typedef struct CachedAccount
 {
 	char		code[CACHED_CODE_LEN];	/* hash key */
 	LedgerCacheStamp stamp;		/* as read before the filling lookup */
 	int64		id;
-	char		asset[CACHED_CODE_LEN];
+	char		asset[CACHED_ASSET_LEN];
 	int			scale;
 	bool		unbounded;
 	bool		hot;
@@ -345,7 +349,7 @@ ledger_account_cache_put(const LedgerAccount *a, TransactionId xmin,
 	CachedAccount *e;
 
 	if (table == NULL || strlen(a->code) >= CACHED_CODE_LEN ||
-		strlen(a->asset) >= CACHED_CODE_LEN ||
+		strlen(a->asset) >= CACHED_ASSET_LEN ||
 		(!a->unbounded && VARSIZE(a->min_balance) > CACHED_NUMERIC_LEN) ||
 		TransactionIdIsCurrentTransactionId(xmin))
 		return;
@@ -357,7 +361,7 @@ ledger_account_cache_put(const LedgerAccount *a, TransactionId xmin,
 	e = hash_search(table, a->code, HASH_ENTER, NULL);
 	e->stamp = *stamp;
 	e->id = a->id;
-	strlcpy(e->asset, a->asset, CACHED_CODE_LEN);
+	strlcpy(e->asset, a->asset, CACHED_ASSET_LEN);
 	e->scale = a->scale;
 	e->unbounded = a->unbounded;
 	if (!a->unbounded)
