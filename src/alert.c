@@ -10,6 +10,11 @@
  * severity, kind, account, owner and details; if that exceeds NOTIFY's
  * limit the details are left out of the payload (they stay in the table).
  *
+ * Details are built from values (LedgerJson below, jsonb's own builder):
+ * numbers go in as numerics, text as JSON strings, never pasted from
+ * display text, so any amount within the ledger's limits and any hostile
+ * string make a valid document.
+ *
  * Locking: the row lock of the UPDATE in acknowledge_alert, nothing else.
  *
  *-------------------------------------------------------------------------
@@ -20,6 +25,7 @@
 #include "commands/async.h"
 #include "fmgr.h"
 #include "utils/builtins.h"
+#include "utils/jsonb.h"
 
 #define ALERT_CHANNEL "ledger_alerts"
 #define MAX_PAYLOAD 7900		/* NOTIFY payloads must stay below 8000 bytes */
@@ -28,13 +34,106 @@ static SPIPlanPtr insert_alert_plan = NULL;
 static SPIPlanPtr ack_plan = NULL;
 static SPIPlanPtr alert_exists_plan = NULL;
 
+/* ---------------------------------------------------------------------
+ * A JSON object built from values
+ * ---------------------------------------------------------------------
+ */
+struct LedgerJson
+{
+	JsonbParseState *state;
+};
+
+LedgerJson *
+ledger_json_begin(void)
+{
+	LedgerJson *j = palloc0(sizeof(LedgerJson));
+
+	pushJsonbValue(&j->state, WJB_BEGIN_OBJECT, NULL);
+	return j;
+}
+
+static void
+put(LedgerJson *j, const char *key, JsonbValue *v)
+{
+	JsonbValue	k;
+
+	k.type = jbvString;
+	k.val.string.val = (char *) key;
+	k.val.string.len = strlen(key);
+	pushJsonbValue(&j->state, WJB_KEY, &k);
+	pushJsonbValue(&j->state, WJB_VALUE, v);
+}
+
+/* A numeric value; NULL gives JSON null. */
+void
+ledger_json_numeric(LedgerJson *j, const char *key, Numeric n)
+{
+	JsonbValue	v;
+
+	v.type = n ? jbvNumeric : jbvNull;
+	if (n)
+		v.val.numeric = n;
+	put(j, key, &v);
+}
+
+void
+ledger_json_int(LedgerJson *j, const char *key, int64 i)
+{
+	ledger_json_numeric(j, key, int64_to_numeric(i));
+}
+
+/* A string value; NULL gives JSON null. */
+void
+ledger_json_text(LedgerJson *j, const char *key, const char *s)
+{
+	JsonbValue	v;
+
+	v.type = s ? jbvString : jbvNull;
+	if (s)
+	{
+		v.val.string.val = (char *) s;
+		v.val.string.len = strlen(s);
+	}
+	put(j, key, &v);
+}
+
+void
+ledger_json_bool(LedgerJson *j, const char *key, bool b)
+{
+	JsonbValue	v;
+
+	v.type = jbvBool;
+	v.val.boolean = b;
+	put(j, key, &v);
+}
+
+/* A JSON document, nested as it is. */
+void
+ledger_json_jsonb(LedgerJson *j, const char *key, Jsonb *doc)
+{
+	JsonbValue	v;
+
+	v.type = jbvBinary;
+	v.val.binary.data = &doc->root;
+	v.val.binary.len = VARSIZE(doc) - VARHDRSZ;
+	put(j, key, &v);
+}
+
+Jsonb *
+ledger_json_end(LedgerJson *j)
+{
+	JsonbValue *res = pushJsonbValue(&j->state, WJB_END_OBJECT, NULL);
+
+	return JsonbValueToJsonb(res);
+}
+
 /*
  * Write an alert and queue its NOTIFY.  account_id 0 means no account.
  * Must be called inside SPI.  Returns the alert id.
  */
 int64
 ledger_raise_alert(const char *severity, const char *kind, int64 account_id,
-				   const char *details_json)
+				   Jsonb *details)
 {
 	Datum		values[4];
 	char		nulls[4] = {' ', ' ', ' ', ' '};
@@ -45,20 +144,20 @@ ledger_raise_alert(const char *severity, const char *kind, int64 account_id,
 	if (insert_alert_plan == NULL)
 		insert_alert_plan = ledger_prepare(
 			"INSERT INTO ledger.alert (severity, kind, account_id, account, owner_id, details) "
-			"SELECT $1, $2, $3, a.code, a.owner_id, $4::jsonb "
+			"SELECT $1, $2, $3, a.code, a.owner_id, $4 "
 			"FROM (SELECT 1) one LEFT JOIN ledger.account a ON a.id = $3 "
 			"RETURNING id, pg_catalog.jsonb_build_object('alert_id', id, 'severity', severity, "
 			"'kind', kind, 'account', account, 'owner_id', owner_id, "
 			"'details', details)::text, "
 			"pg_catalog.jsonb_build_object('alert_id', id, 'severity', severity, "
 			"'kind', kind, 'account', account, 'owner_id', owner_id)::text",
-			4, (Oid[]) {TEXTOID, TEXTOID, INT8OID, TEXTOID});
+			4, (Oid[]) {TEXTOID, TEXTOID, INT8OID, JSONBOID});
 
 	values[0] = CStringGetTextDatum(severity);
 	values[1] = CStringGetTextDatum(kind);
 	values[2] = Int64GetDatum(account_id);
 	nulls[2] = account_id != 0 ? ' ' : 'n';
-	values[3] = CStringGetTextDatum(details_json);
+	values[3] = JsonbPGetDatum(details);
 	ledger_spi_exec(insert_alert_plan, values, nulls, SPI_OK_INSERT_RETURNING);
 
 	id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));

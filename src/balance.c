@@ -3,7 +3,7 @@
  * balance.c
  *	  The balance step of a posting, in one place: for each account the
  *	  posting touches, the conditional balance change (a cold account's
- *	  balance row, a hot account's escrow in hot.c), then the journal
+ *	  balance row, a hot account's escrow in escrow.c), then the journal
  *	  entries, the daily rows, the hot queue rows and, when the caller has
  *	  not written it, the transaction row.  Rows are written through
  *	  store.c, without SQL statements.
@@ -88,7 +88,7 @@ apply_cold(LedgerStore *st, LedgerDelta *d)
  * journal entries, and its transaction row when kind is not NULL.  Sorts
  * deltas by account id (the lock order).  For a cold account: the
  * conditional change of its balance row, then its daily row.  For a hot
- * account: a reservation or credit in shared memory (hot.c) and a
+ * account: a reservation or credit in shared memory (escrow.c) and a
  * ledger.hot_entry row for the fold worker.  Everything is stamped with
  * the time taken once every cold balance row is locked.  Raises LD001
  * when a debit would cross min_balance.
@@ -106,10 +106,19 @@ ledger_apply_balances(LedgerDelta *deltas, int ndeltas, pg_uuid_t *txid,
 	st = ledger_store_begin();
 	for (i = 0; i < ndeltas; i++)
 	{
-		if (deltas[i].account->hot)
-			ledger_hot_apply(&deltas[i]);
-		else
+		if (!deltas[i].account->hot)
 			apply_cold(st, &deltas[i]);
+		else if (!ledger_hot_apply(&deltas[i]))
+		{
+			/* a hot account this server has not loaded (escrowload.c) */
+			ledger_hot_load_account(deltas[i].account);
+			if (!ledger_hot_apply(&deltas[i]))
+				ereport(ERROR,
+						(errcode(ERRCODE_LEDGER_MODE_CHANGED),
+						 errmsg("account \"%s\" is changing mode", deltas[i].account->code),
+						 errdetail("The account was switched to cold mode while the posting ran."),
+						 errhint("Retry the posting.")));
+		}
 	}
 
 	/* every cold balance row of the posting is locked: now stamp it */

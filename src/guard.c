@@ -140,13 +140,15 @@ ledger_guard_append_only(PG_FUNCTION_ARGS)
 
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		ereport(ERROR,
-				(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT),
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("ledger.guard_append_only() must be called as a trigger")));
 	rel = trigdata->tg_relation;
 	relname = RelationGetRelationName(rel);
 
 	if (!TRIGGER_FIRED_BEFORE(trigdata->tg_event))
-		elog(ERROR, "ledger.guard_append_only() must fire BEFORE the statement or row");
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("ledger.guard_append_only() must fire BEFORE the statement or row")));
 
 	if (TRIGGER_FIRED_BY_TRUNCATE(trigdata->tg_event))
 		ereport(ERROR,
@@ -155,7 +157,9 @@ ledger_guard_append_only(PG_FUNCTION_ARGS)
 				 errdetail("Table ledger.%s keeps history; no row of it is ever removed.", relname)));
 
 	if (!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
-		elog(ERROR, "ledger.guard_append_only() must fire FOR EACH ROW or on TRUNCATE");
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("ledger.guard_append_only() must fire FOR EACH ROW or on TRUNCATE")));
 
 	if (TRIGGER_FIRED_BY_DELETE(trigdata->tg_event))
 	{

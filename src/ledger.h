@@ -2,7 +2,17 @@
  *
  * ledger.h
  *	  Declarations shared by the ledger extension's C files: SQLSTATEs of
- *	  class LD, the posting structs, and each file's entry points.
+ *	  class LD, the posting structs, and each file's functions, grouped by
+ *	  layer.  Calls go one way, from a layer to the layers below it (and
+ *	  within a layer, never in a circle):
+ *
+ *	    entry points     ledger.c catalog.c hotmode.c worker.c guard.c
+ *	    posting and      posting.c invalidate.c reconcile.c rebuild.c fold.c
+ *	      corrections
+ *	    balance          balance.c (cold rows); escrowapply.c escrowload.c
+ *	      strategies     escrow.c (hot)
+ *	    storage helpers  store.c lookup.c cache.c schema.c spi.c alert.c
+ *	                     validate.c amount.c ids.c
  *
  *-------------------------------------------------------------------------
  */
@@ -44,9 +54,13 @@
 #define ERRCODE_LEDGER_MODE_CHANGED			MAKE_SQLSTATE('L','D','0','1','9')
 #define ERRCODE_LEDGER_HOT_NOT_READY		MAKE_SQLSTATE('L','D','0','2','0')
 #define ERRCODE_LEDGER_HOT_UNAVAILABLE		MAKE_SQLSTATE('L','D','0','2','1')
+#define ERRCODE_LEDGER_HOT_OUT_OF_RANGE		MAKE_SQLSTATE('L','D','0','2','2')
 
 /* Amounts must stay below 10^LEDGER_MAX_AMOUNT_DIGITS in absolute value. */
 #define LEDGER_MAX_AMOUNT_DIGITS	30
+/* Hot accounts' escrow holds values below 10^36 units of 10^-scale. */
+#define LEDGER_SCALED_LIMIT \
+	((int128) 1000000000000000000LL * (int128) 1000000000000000000LL)
 /* Longest account code, asset code, owner id or idempotency key, in bytes. */
 #define LEDGER_MAX_CODE_LEN			255
 /* Largest metadata document, in bytes. */
@@ -70,7 +84,7 @@ typedef struct LedgerAccount
 	int			scale;			/* decimals allowed in the asset */
 	bool		unbounded;		/* min_balance IS NULL */
 	Numeric		min_balance;	/* valid unless unbounded */
-	bool		hot;			/* balance kept in shared memory (hot.c) */
+	bool		hot;			/* balance kept in shared memory (escrow.c) */
 } LedgerAccount;
 
 /* What the account cache knew of a code's changes when it was looked up. */
@@ -98,7 +112,7 @@ typedef struct LedgerDelta
 	Numeric		new_balance;	/* set by ledger_apply_balances */
 } LedgerDelta;
 
-/* The fold worker's state, in shared memory (hot.c owns it). */
+/* The fold worker's state, in the escrow's shared memory. */
 typedef enum LedgerWorkerState
 {
 	WORKER_NOT_RUNNING = 0,
@@ -107,6 +121,36 @@ typedef enum LedgerWorkerState
 	WORKER_FOLDING,
 	WORKER_IDLE
 } LedgerWorkerState;
+
+/* An account a correction takes (rebuild.c). */
+typedef struct LedgerTaken
+{
+	int64		id;
+	const char *code;
+	bool		fenced;			/* hot: its escrow takes the rebuilt balance */
+} LedgerTaken;
+
+/* A copy of one hot account's escrow (escrow.c). */
+typedef struct LedgerEscrowView
+{
+	int64		account_id;
+	int			state;			/* index into ledger_slot_state_names */
+	bool		active;
+	uint64		generation;
+	int			scale;
+	bool		unbounded;
+	int128		min_balance;
+	int128		committed;
+	int128		reserved;
+	int128		pending;
+	int32		inflight;
+	int64		settled;
+	int64		debits_accepted;
+	int64		debits_refused;
+} LedgerEscrowView;
+
+/* A JSON object under construction (alert.c). */
+typedef struct LedgerJson LedgerJson;
 
 typedef struct LedgerWorkerStats
 {
@@ -119,56 +163,55 @@ typedef struct LedgerWorkerStats
 	TimestampTz last_fold_at;
 } LedgerWorkerStats;
 
-/* ledger.c */
-extern int	ledger_max_legs;
-extern SPIPlanPtr ledger_prepare(const char *sql, int nargs, Oid *argtypes);
-extern void ledger_spi_exec(SPIPlanPtr plan, Datum *values, const char *nulls,
-							int expected);
-extern DateADT ledger_utc_day(TimestampTz ts);
-extern int	ledger_keyed_begin(void);
-extern void ledger_keyed_end(int level);
+/* ---- entry points ---- */
 
-/* validate.c */
-extern char *ledger_check_code(text *t, const char *what);
-extern Numeric ledger_check_amount(Numeric amount, const LedgerAccount *account,
-								   bool allow_negative);
-extern Numeric ledger_check_numeric_finite(Numeric n, const char *what,
-										   const char *asset, int scale);
-extern Numeric ledger_parse_amount(const char *str, int len, int leg);
-extern void ledger_check_metadata(Jsonb *metadata);
-extern Numeric ledger_numeric_add(Numeric a, Numeric b);
-extern Numeric ledger_numeric_neg(Numeric a);
-extern int	ledger_numeric_cmp(Numeric a, Numeric b);
-extern int	ledger_numeric_sign(Numeric a);
-extern char *ledger_numeric_str(Numeric n);
+/* posting.c (ledger.transfer, ledger.post) */
+extern void ledger_posting_init(void);
 
-/* schema.c */
-typedef struct LedgerSchema
-{
-	bool		valid;
-	Oid			account;
-	Oid			account_code_index;
-	Oid			account_balance;
-	Oid			account_balance_index;	/* on account_id */
-	Oid			asset;
-	Oid			asset_code_index;
-	Oid			daily_balance;
-	Oid			daily_balance_index;	/* on (account_id, day) */
-	Oid			journal_entry;
-	Oid			journal_entry_id_seq;
-	Oid			transaction;
-	Oid			hot_entry;		/* InvalidOid before 0.3.0 */
-	bool		has_hot;		/* 0.3.0 and later */
-	bool		account_trigger;	/* account_changed, ENABLE ALWAYS */
-} LedgerSchema;
+/* worker.c */
+extern void ledger_worker_init(void);
 
-extern void ledger_schema_init(void);
-extern const LedgerSchema *ledger_schema(void);
-extern bool ledger_schema_has_hot(void);
+/* ---- posting and corrections ---- */
 
-/* lookup.c */
-extern bool ledger_lookup_account(const char *code, LedgerAccount *out, TransactionId *xmin);
-extern int	ledger_asset_scale(const char *code);
+/* rebuild.c */
+extern int	ledger_rebuild_account(int64 account_id, TimestampTz from, Numeric *balance);
+extern void ledger_fence_accounts(LedgerTaken *t, int n);
+extern void ledger_lock_account(LedgerTaken *t);
+extern void ledger_take_accounts(LedgerTaken *t, int n);
+extern int	ledger_finish_account(LedgerTaken *t, TimestampTz from, Numeric *balance);
+extern int	ledger_remove_orphans(void);
+
+/* fold.c */
+extern void ledger_fold_begin(void);
+extern int	ledger_fold_account(int64 account_id, int max_rows);
+extern void ledger_fold_end(void);
+extern int	ledger_fold_round(int max_rows, int64 *writes, bool worker);
+extern void ledger_fold_record(int folded, int64 writes);
+
+/* ---- balance strategies ---- */
+
+/* balance.c */
+extern void ledger_apply_balances(LedgerDelta *deltas, int ndeltas, pg_uuid_t *txid,
+								  LedgerLeg *legs, int nlegs, const char *kind,
+								  Jsonb *metadata);
+
+/* escrow.c */
+extern char *ledger_database;
+extern void ledger_hot_init(void);
+extern bool ledger_hot_available(void);
+extern bool ledger_hot_is_ready(void);
+extern bool ledger_hot_apply(LedgerDelta *d);
+extern int	ledger_escrow_view(LedgerEscrowView **out);
+extern LedgerWorkerStats *ledger_hot_worker_stats(void);
+
+/* escrowload.c */
+extern void ledger_hot_load(void);
+extern void ledger_hot_load_empty(void);
+extern void ledger_hot_load_account(LedgerAccount *acct);
+extern bool ledger_hot_fence(int64 account_id, const char *code);
+extern void ledger_hot_fence_set(int64 account_id, Numeric balance);
+
+/* ---- storage helpers ---- */
 
 /* store.c */
 typedef struct LedgerStore LedgerStore;
@@ -194,45 +237,72 @@ extern void ledger_account_cache_stamp(const char *code, LedgerCacheStamp *stamp
 extern void ledger_account_cache_put(const LedgerAccount *a, TransactionId xmin,
 									 const LedgerCacheStamp *stamp);
 
-/* balance.c */
-extern void ledger_apply_balances(LedgerDelta *deltas, int ndeltas, pg_uuid_t *txid,
-								  LedgerLeg *legs, int nlegs, const char *kind,
-								  Jsonb *metadata);
+/* lookup.c */
+extern bool ledger_lookup_account(const char *code, LedgerAccount *out, TransactionId *xmin);
+extern int	ledger_asset_scale(const char *code);
 
-/* hot.c */
-extern char *ledger_database;
-extern void ledger_hot_init(void);
-extern bool ledger_hot_available(void);
-extern bool ledger_hot_is_ready(void);
-extern void ledger_hot_apply(LedgerDelta *d);
-extern bool ledger_hot_fence(int64 account_id, const char *code);
-extern void ledger_hot_fence_set(int64 account_id, Numeric balance);
-extern void ledger_hot_load(void);
-extern void ledger_hot_load_empty(void);
-extern LedgerWorkerStats *ledger_hot_worker_stats(void);
-extern bool ledger_numeric_to_scaled(Numeric n, int scale, int128 *out);
-extern Numeric ledger_scaled_to_numeric(int128 v, int scale);
+/* schema.c */
+typedef struct LedgerSchema
+{
+	bool		valid;
+	Oid			account;
+	Oid			account_code_index;
+	Oid			account_balance;
+	Oid			account_balance_index;	/* on account_id */
+	Oid			asset;
+	Oid			asset_code_index;
+	Oid			daily_balance;
+	Oid			daily_balance_index;	/* on (account_id, day) */
+	Oid			journal_entry;
+	Oid			journal_entry_id_seq;
+	Oid			transaction;
+	Oid			hot_entry;		/* InvalidOid before 0.3.0 */
+	bool		has_hot;		/* 0.3.0 and later */
+	bool		account_trigger;	/* account_changed, ENABLE ALWAYS */
+} LedgerSchema;
 
-/* worker.c */
-extern void ledger_worker_init(void);
-extern void ledger_fold_begin(void);
-extern int	ledger_fold_account(int64 account_id, int max_rows);
-extern void ledger_fold_end(void);
+extern void ledger_schema_init(void);
+extern const LedgerSchema *ledger_schema(void);
+extern bool ledger_schema_has_hot(void);
+
+/* spi.c */
+extern SPIPlanPtr ledger_prepare(const char *sql, int nargs, Oid *argtypes);
+extern SPIPlanPtr ledger_prepare_scan(const char *sql, int nargs, Oid *argtypes);
+extern void ledger_spi_exec(SPIPlanPtr plan, Datum *values, const char *nulls,
+							int expected);
+extern int	ledger_keyed_begin(void);
+extern void ledger_keyed_end(int level);
+extern void ledger_lock_balance(int64 account_id);
 
 /* alert.c */
+extern LedgerJson *ledger_json_begin(void);
+extern void ledger_json_numeric(LedgerJson *j, const char *key, Numeric n);
+extern void ledger_json_int(LedgerJson *j, const char *key, int64 i);
+extern void ledger_json_text(LedgerJson *j, const char *key, const char *s);
+extern void ledger_json_bool(LedgerJson *j, const char *key, bool b);
+extern void ledger_json_jsonb(LedgerJson *j, const char *key, Jsonb *doc);
+extern Jsonb *ledger_json_end(LedgerJson *j);
 extern int64 ledger_raise_alert(const char *severity, const char *kind,
-								int64 account_id, const char *details_json);
+								int64 account_id, Jsonb *details);
 
-/* rebuild.c */
-extern int	ledger_rebuild_account(int64 account_id, TimestampTz from,
-								   Numeric *balance);
-extern void ledger_lock_balance(int64 account_id);
-extern bool ledger_take_account(int64 account_id, const char *code);
-extern int	ledger_finish_account(int64 account_id, bool fenced, TimestampTz from,
-								  Numeric *balance);
-extern int	ledger_correct_account(int64 account_id, const char *code, TimestampTz from,
-								   Numeric *balance);
-extern int	ledger_remove_orphans(void);
+/* validate.c */
+extern char *ledger_check_code(text *t, const char *what);
+extern Numeric ledger_check_amount(Numeric amount, const LedgerAccount *account,
+								   bool allow_negative);
+extern Numeric ledger_check_numeric_finite(Numeric n, const char *what,
+										   const char *asset, int scale);
+extern Numeric ledger_parse_amount(const char *str, int len, int leg);
+extern void ledger_check_metadata(Jsonb *metadata);
+
+/* amount.c */
+extern Numeric ledger_numeric_add(Numeric a, Numeric b);
+extern Numeric ledger_numeric_neg(Numeric a);
+extern int	ledger_numeric_cmp(Numeric a, Numeric b);
+extern int	ledger_numeric_sign(Numeric a);
+extern char *ledger_numeric_str(Numeric n);
+extern bool ledger_numeric_to_scaled(Numeric n, int scale, int128 *out);
+extern Numeric ledger_scaled_to_numeric(int128 v, int scale);
+extern DateADT ledger_utc_day(TimestampTz ts);
 
 /* ids.c */
 extern void ledger_uuidv7(pg_uuid_t *out);

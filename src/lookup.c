@@ -11,7 +11,7 @@
  * counter increment (as an SPI statement would), whatever the isolation
  * level.  The account cache (cache.c) stamps a code before looking it up,
  * and what it keeps must be at least as new as the stamp.  An account's
- * mode is checked again where it matters (balance.c, hot.c), and its
+ * mode is checked again where it matters (balance.c, escrow.c), and its
  * floor is the one the balance update applies.
  *
  * Locking: AccessShareLock on the table and its index, kept to the end of

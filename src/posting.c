@@ -39,9 +39,26 @@
 #include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
+
+/* GUC: largest number of legs ledger.post accepts. */
+static int	ledger_max_legs = 64;
 
 static SPIPlanPtr claim_plan = NULL;
 static SPIPlanPtr find_key_plan = NULL;
+
+void
+ledger_posting_init(void)
+{
+	DefineCustomIntVariable("ledger.max_legs",
+							"Largest number of legs one ledger.post call may carry.",
+							"Postings with more legs are refused with SQLSTATE LD012.",
+							&ledger_max_legs,
+							64, 2, 10000,
+							PGC_USERSET,
+							0,
+							NULL, NULL, NULL);
+}
 
 static int
 leg_cmp(const void *a, const void *b)

@@ -1,22 +1,30 @@
 /*-------------------------------------------------------------------------
  *
  * rebuild.c
- *	  Corrections: ledger.invalidate and ledger.rebuild_balances, built on
- *	  one routine (also used by reconcile.c) that rebuilds an account's
- *	  daily_balance rows from a given day on, and its account_balance, from
- *	  the non-invalidated journal.
+ *	  Corrections' common ground: how a correction takes the accounts it
+ *	  changes, and the one routine that rebuilds an account's daily_balance
+ *	  rows from a given day on, and its account_balance, from the
+ *	  non-invalidated journal.  ledger.invalidate (invalidate.c),
+ *	  ledger.rebuild_balances (here) and reconciliation repairs
+ *	  (reconcile.c) are built on them.
+ *
+ * Taking accounts, in two phases, each in ascending account id order:
+ *	1. fence every hot account (escrowload.c): its new postings fail with
+ *	   LD019 and the correction waits for those in flight, holding no row
+ *	   lock yet, so no posting it waits for can be waiting for it;
+ *	2. lock each balance row (FOR UPDATE, the order postings use, so
+ *	   corrections and postings never deadlock) and fold the account's
+ *	   unfolded hot entries, so its balance row holds everything committed.
+ * A fenced account's escrow takes the rebuilt balance when the
+ * correction commits.
  *
  * Locking rules:
- *	- Whoever rebuilds an account holds its account_balance row lock (FOR
- *	  UPDATE), taken in ascending account id order, the same order postings
- *	  use, so rebuilds and postings never deadlock.  Postings take that lock
- *	  before they touch daily_balance or write journal entries, so while it
- *	  is held the account's journal and balance rows cannot change, and each
- *	  rebuild statement (a fresh READ COMMITTED snapshot, taken after the
- *	  lock was granted) sees every posting that committed before.
- *	- invalidate first locks the transaction row (FOR UPDATE): two
- *	  invalidations of one transaction serialize, and the second finds it
- *	  invalidated (LD014).
+ *	- Whoever rebuilds an account holds its account_balance row lock.
+ *	  Postings take that lock before they touch daily_balance or write
+ *	  journal entries, so while it is held the account's journal and
+ *	  balance rows cannot change, and each rebuild statement (a fresh READ
+ *	  COMMITTED snapshot, taken after the lock was granted) sees every
+ *	  posting that committed before.
  *	- Under REPEATABLE READ or SERIALIZABLE, locking a balance row that
  *	  changed since the snapshot raises a serialization failure (40001)
  *	  instead of rebuilding from a stale view.
@@ -26,7 +34,8 @@
  * account's last daily_balance row before that day; it reads only the
  * journal entries of that account from that day on (index
  * journal_entry_account_idx).  rebuild_balances and reconcile repairs start
- * from the beginning of the account's history.
+ * from the beginning of the account's history.  rebuild_balances(NULL)
+ * rebuilds account after account in a memory context reset for each.
  *
  *-------------------------------------------------------------------------
  */
@@ -34,14 +43,11 @@
 
 #include "catalog/pg_type.h"
 #include "fmgr.h"
-#include "funcapi.h"
-#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/date.h"
-#include "utils/json.h"
+#include "utils/memutils.h"
 
 static SPIPlanPtr rebuild_plan = NULL;
-static SPIPlanPtr lock_balance_plan = NULL;
 
 /* The start of a timestamp's UTC day, as a timestamptz and as a date. */
 static void
@@ -49,23 +55,6 @@ utc_day_start(TimestampTz ts, TimestampTz *start, DateADT *day)
 {
 	*day = ledger_utc_day(ts);
 	*start = TIMESTAMP_NOT_FINITE(ts) ? ts : (TimestampTz) *day * USECS_PER_DAY;
-}
-
-/*
- * Lock an account's balance row (FOR UPDATE).  Must be called inside SPI.
- */
-void
-ledger_lock_balance(int64 account_id)
-{
-	Datum		values[1];
-
-	if (lock_balance_plan == NULL)
-		lock_balance_plan = ledger_prepare(
-			"SELECT 1 FROM ledger.account_balance WHERE account_id = $1 FOR UPDATE",
-			1, (Oid[]) {INT8OID});
-	values[0] = Int64GetDatum(account_id);
-	ledger_spi_exec(lock_balance_plan, values, NULL, SPI_OK_SELECT);
-	SPI_freetuptable(SPI_tuptable);
 }
 
 /*
@@ -146,22 +135,53 @@ ledger_rebuild_account(int64 account_id, TimestampTz from, Numeric *balance)
 	return changed;
 }
 
-/*
- * Take one account for a correction: fence it if it is hot (before any row
- * lock: see ledger_hot_fence), lock its balance row and fold its unfolded
- * hot entries, so that its balance row holds everything committed.
- * Callers take accounts in ascending id order, the order postings lock in.
- * Returns whether it was fenced, for ledger_finish_account.
- */
-bool
-ledger_take_account(int64 account_id, const char *code)
+static int
+taken_cmp(const void *a, const void *b)
 {
-	bool		fenced = ledger_hot_fence(account_id, code);
+	int64		ia = ((const LedgerTaken *) a)->id;
+	int64		ib = ((const LedgerTaken *) b)->id;
 
-	ledger_lock_balance(account_id);
+	return (ia > ib) - (ia < ib);
+}
+
+/*
+ * Phase 1: sort the accounts and fence the hot ones.  Before any balance
+ * row lock is taken.
+ */
+void
+ledger_fence_accounts(LedgerTaken *t, int n)
+{
+	int			i;
+
+	qsort(t, n, sizeof(LedgerTaken), taken_cmp);
+	for (i = 0; i < n; i++)
+	{
+		Assert(i == 0 || t[i - 1].id < t[i].id);
+		t[i].fenced = ledger_hot_fence(t[i].id, t[i].code);
+	}
+}
+
+/* Phase 2, one account: lock its balance row and fold its hot entries. */
+void
+ledger_lock_account(LedgerTaken *t)
+{
+	ledger_lock_balance(t->id);
 	if (ledger_schema_has_hot())
-		ledger_fold_account(account_id, INT_MAX);
-	return fenced;
+		ledger_fold_account(t->id, INT_MAX);
+}
+
+/*
+ * Take accounts for a correction: both phases, all accounts.  Sorts t by
+ * account id; ids must be distinct.
+ */
+void
+ledger_take_accounts(LedgerTaken *t, int n)
+{
+	int			i;
+
+	ledger_fence_accounts(t, n);
+	for (i = 0; i < n; i++)
+		ledger_lock_account(&t[i]);
 }
 
 /*
@@ -170,283 +190,17 @@ ledger_take_account(int64 account_id, const char *code)
  * Returns the balance rows changed; the balance in *balance.
  */
 int
-ledger_finish_account(int64 account_id, bool fenced, TimestampTz from, Numeric *balance)
+ledger_finish_account(LedgerTaken *t, TimestampTz from, Numeric *balance)
 {
 	Numeric		after;
 	int			changed;
 
-	changed = ledger_rebuild_account(account_id, from, &after);
-	if (fenced)
-		ledger_hot_fence_set(account_id, after);
+	changed = ledger_rebuild_account(t->id, from, &after);
+	if (t->fenced)
+		ledger_hot_fence_set(t->id, after);
 	if (balance)
 		*balance = after;
 	return changed;
-}
-
-/* Take and rebuild one account from the UTC day of "from" on. */
-int
-ledger_correct_account(int64 account_id, const char *code, TimestampTz from,
-					   Numeric *balance)
-{
-	bool		fenced = ledger_take_account(account_id, code);
-
-	return ledger_finish_account(account_id, fenced, from, balance);
-}
-
-/* ---------------------------------------------------------------------
- * ledger.invalidate
- * ---------------------------------------------------------------------
- */
-
-typedef struct Touched
-{
-	int64		id;
-	char	   *code;
-	bool		unbounded;
-	Numeric		min_balance;
-	TimestampTz first;			/* earliest entry of the transaction */
-	Numeric		before;
-	Numeric		after;
-	bool		fenced;			/* hot: escrow reset at commit */
-} Touched;
-
-static SPIPlanPtr inv_txn_plan = NULL;
-static SPIPlanPtr inv_entries_plan = NULL;
-static SPIPlanPtr inv_balance_plan = NULL;
-static SPIPlanPtr inv_flag_txn_plan = NULL;
-static SPIPlanPtr inv_flag_journal_plan = NULL;
-static SPIPlanPtr inv_flag_token_plan = NULL;
-
-static void
-prepare_invalidate_plans(void)
-{
-	if (inv_flag_token_plan != NULL)	/* prepared last */
-		return;
-	inv_txn_plan = ledger_prepare(
-		"SELECT is_invalidated, invalidated_at::text, invalidated_by, invalidation_reason "
-		"FROM ledger.transaction WHERE id = $1 FOR UPDATE",
-		1, (Oid[]) {UUIDOID});
-	inv_entries_plan = ledger_prepare(
-		"SELECT j.account_id, a.code, a.min_balance, min(j.created_at) "
-		"FROM ledger.journal_entry j JOIN ledger.account a ON a.id = j.account_id "
-		"WHERE j.transaction_id = $1 AND NOT j.is_invalidated "
-		"GROUP BY j.account_id, a.code, a.min_balance ORDER BY j.account_id",
-		1, (Oid[]) {UUIDOID});
-	inv_balance_plan = ledger_prepare(
-		"SELECT balance FROM ledger.account_balance WHERE account_id = $1",
-		1, (Oid[]) {INT8OID});
-	inv_flag_txn_plan = ledger_prepare(
-		"UPDATE ledger.transaction SET is_invalidated = true, invalidated_at = pg_catalog.now(), "
-		"invalidated_by = session_user, invalidation_reason = $2 WHERE id = $1",
-		2, (Oid[]) {UUIDOID, TEXTOID});
-	inv_flag_journal_plan = ledger_prepare(
-		"UPDATE ledger.journal_entry SET is_invalidated = true, invalidated_at = pg_catalog.now() "
-		"WHERE transaction_id = $1 AND NOT is_invalidated",
-		1, (Oid[]) {UUIDOID});
-	inv_flag_token_plan = ledger_prepare(
-		"UPDATE ledger.token_transaction SET is_invalidated = true, invalidated_at = pg_catalog.now() "
-		"WHERE transaction_id = $1 AND NOT is_invalidated",
-		1, (Oid[]) {UUIDOID});
-}
-
-static char *
-uuid_str(pg_uuid_t *id)
-{
-	return DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(id)));
-}
-
-/* Lock the transaction row and refuse unknown or invalidated ones. */
-static void
-lock_transaction(pg_uuid_t *id)
-{
-	Datum		values[1];
-	bool		isnull;
-	HeapTuple	tup;
-	TupleDesc	desc;
-
-	values[0] = UUIDPGetDatum(id);
-	ledger_spi_exec(inv_txn_plan, values, NULL, SPI_OK_SELECT);
-	if (SPI_processed == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_LEDGER_UNKNOWN_TRANSACTION),
-				 errmsg("transaction %s does not exist", uuid_str(id))));
-	tup = SPI_tuptable->vals[0];
-	desc = SPI_tuptable->tupdesc;
-	if (DatumGetBool(SPI_getbinval(tup, desc, 1, &isnull)))
-		ereport(ERROR,
-				(errcode(ERRCODE_LEDGER_ALREADY_INVALIDATED),
-				 errmsg("transaction %s is already invalidated", uuid_str(id)),
-				 errdetail("It was invalidated at %s by %s: %s.",
-						   SPI_getvalue(tup, desc, 2),
-						   SPI_getvalue(tup, desc, 3),
-						   SPI_getvalue(tup, desc, 4))));
-}
-
-/* The accounts the transaction's live entries touch, ordered by id. */
-static Touched *
-touched_accounts(pg_uuid_t *id, int *n)
-{
-	Datum		values[1];
-	Touched    *t;
-	uint64		i;
-
-	values[0] = UUIDPGetDatum(id);
-	ledger_spi_exec(inv_entries_plan, values, NULL, SPI_OK_SELECT);
-	*n = (int) SPI_processed;
-	t = palloc0(sizeof(Touched) * Max(*n, 1));
-	for (i = 0; i < SPI_processed; i++)
-	{
-		HeapTuple	tup = SPI_tuptable->vals[i];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		bool		isnull;
-		Datum		d;
-
-		t[i].id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
-		t[i].code = SPI_getvalue(tup, desc, 2);
-		d = SPI_getbinval(tup, desc, 3, &isnull);
-		t[i].unbounded = isnull;
-		t[i].min_balance = isnull ? NULL : DatumGetNumericCopy(d);
-		t[i].first = DatumGetTimestampTz(SPI_getbinval(tup, desc, 4, &isnull));
-	}
-	SPI_freetuptable(SPI_tuptable);
-	return t;
-}
-
-/*
- * Take the touched accounts in id order, and note their balances before.
- */
-static void
-lock_touched(Touched *t, int n)
-{
-	Datum		values[1];
-	bool		isnull;
-	int			j;
-
-	for (j = 0; j < n; j++)
-	{
-		t[j].fenced = ledger_take_account(t[j].id, t[j].code);
-		values[0] = Int64GetDatum(t[j].id);
-		ledger_spi_exec(inv_balance_plan, values, NULL, SPI_OK_SELECT);
-		if (SPI_processed == 1)
-			t[j].before = DatumGetNumericCopy(SPI_getbinval(SPI_tuptable->vals[0],
-															SPI_tuptable->tupdesc, 1, &isnull));
-		SPI_freetuptable(SPI_tuptable);
-	}
-}
-
-/*
- * After the rebuild: an account that the invalidation pushed below its
- * floor refuses the whole call (LD015), unless force, which proceeds and
- * raises one critical alert per such account.
- */
-static void
-check_floors(pg_uuid_t *id, Touched *t, int n, bool force, const char *reason)
-{
-	StringInfoData detail;
-	int			below = 0;
-	int			i;
-
-	initStringInfo(&detail);
-	for (i = 0; i < n; i++)
-	{
-		Numeric		shortfall;
-
-		if (t[i].unbounded || ledger_numeric_cmp(t[i].after, t[i].min_balance) >= 0)
-			continue;
-		if (t[i].before != NULL && ledger_numeric_cmp(t[i].after, t[i].before) >= 0)
-			continue;			/* already below before; this made it no worse */
-		shortfall = ledger_numeric_add(t[i].min_balance, ledger_numeric_neg(t[i].after));
-		appendStringInfo(&detail, "%sAccount \"%s\" would have balance %s, floor %s, shortfall %s",
-						 below > 0 ? "; " : "", t[i].code,
-						 ledger_numeric_str(t[i].after),
-						 ledger_numeric_str(t[i].min_balance),
-						 ledger_numeric_str(shortfall));
-		below++;
-		if (force)
-		{
-			StringInfoData js;
-
-			initStringInfo(&js);
-			appendStringInfo(&js,
-							 "{\"transaction_id\": \"%s\", \"balance\": %s, \"min_balance\": %s, "
-							 "\"shortfall\": %s, \"reason\": ",
-							 uuid_str(id), ledger_numeric_str(t[i].after),
-							 ledger_numeric_str(t[i].min_balance),
-							 ledger_numeric_str(shortfall));
-			escape_json(&js, reason);
-			appendStringInfoChar(&js, '}');
-			ledger_raise_alert("critical", "invalidation_below_floor", t[i].id, js.data);
-		}
-	}
-	if (below > 0 && !force)
-		ereport(ERROR,
-				(errcode(ERRCODE_LEDGER_BELOW_FLOOR),
-				 errmsg_plural("invalidation would leave %d account below its floor",
-							   "invalidation would leave %d accounts below their floor",
-							   below, below),
-				 errdetail("Invalidating transaction %s: %s.", uuid_str(id), detail.data),
-				 errhint("Fund the accounts first, or pass force => true to invalidate anyway and raise an alert.")));
-}
-
-PG_FUNCTION_INFO_V1(ledger_invalidate);
-
-Datum
-ledger_invalidate(PG_FUNCTION_ARGS)
-{
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	pg_uuid_t  *id;
-	char	   *reason;
-	bool		force;
-	Touched    *t;
-	int			n;
-	int			i;
-	Datum		values[2];
-
-	LEDGER_REQUIRE_ARG(0, "transaction_id");
-	LEDGER_REQUIRE_ARG(1, "reason");
-	LEDGER_REQUIRE_ARG(2, "force");
-	id = PG_GETARG_UUID_P(0);
-	reason = ledger_check_code(PG_GETARG_TEXT_PP(1), "reason");
-	force = PG_GETARG_BOOL(2);
-
-	InitMaterializedSRF(fcinfo, 0);
-
-	SPI_connect();
-	ledger_fold_begin();
-	prepare_invalidate_plans();
-	/*
-	 * The transaction row lock first: no posting ever waits for it, so it
-	 * cannot hold up a hot posting that a fence below waits for.
-	 */
-	lock_transaction(id);
-	t = touched_accounts(id, &n);
-	lock_touched(t, n);
-
-	values[0] = UUIDPGetDatum(id);
-	values[1] = CStringGetTextDatum(reason);
-	ledger_spi_exec(inv_flag_txn_plan, values, NULL, SPI_OK_UPDATE);
-	ledger_spi_exec(inv_flag_journal_plan, values, NULL, SPI_OK_UPDATE);
-	ledger_spi_exec(inv_flag_token_plan, values, NULL, SPI_OK_UPDATE);
-
-	for (i = 0; i < n; i++)
-		ledger_finish_account(t[i].id, t[i].fenced, t[i].first, &t[i].after);
-	check_floors(id, t, n, force, reason);
-
-	for (i = 0; i < n; i++)
-	{
-		Datum		row[3];
-		bool		nulls[3] = {false, false, false};
-
-		row[0] = CStringGetTextDatum(t[i].code);
-		row[1] = t[i].before ? NumericGetDatum(t[i].before) : (Datum) 0;
-		nulls[1] = t[i].before == NULL;
-		row[2] = NumericGetDatum(t[i].after);
-		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, row, nulls);
-	}
-	ledger_fold_end();
-	SPI_finish();
-
-	return (Datum) 0;
 }
 
 /* ---------------------------------------------------------------------
@@ -486,7 +240,7 @@ ledger_remove_orphans(void)
 	int			n;
 
 	if (orphans_plan == NULL)
-		orphans_plan = ledger_prepare(
+		orphans_plan = ledger_prepare_scan(
 			"WITH b AS (DELETE FROM ledger.account_balance b WHERE NOT EXISTS "
 			"  (SELECT 1 FROM ledger.account a WHERE a.id = b.account_id) RETURNING 1),"
 			" d AS (DELETE FROM ledger.daily_balance d WHERE NOT EXISTS "
@@ -500,44 +254,71 @@ ledger_remove_orphans(void)
 	return n;
 }
 
+/*
+ * Every account, from its whole history: hot accounts are fenced first
+ * (they refuse postings until the call commits), then each account is
+ * locked and rebuilt in id order, in a memory context of its own that is
+ * reset after it.  Then balance rows of accounts that do not exist go.
+ */
+static int
+rebuild_all(void)
+{
+	LedgerTaken *t;
+	MemoryContext per_account;
+	MemoryContext old;
+	uint64		n;
+	uint64		i;
+	int			changed = 0;
+
+	if (all_accounts_plan == NULL)
+		all_accounts_plan = ledger_prepare_scan(
+			"SELECT id, code FROM ledger.account ORDER BY id", 0, NULL);
+	ledger_spi_exec(all_accounts_plan, NULL, NULL, SPI_OK_SELECT);
+	n = SPI_processed;
+	t = palloc0(sizeof(LedgerTaken) * Max(n, 1));
+	for (i = 0; i < n; i++)
+	{
+		t[i].id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc,
+											  1, &(bool) {false}));
+		t[i].code = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2);
+	}
+	SPI_freetuptable(SPI_tuptable);
+
+	ledger_fence_accounts(t, (int) n);
+	per_account = AllocSetContextCreate(CurrentMemoryContext, "ledger rebuild account",
+										ALLOCSET_DEFAULT_SIZES);
+	old = MemoryContextSwitchTo(per_account);
+	for (i = 0; i < n; i++)
+	{
+		ledger_lock_account(&t[i]);
+		changed += ledger_finish_account(&t[i], DT_NOBEGIN, NULL);
+		MemoryContextReset(per_account);
+	}
+	MemoryContextSwitchTo(old);
+	MemoryContextDelete(per_account);
+	return changed + ledger_remove_orphans();
+}
+
 PG_FUNCTION_INFO_V1(ledger_rebuild_balances);
 
 Datum
 ledger_rebuild_balances(PG_FUNCTION_ARGS)
 {
-	int			changed = 0;
+	int			changed;
 
 	SPI_connect();
 	ledger_fold_begin();
 	if (!PG_ARGISNULL(0))
 	{
-		char	   *code = ledger_check_code(PG_GETARG_TEXT_PP(0), "account code");
-		int64		id = account_id_by_code(code);
+		LedgerTaken t = {0};
 
-		changed = ledger_correct_account(id, code, DT_NOBEGIN, NULL);
+		t.code = ledger_check_code(PG_GETARG_TEXT_PP(0), "account code");
+		t.id = account_id_by_code(t.code);
+		ledger_take_accounts(&t, 1);
+		changed = ledger_finish_account(&t, DT_NOBEGIN, NULL);
 	}
 	else
-	{
-		int64	   *ids;
-		uint64		n;
-		uint64		i;
-
-		if (all_accounts_plan == NULL)
-			all_accounts_plan = ledger_prepare(
-				"SELECT id FROM ledger.account ORDER BY id", 0, NULL);
-		ledger_spi_exec(all_accounts_plan, NULL, NULL, SPI_OK_SELECT);
-		n = SPI_processed;
-		ids = palloc(sizeof(int64) * Max(n, 1));
-		for (i = 0; i < n; i++)
-			ids[i] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc,
-												 1, &(bool) {false}));
-		SPI_freetuptable(SPI_tuptable);
-
-		for (i = 0; i < n; i++)
-			changed += ledger_correct_account(ids[i], psprintf("#" INT64_FORMAT, ids[i]),
-											  DT_NOBEGIN, NULL);
-		changed += ledger_remove_orphans();
-	}
+		changed = rebuild_all();
 	ledger_fold_end();
 	SPI_finish();
 

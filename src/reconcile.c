@@ -21,7 +21,18 @@
  * row), balance_orphan (a row for no account), daily_balance_mismatch,
  * daily_debits_mismatch and daily_credits_mismatch (one per differing
  * column), daily_missing (a day with entries and no row), daily_extra (a
- * row for a day without entries).
+ * row for a day without entries), escrow_mismatch (a hot account's escrow
+ * in shared memory differs from its journal).
+ *
+ * The escrow check: the escrows are copied before and after the detection
+ * statement, which also sums the journal of every hot account.  A hot
+ * account whose escrow had no posting in flight at either copy and settled
+ * none in between had no posting between them, so the statement's
+ * snapshot sees exactly the postings its escrow counts: the two must be
+ * equal.  An account busy at that moment is checked at the next run.  A
+ * repair fences the account, and its escrow takes the rebuilt balance.
+ *
+ * Alert details are built from values (alert.c).
  *
  *-------------------------------------------------------------------------
  */
@@ -33,7 +44,8 @@
 #include "funcapi.h"
 #include "utils/builtins.h"
 #include "utils/date.h"
-#include "utils/json.h"
+#include "utils/array.h"
+#include "utils/datetime.h"
 
 typedef struct Mismatch
 {
@@ -43,10 +55,9 @@ typedef struct Mismatch
 	char	   *kind;
 	bool		has_day;
 	DateADT		day;
-	char	   *day_text;
 	Numeric		expected;		/* NULL when absent */
 	Numeric		actual;			/* NULL when absent */
-	char	   *details;		/* JSON object */
+	Jsonb	   *details;		/* the daily kinds' columns */
 	bool		repaired;
 } Mismatch;
 
@@ -64,7 +75,7 @@ prepare_plans(int v)
 	 * journal with the effective views, in the same one snapshot.
 	 */
 	if (detect_plan[v] == NULL)
-		detect_plan[v] = ledger_prepare(psprintf(
+		detect_plan[v] = ledger_prepare_scan(psprintf(
 		"WITH problems AS ("
 		"  SELECT e.account_id,"
 		"         CASE WHEN b.account_id IS NULL THEN 'balance_missing'"
@@ -95,99 +106,189 @@ prepare_plans(int v)
 		"                              ('credits', e.credits, d.credits)) c(col, exp, act)"
 		"   WHERE ((e.account_id IS NULL OR d.account_id IS NULL) AND c.col = 'balance')"
 		"      OR (e.account_id IS NOT NULL AND d.account_id IS NOT NULL"
-		"          AND c.exp IS DISTINCT FROM c.act))"
+		"          AND c.exp IS DISTINCT FROM c.act)"
+		"  UNION ALL"
+		"  SELECT e.account_id, 'escrow_check', NULL, e.balance, NULL, '{}'"
+		"    FROM ledger.expected_balance e WHERE e.account_id = ANY ($1))"
 		" SELECT p.account_id, coalesce(a.code, '#' || p.account_id), a.id IS NOT NULL,"
-		"        p.kind, p.day, p.expected, p.actual, p.details::text"
+		"        p.kind, p.day, p.expected, p.actual, p.details"
 		"   FROM problems p LEFT JOIN ledger.account a ON a.id = p.account_id"
 		"  ORDER BY p.account_id, p.day NULLS FIRST, p.kind",
 		v ? "ledger.effective_balance" : "ledger.account_balance",
 		v ? "ledger.effective_daily_balance" : "ledger.daily_balance"),
-		0, NULL);
+		1, (Oid[]) {INT8ARRAYOID});
 	if (run_end_plan != NULL)	/* prepared last */
 		return;
 	run_start_plan = ledger_prepare(
 		"INSERT INTO ledger.reconciliation_run (started_at, repair) "
 		"VALUES (pg_catalog.clock_timestamp(), $1) RETURNING id",
 		1, (Oid[]) {BOOLOID});
-	count_accounts_plan = ledger_prepare(
+	count_accounts_plan = ledger_prepare_scan(
 		"SELECT count(*)::integer FROM ledger.account", 0, NULL);
 	record_plan = ledger_prepare(
 		"INSERT INTO ledger.reconciliation_mismatch "
 		"(run_id, account_id, kind, day, expected, actual, details, repaired) "
-		"VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8)",
+		"VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
 		8, (Oid[]) {INT8OID, INT8OID, TEXTOID, DATEOID, NUMERICOID, NUMERICOID,
-			TEXTOID, BOOLOID});
+			JSONBOID, BOOLOID});
 	run_end_plan = ledger_prepare(
 		"UPDATE ledger.reconciliation_run SET finished_at = pg_catalog.clock_timestamp(), "
 		"accounts_checked = $2, mismatches = $3, repaired = $4 WHERE id = $1",
 		4, (Oid[]) {INT8OID, INT4OID, INT4OID, INT4OID});
 }
 
+static int
+mismatch_cmp(const void *a, const void *b)
+{
+	const Mismatch *x = a;
+	const Mismatch *y = b;
+
+	if (x->account_id != y->account_id)
+		return x->account_id < y->account_id ? -1 : 1;
+	if (x->has_day != y->has_day)
+		return x->has_day ? 1 : -1;
+	if (x->has_day && x->day != y->day)
+		return x->day < y->day ? -1 : 1;
+	return strcmp(x->kind, y->kind);
+}
+
+/* The escrow copy of an account, or NULL. */
+static LedgerEscrowView *
+view_of(LedgerEscrowView *v, int n, int64 account_id)
+{
+	int			i;
+
+	for (i = 0; i < n; i++)
+		if (v[i].account_id == account_id)
+			return &v[i];
+	return NULL;
+}
+
+/*
+ * Compare an escrow with its journal sum, if nothing moved it while the
+ * statement ran (see the header).  Fills *m and returns true on a
+ * mismatch.
+ */
+static bool
+check_escrow(Mismatch *row, LedgerEscrowView *before, int nbefore,
+			 LedgerEscrowView *after, int nafter, Mismatch *m)
+{
+	LedgerEscrowView *b = view_of(before, nbefore, row->account_id);
+	LedgerEscrowView *a = view_of(after, nafter, row->account_id);
+	Numeric		escrow;
+
+	if (b == NULL || a == NULL || !b->active || !a->active ||
+		b->generation != a->generation || b->settled != a->settled ||
+		b->inflight != 0 || a->inflight != 0 || row->expected == NULL)
+		return false;
+	escrow = ledger_scaled_to_numeric(b->committed, b->scale);
+	if (ledger_numeric_cmp(escrow, row->expected) == 0)
+		return false;
+	*m = *row;
+	m->kind = "escrow_mismatch";
+	m->actual = escrow;
+	return true;
+}
+
+/*
+ * Find every mismatch in one statement (one snapshot), the hot accounts'
+ * escrows compared around it.  Sorted by account, then day, then kind.
+ */
 static Mismatch *
 detect(int v, int *n)
 {
 	Mismatch   *m;
+	LedgerEscrowView *before;
+	LedgerEscrowView *after;
+	int			nbefore = ledger_escrow_view(&before);
+	int			nafter;
+	Datum	   *ids = palloc(sizeof(Datum) * Max(nbefore, 1));
+	Datum		arg;
 	uint64		i;
+	int			k = 0;
 
-	ledger_spi_exec(detect_plan[v], NULL, NULL, SPI_OK_SELECT);
-	*n = (int) SPI_processed;
-	m = palloc0(sizeof(Mismatch) * Max(*n, 1));
+	for (i = 0; i < (uint64) nbefore; i++)
+		ids[i] = Int64GetDatum(before[i].account_id);
+	arg = PointerGetDatum(construct_array(ids, nbefore, INT8OID, 8, FLOAT8PASSBYVAL,
+										  TYPALIGN_DOUBLE));
+	ledger_spi_exec(detect_plan[v], &arg, NULL, SPI_OK_SELECT);
+	nafter = ledger_escrow_view(&after);
+	m = palloc0(sizeof(Mismatch) * Max(SPI_processed, 1));
 	for (i = 0; i < SPI_processed; i++)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[i];
 		TupleDesc	desc = SPI_tuptable->tupdesc;
 		bool		isnull;
 		Datum		d;
+		Mismatch	row;
 
-		m[i].account_id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
-		m[i].account = SPI_getvalue(tup, desc, 2);
-		m[i].exists = DatumGetBool(SPI_getbinval(tup, desc, 3, &isnull));
-		m[i].kind = SPI_getvalue(tup, desc, 4);
+		row.account_id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+		row.account = SPI_getvalue(tup, desc, 2);
+		row.exists = DatumGetBool(SPI_getbinval(tup, desc, 3, &isnull));
+		row.kind = SPI_getvalue(tup, desc, 4);
 		d = SPI_getbinval(tup, desc, 5, &isnull);
-		m[i].has_day = !isnull;
-		m[i].day = isnull ? 0 : DatumGetDateADT(d);
-		m[i].day_text = SPI_getvalue(tup, desc, 5);
+		row.has_day = !isnull;
+		row.day = isnull ? 0 : DatumGetDateADT(d);
 		d = SPI_getbinval(tup, desc, 6, &isnull);
-		m[i].expected = isnull ? NULL : DatumGetNumericCopy(d);
+		row.expected = isnull ? NULL : DatumGetNumericCopy(d);
 		d = SPI_getbinval(tup, desc, 7, &isnull);
-		m[i].actual = isnull ? NULL : DatumGetNumericCopy(d);
-		m[i].details = SPI_getvalue(tup, desc, 8);
+		row.actual = isnull ? NULL : DatumGetNumericCopy(d);
+		row.details = DatumGetJsonbPCopy(SPI_getbinval(tup, desc, 8, &isnull));
+		row.repaired = false;
+		if (strcmp(row.kind, "escrow_check") != 0)
+			m[k++] = row;
+		else if (check_escrow(&row, before, nbefore, after, nafter, &m[k]))
+			k++;
 	}
 	SPI_freetuptable(SPI_tuptable);
+	qsort(m, k, sizeof(Mismatch), mismatch_cmp);
+	*n = k;
 	return m;
 }
 
-/* Rebuild every account with a mismatch, once, in ascending id order. */
+/*
+ * Rebuild every account with a mismatch once: taken as rebuild.c says
+ * (hot ones fenced first, then row locks in id order); then remove the
+ * balance rows of accounts that do not exist, in one statement.
+ */
 static int
 repair(Mismatch *m, int n)
 {
-	int			repaired = 0;
+	LedgerTaken *t = palloc0(sizeof(LedgerTaken) * Max(n, 1));
+	int			nt = 0;
 	bool		orphans = false;
 	int			i;
-	int			j;
 
-	for (i = 0; i < n; i = j)
+	for (i = 0; i < n; i++)
 	{
-		if (m[i].exists)
-			ledger_correct_account(m[i].account_id, m[i].account, DT_NOBEGIN, NULL);
-		else
+		m[i].repaired = true;
+		if (!m[i].exists)
 			orphans = true;
-		for (j = i; j < n && m[j].account_id == m[i].account_id; j++)
+		else if (nt == 0 || t[nt - 1].id != m[i].account_id)
 		{
-			m[j].repaired = true;
-			repaired++;
+			t[nt].id = m[i].account_id;
+			t[nt].code = m[i].account;
+			nt++;
 		}
 	}
-	/* rows of accounts that do not exist: all removed in one statement */
+	ledger_take_accounts(t, nt);
+	for (i = 0; i < nt; i++)
+		ledger_finish_account(&t[i], DT_NOBEGIN, NULL);
 	if (orphans)
 		ledger_remove_orphans();
-	return repaired;
+	return n;
 }
 
+/* A day as YYYY-MM-DD, whatever DateStyle says. */
 static char *
-numeric_json(Numeric n)
+iso_date(DateADT day)
 {
-	return n ? ledger_numeric_str(n) : "null";
+	int			y;
+	int			mo;
+	int			d;
+
+	j2date(day + POSTGRES_EPOCH_JDATE, &y, &mo, &d);
+	return psprintf("%04d-%02d-%02d", y, mo, d);
 }
 
 static void
@@ -195,7 +296,7 @@ record(int64 run_id, Mismatch *m)
 {
 	Datum		values[8];
 	char		nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
-	StringInfoData js;
+	LedgerJson *j;
 
 	values[0] = Int64GetDatum(run_id);
 	values[1] = Int64GetDatum(m->account_id);
@@ -206,21 +307,19 @@ record(int64 run_id, Mismatch *m)
 	nulls[4] = m->expected ? ' ' : 'n';
 	values[5] = m->actual ? NumericGetDatum(m->actual) : (Datum) 0;
 	nulls[5] = m->actual ? ' ' : 'n';
-	values[6] = CStringGetTextDatum(m->details);
+	values[6] = JsonbPGetDatum(m->details);
 	values[7] = BoolGetDatum(m->repaired);
 	ledger_spi_exec(record_plan, values, nulls, SPI_OK_INSERT);
 
-	initStringInfo(&js);
-	appendStringInfo(&js, "{\"run_id\": " INT64_FORMAT ", \"day\": ", run_id);
-	if (m->has_day)
-		escape_json(&js, m->day_text);
-	else
-		appendStringInfoString(&js, "null");
-	appendStringInfo(&js, ", \"expected\": %s, \"actual\": %s, \"repaired\": %s, \"columns\": %s}",
-					 numeric_json(m->expected), numeric_json(m->actual),
-					 m->repaired ? "true" : "false", m->details);
+	j = ledger_json_begin();
+	ledger_json_int(j, "run_id", run_id);
+	ledger_json_text(j, "day", m->has_day ? iso_date(m->day) : NULL);
+	ledger_json_numeric(j, "expected", m->expected);
+	ledger_json_numeric(j, "actual", m->actual);
+	ledger_json_bool(j, "repaired", m->repaired);
+	ledger_json_jsonb(j, "columns", m->details);
 	ledger_raise_alert(strncmp(m->kind, "daily", 5) == 0 ? "warning" : "critical",
-					   m->kind, m->exists ? m->account_id : 0, js.data);
+					   m->kind, m->exists ? m->account_id : 0, ledger_json_end(j));
 }
 
 PG_FUNCTION_INFO_V1(ledger_reconcile);
@@ -277,12 +376,7 @@ ledger_reconcile(PG_FUNCTION_ARGS)
 										  &(bool) {false}));
 
 	if (do_repair)
-	{
-		int			level = ledger_keyed_begin();	/* detection above may scan */
-
 		repaired = repair(m, n);
-		ledger_keyed_end(level);
-	}
 
 	for (i = 0; i < n; i++)
 	{

@@ -65,52 +65,6 @@ get_max_amount(void)
 }
 
 /*
- * A numeric as text for messages.  Values longer than 48 characters (user
- * input can have 100,000 digits) are cut, keeping their length visible.
- */
-char *
-ledger_numeric_str(Numeric n)
-{
-	char	   *s = DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(n)));
-	size_t		len = strlen(s);
-
-	if (len > 48)
-		return psprintf("%.40s... (%zu characters)", s, len);
-	return s;
-}
-
-Numeric
-ledger_numeric_add(Numeric a, Numeric b)
-{
-	return DatumGetNumeric(DirectFunctionCall2(numeric_add,
-											   NumericGetDatum(a),
-											   NumericGetDatum(b)));
-}
-
-Numeric
-ledger_numeric_neg(Numeric a)
-{
-	return DatumGetNumeric(DirectFunctionCall1(numeric_uminus, NumericGetDatum(a)));
-}
-
-int
-ledger_numeric_cmp(Numeric a, Numeric b)
-{
-	return DatumGetInt32(DirectFunctionCall2(numeric_cmp,
-											 NumericGetDatum(a),
-											 NumericGetDatum(b)));
-}
-
-int
-ledger_numeric_sign(Numeric a)
-{
-	Numeric		s = DatumGetNumeric(DirectFunctionCall1(numeric_sign,
-														NumericGetDatum(a)));
-
-	return DatumGetInt32(DirectFunctionCall1(numeric_int4, NumericGetDatum(s)));
-}
-
-/*
  * A finite number, below the size limit, with no more decimals than the
  * asset allows.  "what" names the value in the message ("amount",
  * "min_balance").  Trailing zeros beyond the scale are accepted: 10.500 is

@@ -46,10 +46,17 @@ ledger_packages() {
 	fi
 }
 
+# ledger_build [plain|assert|ubsan]: build and install that flavour (see
+# the Makefile), rebuilding from scratch when the last build was another.
 ledger_build() {
-	echo "== building and installing ledger"
-	make -C "$LEDGER_ROOT" -s PG_CONFIG="$PG_CONFIG" >/dev/null
-	make -C "$LEDGER_ROOT" -s PG_CONFIG="$PG_CONFIG" install >/dev/null
+	local build=${1:-plain} stamp=$LEDGER_ROOT/.build-flavour
+	echo "== building and installing ledger ($build)"
+	if [ "$(cat "$stamp" 2>/dev/null)" != "$build" ]; then
+		make -C "$LEDGER_ROOT" -s PG_CONFIG="$PG_CONFIG" clean >/dev/null
+		echo "$build" >"$stamp"
+	fi
+	make -C "$LEDGER_ROOT" -s PG_CONFIG="$PG_CONFIG" BUILD="$build" >/dev/null &&
+		make -C "$LEDGER_ROOT" -s PG_CONFIG="$PG_CONFIG" BUILD="$build" install >/dev/null
 }
 
 # A port nobody listens on, away from 5432.
