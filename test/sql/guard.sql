@@ -61,5 +61,8 @@ SELECT count(*) AS entries, sum(amount) AS net, bool_or(is_invalidated) AS any_i
   FROM ledger.journal_entry WHERE transaction_id = :'tx';
 SELECT ledger.balance('g-a') AS a;
 
--- the trigger function refuses to run outside a trigger
+-- the trigger functions refuse to run outside a trigger (39P01, as
+-- PostgreSQL's own), and PUBLIC may not call account_changed at all
 SELECT try('SELECT ledger.guard_append_only()');
+SELECT try('SELECT ledger.account_changed()');
+SELECT has_function_privilege('public', 'ledger.account_changed()', 'EXECUTE') AS public_may_call;

@@ -64,6 +64,10 @@ SELECT try($$SELECT ledger.post('[{"account": "p-a", "amount": "0"}, {"account":
 SELECT try($$SELECT ledger.post('[{"account": "p-a", "amount": "NaN"}, {"account": "p-b", "amount": "1"}]')$$);
 SELECT try($$SELECT ledger.post('[{"account": "p-a", "amount": "-Infinity"}, {"account": "p-b", "amount": "1"}]')$$);
 SELECT try($$SELECT ledger.post('[{"account": "p-a", "amount": "-1e3"}, {"account": "p-b", "amount": "1e3"}]')$$);
+-- a JSON number is its value: jsonb has read 1E+1 as 10 before the ledger
+-- sees it (only decimal strings can be checked for their notation)
+SELECT ledger.post('[{"account": "p-a", "amount": -1E+1}, {"account": "p-b", "amount": 1E+1}]') AS exp_tx \gset
+SELECT account, amount FROM ledger.journal WHERE transaction_id = :'exp_tx' ORDER BY account;
 SELECT try($$SELECT ledger.post('[{"account": "p-a", "amount": " -1"}, {"account": "p-b", "amount": "1"}]')$$);
 SELECT try($$SELECT ledger.post('[{"account": "p-a", "amount": "-0.001"}, {"account": "p-b", "amount": "0.001"}]')$$);
 SELECT try($$SELECT ledger.post('[{"account": "p-a", "amount": -0.001}, {"account": "p-b", "amount": 0.001}]')$$);

@@ -63,6 +63,30 @@ SELECT replace(try(format('UPDATE ledger.alert SET acknowledged_at = NULL WHERE 
 SELECT replace(try(format('DELETE FROM ledger.alert WHERE id = %s', :first_alert)), :'first_alert', '<id>');
 SELECT try('TRUNCATE ledger.alert');
 
+-- amounts at the documented limits make valid alerts: details are built
+-- from values (display text of numbers this long used to be cut and break
+-- every later reconciliation with 22P02)
+SELECT ledger.create_asset('RTOK', 18);
+SELECT ledger.create_account('r-tw', 'RTOK', min_balance => NULL) > 0 AS ok;
+SELECT ledger.create_account('r-whale', 'RTOK') > 0 AS ok;
+SELECT ledger.create_account('r-sink', 'RTOK') > 0 AS ok;
+SELECT ledger.transfer('r-tw', 'r-whale', 5e29) AS whale_tx \gset
+UPDATE ledger.account_balance SET balance = balance + 1
+ WHERE account_id = (SELECT id FROM ledger.account WHERE code = 'r-tw');
+SELECT account, kind, expected, actual, repaired FROM ledger.reconcile() WHERE kind LIKE 'balance%';
+SELECT kind, jsonb_typeof(details->'expected') AS expected_type,
+       (details->>'expected')::numeric = -5e29 AS expected_exact,
+       (details->>'actual')::numeric = -5e29 + 1 AS actual_exact
+  FROM ledger.alert WHERE account = 'r-tw' AND kind = 'balance_mismatch';
+SELECT count(*) AS clean_again FROM ledger.reconcile();
+-- a forced invalidation of money already spent: its alert too
+SELECT ledger.transfer('r-whale', 'r-sink', 4e29 + 0.000000000000000001) IS NOT NULL AS spent;
+SELECT account, balance_before, balance_after
+  FROM ledger.invalidate(:'whale_tx', 'whale', force => true) ORDER BY account;
+SELECT kind, (details->>'balance')::numeric AS balance, (details->>'shortfall')::numeric AS shortfall,
+       details->>'reason' AS reason, jsonb_typeof(details->'shortfall') AS shortfall_type
+  FROM ledger.alert WHERE account = 'r-whale' AND kind = 'invalidation_below_floor';
+
 -- scheduling needs pg_cron in this database
 SELECT try($$SELECT ledger.schedule_reconciliation()$$);
 SELECT try($$SELECT ledger.unschedule_reconciliation()$$);
