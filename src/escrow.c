@@ -496,8 +496,10 @@ ledger_escrow_view(LedgerEscrowView **out)
 	{
 		HotSlot    *s = &escrow->slots[i];
 		LedgerEscrowView *v = &(*out)[n];
+		bool		ours;
 
 		SpinLockAcquire(&s->mutex);
+		ours = s->state != SLOT_FREE && s->relid == relid;
 		v->state = (int) s->state;
 		v->active = s->state == SLOT_ACTIVE;
 		v->account_id = s->account_id;
@@ -513,7 +515,7 @@ ledger_escrow_view(LedgerEscrowView **out)
 		v->debits_accepted = s->debits_accepted;
 		v->debits_refused = s->debits_refused;
 		SpinLockRelease(&s->mutex);
-		if (v->state != SLOT_FREE && s->relid == relid)
+		if (ours)
 			n++;
 	}
 	return n;

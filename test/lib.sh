@@ -14,7 +14,7 @@
 set -euo pipefail
 
 LEDGER_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-PGBIN=/usr/lib/postgresql/15/bin
+PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
 export PG_CONFIG=$PGBIN/pg_config
 PGXS_DIR=/usr/lib/postgresql/15/lib/pgxs
 PG_REGRESS=$PGXS_DIR/src/test/regress/pg_regress
@@ -168,4 +168,41 @@ check_invariants() {
 	else
 		ok "$label hold (balances = journal, assets and transactions net to zero, floors, daily rows, escrow)"
 	fi
+}
+
+# check_rows [PREFIX]: one ok or fail per row "name|t|detail" on stdin
+# (psql -At -F '|' output; t passes, anything else fails); empty lines are
+# skipped.  Feed it with <<<"$rows", not a pipe (a pipe's subshell would
+# lose the failures).
+check_rows() {
+	local prefix=${1:-} name passed detail
+	while IFS='|' read -r name passed detail; do
+		[ -n "$name" ] || continue
+		if [ "$passed" = t ]; then ok "$prefix$name ($detail)"; else fail "$prefix$name: $detail"; fi
+	done
+}
+
+# check_reconcile DIR DB [LABEL]: ledger.reconcile(repair => false) finds
+# nothing there (on a standby too: it does not write).
+check_reconcile() {
+	local dir=$1 db=$2 label=${3:-reconcile} out
+	if ! out=$(node_psql "$dir" "$db" -c "SELECT string_agg(format('%s %s expected %s actual %s',
+	                account, kind, expected, actual), '; ') FROM ledger.reconcile(repair => false)" 2>&1); then
+		fail "$label: reconcile failed: $out"
+	elif [ -n "$out" ]; then
+		fail "$label: reconcile finds: $out"
+	else
+		ok "$label finds nothing"
+	fi
+}
+
+# node_ready DIR DB: wait (up to 30 s) until the node accepts connections
+# and its fold worker has loaded the escrow; 1 on timeout.
+node_ready() {
+	local i
+	for i in $(seq 1 300); do
+		[ "$(node_psql "$1" "$2" -c "SELECT ready FROM ledger.fold_worker_status()" 2>/dev/null)" = t ] && return 0
+		sleep 0.1
+	done
+	return 1
 }

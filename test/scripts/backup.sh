@@ -57,10 +57,7 @@ SELECT * FROM ledger.invalidate((SELECT transaction_id FROM ledger.journal
                                   WHERE idempotency_key = 'fund-7' LIMIT 1), 'backup test');
 SELECT ledger.fold();
 SQL
-for i in $(seq 1 100); do
-	[ "$(S -c "SELECT ready FROM ledger.fold_worker_status()")" = t ] && break
-	sleep 0.1
-done
+node_ready "$SRC" bk || fail "source: the fold worker never loaded"
 S >/dev/null <<'SQL' || { echo "backup: FAIL: hot account setup" >&2; exit 1; }
 SELECT ledger.set_account_mode('merchant', 'hot');
 SELECT ledger.transfer('acct-' || i, 'merchant', 2.25) FROM generate_series(10, 49) i;
@@ -113,10 +110,7 @@ node_start "$BASE" && ok "a base backup starts as a new server" || fail "base ba
 for node in "$DUMP" "$BASE"; do
 	name=$(basename "$node")
 	C() { node_psql "$node" bk "$@"; }
-	for i in $(seq 1 100); do
-		[ "$(C -c "SELECT ready FROM ledger.fold_worker_status()" 2>/dev/null)" = t ] && break
-		sleep 0.1
-	done
+	node_ready "$node" bk || fail "$name: the fold worker never loaded"
 	digests "$node" > "$DIR/$name.digests"
 	if diff "$DIR/src.digests" "$DIR/$name.digests" >"$DIR/$name.diff"; then
 		ok "$name: every row of the $(wc -w <<<"$TABLES") tables and of both balance views is identical ($(awk '{split($2, a, ":"); n += a[1]} END {print n}' "$DIR/src.digests") rows)"
@@ -156,8 +150,7 @@ SQL
 	[ "$(C -c "SELECT committed = ledger.balance('merchant') FROM ledger.hot_accounts() WHERE account = 'merchant'")" = t ] &&
 		ok "$name: the escrow was rebuilt from the restored rows ($(C -c "SELECT committed FROM ledger.hot_accounts() WHERE account = 'merchant'"))" ||
 		fail "$name: escrow: $(C -c "SELECT committed || ' vs ' || ledger.balance('merchant') FROM ledger.hot_accounts()")"
-	[ "$(C -c "SELECT count(*) FROM ledger.reconcile(repair => false)")" = 0 ] &&
-		ok "$name: reconcile finds nothing" || fail "$name: reconcile reports mismatches"
+	check_reconcile "$node" bk "$name: reconcile"
 	check_invariants "$node" bk "$name: invariants"
 done
 test_done

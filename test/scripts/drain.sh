@@ -12,17 +12,19 @@
 # ends at 0 (ledger.balance and account_balance), the sink at N; the running
 # sum of the account's journal, in journal_entry.id order (ids are assigned
 # while the balance row lock is held, so id order is the order the debits
-# were applied), never goes below 0; every balance equals its journal sum;
-# every transaction nets to zero; daily_balance matches the journal.
+# were applied), never goes below 0; one transaction per success (plus the
+# funding), of two entries each; and the invariants of test/invariants.sql
+# (balances equal the journal, every asset and transaction nets to zero,
+# floors, daily rows equal the journal).
 #
-# Run by test/run.sh with PGHOST, PGPORT, PGUSER, PGBIN (and LEDGER_ROOT,
-# WORK) exported and a cluster running.  Exits 0 on success, 1 with a
-# message naming each failed check otherwise.  Drops its database at the end.
-set -euo pipefail
+# Run by test/run.sh as root with PGHOST (the shared cluster's directory),
+# PGPORT, PGBIN, LEDGER_ROOT and WORK set and a cluster running; uses a
+# database of its own there, dropped at the end.
+source "$LEDGER_ROOT/test/lib.sh"
+set +e
+TEST_NAME=drain
 
 : "${PGHOST:?PGHOST must be set}" "${PGPORT:?PGPORT must be set}"
-PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
-export PGHOST PGPORT
 export PGUSER=${PGUSER:-postgres}
 
 DB=${DRAIN_DB:-drain}
@@ -47,8 +49,8 @@ trap cleanup EXIT
 
 psql_db() { "$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -d "$DB" "$@"; }
 
-"$PGBIN/dropdb" --if-exists --force "$DB" 2>/dev/null || true
-"$PGBIN/createdb" "$DB"
+"$PGBIN/dropdb" --if-exists --force "$DB" 2>/dev/null
+"$PGBIN/createdb" "$DB" || { echo "drain: FAIL: could not create database $DB" >&2; exit 1; }
 
 psql_db -v n="$N" >/dev/null <<'SQL' || { echo "drain: FAIL: setup failed" >&2; exit 1; }
 SET client_min_messages = warning;
@@ -79,16 +81,11 @@ echo 'SELECT drain_debit();' > "$TMP/debit.sql"
 
 echo "drain: $CLIENTS clients x $PER_CLIENT attempts against $N units"
 start=$(date +%s)
-set +e
 "$PGBIN/pgbench" -n -c "$CLIENTS" -j 2 -t "$PER_CLIENT" -f "$TMP/debit.sql" "$DB" \
 	>"$TMP/pgbench.log" 2>&1
 rc=$?
-set -e
 echo "drain: pgbench finished in $(($(date +%s) - start)) s (exit $rc);" \
-	"$(grep -E '^tps' "$TMP/pgbench.log" | head -1 || true)"
-
-FAILURES=()
-fail() { FAILURES+=("$1"); echo "drain: FAIL: $1" >&2; }
+	"$(grep -E '^tps' "$TMP/pgbench.log" | head -1)"
 
 if [ "$rc" -ne 0 ]; then
 	fail "pgbench exited with status $rc"
@@ -102,7 +99,7 @@ fi
 if grep -qE '^number of failed transactions: [1-9]' "$TMP/pgbench.log"; then
 	fail "pgbench reported failed transactions: $(grep -E '^number of failed transactions' "$TMP/pgbench.log")"
 fi
-if [ ${#FAILURES[@]} -gt 0 ]; then
+if [ "$TEST_FAILURES" -gt 0 ]; then
 	echo "---- pgbench output" >&2
 	tail -n 40 "$TMP/pgbench.log" >&2
 	echo "----" >&2
@@ -114,29 +111,7 @@ WITH acct AS (SELECT id FROM ledger.account WHERE code = 'drain-acct'),
      sink AS (SELECT id FROM ledger.account WHERE code = 'drain-sink'),
      acct_entries AS (
          SELECT j.id, j.amount, sum(j.amount) OVER (ORDER BY j.id) AS running
-           FROM ledger.journal_entry j WHERE j.account_id = (SELECT id FROM acct)),
-     journal_sum AS (
-         SELECT a.code, b.balance,
-                coalesce(sum(j.amount) FILTER (WHERE NOT j.is_invalidated), 0) AS journal
-           FROM ledger.account a
-           JOIN ledger.account_balance b ON b.account_id = a.id
-           LEFT JOIN ledger.journal_entry j ON j.account_id = a.id
-          GROUP BY a.code, b.balance),
-     e AS (SELECT account_id, (created_at AT TIME ZONE 'UTC')::date AS day, amount
-             FROM ledger.journal_entry WHERE NOT is_invalidated),
-     daily_expected AS (
-         SELECT d.account_id, d.day, d.debits, d.credits, d.balance,
-                (SELECT coalesce(sum(-e.amount), 0) FROM e
-                  WHERE e.account_id = d.account_id AND e.day = d.day AND e.amount < 0) AS x_debits,
-                (SELECT coalesce(sum(e.amount), 0) FROM e
-                  WHERE e.account_id = d.account_id AND e.day = d.day AND e.amount > 0) AS x_credits,
-                (SELECT coalesce(sum(e.amount), 0) FROM e
-                  WHERE e.account_id = d.account_id AND e.day <= d.day) AS x_balance
-           FROM ledger.daily_balance d),
-     missing_daily AS (
-         SELECT DISTINCT e.account_id, e.day FROM e
-          WHERE NOT EXISTS (SELECT 1 FROM ledger.daily_balance d
-                             WHERE d.account_id = e.account_id AND d.day = e.day))
+           FROM ledger.journal_entry j WHERE j.account_id = (SELECT id FROM acct))
 SELECT 'every attempt recorded',
        count(*) = :attempts, format('%s attempts recorded, expected %s', count(*), :attempts)
   FROM drain_attempt
@@ -171,47 +146,18 @@ SELECT 'sink holds N',
        format('ledger.balance = %s, account_balance = %s, expected %s', ledger.balance('drain-sink'), b.balance, :n)
   FROM ledger.account_balance b WHERE b.account_id = (SELECT id FROM sink)
 UNION ALL
-SELECT 'balances equal journal sums',
-       bool_and(balance = journal),
-       coalesce(string_agg(format('%s: balance %s, journal %s', code, balance, journal), '; ')
-                    FILTER (WHERE balance <> journal), 'all equal')
-  FROM journal_sum
-UNION ALL
-SELECT 'balances sum to zero',
-       sum(balance) = 0, format('sum of balances %s', sum(balance))
-  FROM ledger.account_balance
-UNION ALL
-SELECT 'one transaction per success, each netting to zero',
-       count(*) = :n + 1 AND bool_and(net = 0 AND legs = 2),
-       format('%s transactions (expected %s), %s not netting to zero, %s without exactly 2 entries',
-              count(*), :n + 1, count(*) FILTER (WHERE net <> 0), count(*) FILTER (WHERE legs <> 2))
-  FROM (SELECT t.id, coalesce(sum(j.amount), 0) AS net, count(j.id) AS legs
+SELECT 'one transaction per success, of two entries each',
+       count(*) = :n + 1 AND bool_and(legs = 2),
+       format('%s transactions (expected %s), %s without exactly 2 entries',
+              count(*), :n + 1, count(*) FILTER (WHERE legs <> 2))
+  FROM (SELECT t.id, count(j.id) AS legs
           FROM ledger.transaction t LEFT JOIN ledger.journal_entry j ON j.transaction_id = t.id
-         GROUP BY t.id) t
-UNION ALL
-SELECT 'daily_balance matches the journal',
-       count(*) > 0 AND bool_and(debits = x_debits AND credits = x_credits AND balance = x_balance)
-       AND (SELECT count(*) FROM missing_daily) = 0,
-       format('%s rows; %s missing for an (account, day) with entries; differing: %s',
-              count(*), (SELECT count(*) FROM missing_daily),
-              coalesce(string_agg(format('account %s day %s: debits %s/%s credits %s/%s balance %s/%s (stored/journal)',
-                                         account_id, day, debits, x_debits, credits, x_credits, balance, x_balance), '; ')
-                           FILTER (WHERE debits <> x_debits OR credits <> x_credits OR balance <> x_balance),
-                       'none'))
-  FROM daily_expected;
+         GROUP BY t.id) t;
 SQL
 ) || { echo "drain: FAIL: the checking query failed" >&2; exit 1; }
 
-while IFS='|' read -r name passed detail; do
-	if [ "$passed" = t ]; then
-		echo "drain: ok: $name ($detail)"
-	else
-		fail "$name: $detail"
-	fi
-done <<<"$checks"
+check_rows <<<"$checks"
 
-if [ ${#FAILURES[@]} -gt 0 ]; then
-	echo "drain: ${#FAILURES[@]} check(s) failed" >&2
-	exit 1
-fi
-echo "drain: all checks passed"
+# balances = journal, nets to zero, floors, daily rows
+check_invariants "$PGHOST" "$DB" "after the drain: invariants"
+test_done

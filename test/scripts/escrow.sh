@@ -38,16 +38,8 @@ ledger.database = 'esc'
 ledger.fold_interval = 60000" && node_start "$NODE" || { echo "escrow: FAIL: cluster" >&2; exit 1; }
 runuser -u postgres -- "$PGBIN/createdb" -h "$NODE" -p "$(node_port "$NODE")" esc
 E() { node_psql "$NODE" esc "$@"; }
-ready() {
-	local i
-	for i in $(seq 1 100); do
-		[ "$(E -c "SELECT ready FROM ledger.fold_worker_status()" 2>/dev/null)" = t ] && return 0
-		sleep 0.1
-	done
-	return 1
-}
 restart() {
-	node_stop "$NODE" && node_start "$NODE" && ready
+	node_stop "$NODE" && node_start "$NODE" && node_ready "$NODE" esc
 }
 E >/dev/null <<'SQL' || { echo "escrow: FAIL: setup" >&2; exit 1; }
 SET client_min_messages = warning;

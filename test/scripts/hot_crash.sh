@@ -19,29 +19,30 @@
 #   - every transaction id a client saw committed is in ledger.transaction;
 #     the holder's transaction is not;
 #   - hot postings were accepted again after the restart;
-#   - per hot account: escrow committed = ledger.balance = journal sum,
-#     nothing reserved or in flight;
-#   - no account below its floor; every transaction nets to zero;
-#   - once the fold worker has emptied ledger.hot_entry, every
-#     account_balance equals its journal sum and
-#     ledger.reconcile(repair => false) finds nothing;
+#   - the escrow serves all 3 hot accounts (state active);
+#   - the fold worker empties ledger.hot_entry, and then
+#     ledger.reconcile(repair => false) finds nothing and the invariants
+#     of test/invariants.sql hold: every balance equals its journal sum,
+#     every asset and transaction nets to zero, no account below its
+#     floor, daily rows equal the journal, and each hot account's escrow
+#     equals its balance (ledger.balance) with nothing reserved or in
+#     flight;
 #   - no client saw an error other than LD001 (insufficient funds), LD020
 #     (escrow being rebuilt) or the connection errors of the outage.
-# First, with the fold worker unable to start (ledger.database names a
-# missing database), hot postings fail with LD020 after
-# ledger.hot_wait_ms while cold postings still work.
+# First, with the fold worker unable to start (ledger.database, set with
+# ALTER SYSTEM, names a missing database), hot postings fail with LD020
+# after ledger.hot_wait_ms while cold postings still work.
 #
-# Run by test/run.sh as root (PGBIN may be given).  Exits 0 on success, 1
-# naming each failed check.  About 20 s.
-_pgbin=${PGBIN:-}
-source "$(dirname "$0")/../lib.sh"
-PGBIN=${_pgbin:-$PGBIN}
-set -uo pipefail
+# Run by test/run.sh as root.  Exits 0 on success, 1 naming each failed
+# check.  About 20 s.
+source "$LEDGER_ROOT/test/lib.sh"
 set +e
+TEST_NAME=hot_crash
 
 CLIENTS=${CRASH_CLIENTS:-12}
 DIR=$(mktemp -d "${WORK:-/tmp}/hot_crash.XXXXXX")
 chmod 755 "$DIR"
+NODE=$DIR/cluster
 STOP=$DIR/stop
 LOOP_PIDS=()
 
@@ -64,26 +65,14 @@ cleanup() {
 CLUSTER_CONF="shared_preload_libraries = 'ledger'
 ledger.database = 'postgres'
 max_connections = 60
-restart_after_crash = on" cluster_start "$DIR/cluster" ||
+restart_after_crash = on" cluster_start "$NODE" ||
 	{ echo "hot_crash: FAIL: could not start a cluster" >&2; exit 1; }
 trap cleanup EXIT
-LOG=$DIR/cluster/server.log
-
-FAILURES=()
-fail() { FAILURES+=("$1"); echo "hot_crash: FAIL: $1" >&2; }
-ok() { echo "hot_crash: ok: $1"; }
+LOG=$NODE/server.log
 psql_db() { "$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -d postgres "$@"; }
-pg_ctl() { runuser -u postgres -- "$PGBIN/pg_ctl" -D "$PGDATA" -l "$LOG" -w -t 60 "$@" >/dev/null; }
 
 # wait until the server accepts connections and the escrow is loaded
-wait_hot_ready() {
-	local i
-	for i in $(seq 1 300); do
-		[ "$(psql_db -At -c "SELECT ready FROM ledger.fold_worker_status()" 2>/dev/null)" = t ] && return 0
-		sleep 0.1
-	done
-	return 1
-}
+wait_hot_ready() { node_ready "$NODE" postgres; }
 loaded_count() { grep -c 'ledger fold worker: hot accounts loaded' "$LOG"; }
 
 psql_db >/dev/null <<SQL || { echo "hot_crash: FAIL: setup failed" >&2; exit 1; }
@@ -110,7 +99,8 @@ SQL
 # ---------------------------------------------------------------------
 # No escrow, no hot postings: the worker cannot start (LD020)
 # ---------------------------------------------------------------------
-pg_ctl restart -m fast -o "-c ledger.database=hot_crash_missing_db" ||
+psql_db -c "ALTER SYSTEM SET ledger.database = 'hot_crash_missing_db'" &&
+	node_stop "$NODE" && node_start "$NODE" ||
 	{ echo "hot_crash: FAIL: restart failed" >&2; exit 1; }
 out=$(psql_db -At 2>&1 <<'SQL'
 \set ON_ERROR_STOP 0
@@ -128,8 +118,9 @@ if [ "$(tr '\n' ' ' <<<"$out")" = "ready=false ERROR:  LD020 ERROR:  LD020 cold 
 else
 	fail "before the escrow is loaded: expected LD020 for hot postings only; got: $(tr '\n' ' ' <<<"$out")"
 fi
-# (a plain restart would reuse the -o options of the previous start)
-pg_ctl stop -m fast && pg_ctl start || { echo "hot_crash: FAIL: restart failed" >&2; exit 1; }
+psql_db -c "ALTER SYSTEM RESET ledger.database" &&
+	node_stop "$NODE" && node_start "$NODE" ||
+	{ echo "hot_crash: FAIL: restart failed" >&2; exit 1; }
 wait_hot_ready || fail "the fold worker did not load the escrow after a restart"
 
 # ---------------------------------------------------------------------
@@ -194,11 +185,6 @@ verify() {
 	checks=$(psql_db -At -F '|' -v ready_at="$ready_at" <<SQL
 CREATE TEMP TABLE seen (id uuid);
 \copy seen FROM '$DIR/seen_ids'
-WITH js AS (
-    SELECT a.code, a.mode, a.min_balance, ledger.balance(a.code) AS balance, b.balance AS stored,
-           coalesce((SELECT sum(j.amount) FROM ledger.journal_entry j
-                      WHERE j.account_id = a.id AND NOT j.is_invalidated), 0) AS journal
-      FROM ledger.account a JOIN ledger.account_balance b ON b.account_id = a.id)
 SELECT 'escrow reloaded', ready AND state IN ('idle', 'folding'),
        format('ready %s, worker %s', ready, state)
   FROM ledger.fold_worker_status()
@@ -220,43 +206,20 @@ SELECT 'the holder''s uncommitted transaction left nothing',
        count(*) = 0, format('%s holder transactions in the journal', count(*))
   FROM ledger.transaction WHERE metadata ? 'holder'
 UNION ALL
-SELECT 'escrow = ledger.balance = journal for each hot account',
-       count(*) = 3 AND bool_and(h.committed = js.balance AND js.balance = js.journal
-                                 AND h.reserved = 0 AND h.inflight = 0 AND h.state = 'active'),
-       string_agg(format('%s: escrow %s reserved %s inflight %s, balance %s, journal %s',
-                         js.code, h.committed, h.reserved, h.inflight, js.balance, js.journal), '; '
-                  ORDER BY js.code)
-  FROM js JOIN ledger.hot_accounts() h ON h.account = js.code
- WHERE js.mode = 'hot'
+SELECT 'the escrow serves the 3 hot accounts',
+       count(*) = 3 AND bool_and(h.state = 'active'),
+       string_agg(h.account || ' ' || h.state, ', ' ORDER BY h.account)
+  FROM ledger.hot_accounts() h
+ WHERE h.account IN (SELECT code FROM ledger.account WHERE mode = 'hot')
 UNION ALL
-SELECT 'no account below its floor',
-       bool_and(min_balance IS NULL OR (balance >= min_balance AND journal >= min_balance)),
-       coalesce(string_agg(format('%s: balance %s floor %s', code, balance, min_balance), '; ')
-                    FILTER (WHERE balance < min_balance OR journal < min_balance), 'none')
-  FROM js
-UNION ALL
-SELECT 'every transaction nets to zero',
-       count(*) FILTER (WHERE net <> 0) = 0, format('%s transactions, %s not netting to zero',
-                                                   count(*), count(*) FILTER (WHERE net <> 0))
-  FROM (SELECT transaction_id, sum(amount) AS net FROM ledger.journal_entry GROUP BY 1) t
-UNION ALL
-SELECT 'queue folded: account_balance = journal for every account',
-       (SELECT count(*) FROM ledger.hot_entry) = 0 AND bool_and(stored = journal),
-       format('%s unfolded entries; %s', (SELECT count(*) FROM ledger.hot_entry),
-              coalesce(string_agg(format('%s: stored %s journal %s', code, stored, journal), '; ')
-                           FILTER (WHERE stored <> journal), 'all equal'))
-  FROM js
-UNION ALL
-SELECT 'reconcile finds nothing', count(*) = 0,
-       coalesce(string_agg(format('%s %s expected %s actual %s', account, kind, expected, actual), '; '),
-                'no mismatches')
-  FROM ledger.reconcile(repair => false);
+SELECT 'queue folded', count(*) = 0, format('%s unfolded entries', count(*))
+  FROM ledger.hot_entry
 SQL
 	) || { fail "$phase: the checking query failed"; return; }
-	while IFS='|' read -r name passed detail; do
-		[ -n "$name" ] || continue
-		if [ "$passed" = t ]; then ok "$phase: $name ($detail)"; else fail "$phase: $name: $detail"; fi
-	done <<<"$checks"
+	check_rows "$phase: " <<<"$checks"
+	check_reconcile "$NODE" postgres "$phase: reconcile"
+	# balances = journal, nets to zero, floors, daily rows, escrow = balance
+	check_invariants "$NODE" postgres "$phase: invariants"
 
 	# what the clients saw
 	local unexpected
@@ -321,18 +284,14 @@ crash_kill() {
 
 crash_immediate() {
 	echo "hot_crash: pg_ctl stop -m immediate"
-	pg_ctl stop -m immediate || fail "immediate: pg_ctl stop failed"
+	node_stop "$NODE" immediate
+	[ ! -f "$NODE/data/postmaster.pid" ] || fail "immediate: pg_ctl stop failed"
 	sleep 0.5
-	pg_ctl start || fail "immediate: pg_ctl start failed"
+	node_start "$NODE" || fail "immediate: pg_ctl start failed"
 }
 
 start=$(date +%s)
 phase kill crash_kill
 phase immediate crash_immediate
 echo "hot_crash: done in $(($(date +%s) - start)) s"
-
-if [ ${#FAILURES[@]} -gt 0 ]; then
-	echo "hot_crash: ${#FAILURES[@]} check(s) failed" >&2
-	exit 1
-fi
-echo "hot_crash: all checks passed"
+test_done

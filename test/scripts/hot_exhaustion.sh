@@ -28,19 +28,21 @@
 # rolled back, and released).  Journal ids are not in commit order for hot
 # postings, so "never below 0" is checked on the escrow samples and on the
 # final state, not on a running sum of the journal.
-# At the end, once the fold worker has emptied ledger.hot_entry: every
-# account_balance row equals its journal sum (the drained account 0, the
-# sinks 3N in all), balances sum to zero, daily_balance matches the
-# journal, and ledger.reconcile(repair => false) finds nothing.
+# At the end, once the fold worker has emptied ledger.hot_entry: the
+# drained account's balance row is 0 and the sinks' 3N in all,
+# ledger.reconcile(repair => false) finds nothing, and the invariants of
+# test/invariants.sql hold (every balance equals its journal, every asset
+# and transaction nets to zero, floors, daily rows equal the journal, the
+# escrow equals the balance).
 #
-# Run by test/run.sh with PGHOST, PGPORT, PGUSER, PGBIN exported and a
-# cluster preloading ledger.  Exits 0 on success, 1 naming each failed
-# check.  Drops the extension (and its helper objects) at the end.
-set -euo pipefail
+# Run by test/run.sh as root with PGHOST (the shared cluster's directory),
+# PGPORT, PGBIN, LEDGER_ROOT and WORK set and a cluster preloading ledger.
+# Drops the extension (and its helper objects) at the end.
+source "$LEDGER_ROOT/test/lib.sh"
+set +e
+TEST_NAME=hot_exhaustion
 
 : "${PGHOST:?PGHOST must be set}" "${PGPORT:?PGPORT must be set}"
-PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
-export PGHOST PGPORT
 export PGUSER=${PGUSER:-postgres}
 
 DB=${HOT_DB:-ledger_hot}
@@ -69,10 +71,6 @@ SQL
 	rm -rf "$TMP"
 }
 trap cleanup EXIT
-
-FAILURES=()
-fail() { FAILURES+=("$1"); echo "hot_exhaustion: FAIL: $1" >&2; }
-ok() { echo "hot_exhaustion: ok: $1"; }
 
 served=$(psql_db -At -c "SHOW ledger.database" 2>/dev/null) ||
 	{ echo "hot_exhaustion: FAIL: cannot connect to $DB, or ledger is not preloaded" >&2; exit 1; }
@@ -174,7 +172,7 @@ run_round() {
 	local acc0 ref0 acc1 ref1 samples
 
 	if [ "$round" -gt 1 ]; then
-		psql_db -v n="$N" -v round="$round" >/dev/null <<'SQL'
+		psql_db -v n="$N" -v round="$round" >/dev/null <<'SQL' || { echo "hot_exhaustion: FAIL: round $round: refund failed" >&2; exit 1; }
 SELECT ledger.transfer('ex-src', 'ex-acct', :n,
                        metadata => jsonb_build_object('round', :round, 'step', 'fund'));
 SQL
@@ -186,19 +184,17 @@ SQL
 
 	echo "hot_exhaustion: round $round ($label): $CLIENTS clients x $per_client attempts against $N units"
 	start=$(date +%s)
-	set +e
 	"$PGBIN/pgbench" -n -c "$CLIENTS" -j 2 -t "$per_client" -f "$TMP/round$round.sql" "$DB" \
 		>"$TMP/pgbench$round.log" 2>&1
 	rc=$?
-	set -e
 	echo "hot_exhaustion: round $round: pgbench finished in $(($(date +%s) - start)) s (exit $rc);" \
-		"$(grep -E '^tps' "$TMP/pgbench$round.log" | head -1 || true)"
+		"$(grep -E '^tps' "$TMP/pgbench$round.log" | head -1)"
 
 	psql_db -c "INSERT INTO public.ex_stop VALUES ($round)"
-	wait "$SAMPLER" || true
+	wait "$SAMPLER"
 	SAMPLER=
 
-	local nf=${#FAILURES[@]}
+	local nf=$TEST_FAILURES
 	[ "$rc" -eq 0 ] || fail "round $round: pgbench exited with status $rc"
 	if grep -qiE 'aborted' "$TMP/pgbench$round.log"; then
 		fail "round $round: pgbench aborted clients: $(grep -iE 'aborted' "$TMP/pgbench$round.log" | head -5 | tr '\n' ' ')"
@@ -208,12 +204,12 @@ SQL
 	if grep -qE '^number of failed transactions: [1-9]' "$TMP/pgbench$round.log"; then
 		fail "round $round: pgbench reported failed transactions"
 	fi
-	if [ ${#FAILURES[@]} -gt "$nf" ]; then
+	if [ "$TEST_FAILURES" -gt "$nf" ]; then
 		tail -n 30 "$TMP/pgbench$round.log" >&2
 	fi
 
 	# the escrow never went negative while the round ran
-	samples=$(grep -E '^[0-9]+\|' "$TMP/sample$round.out" || true)
+	samples=$(grep -E '^[0-9]+\|' "$TMP/sample$round.out")
 	local sn savail scomm sres
 	IFS='|' read -r sn savail scomm sres <<<"$samples"
 	if [ -z "$samples" ]; then
@@ -277,10 +273,7 @@ SELECT CASE WHEN :round = 1 THEN 'every accepted debit committed'
        format('%s debits accepted by the escrow, %s committed', :accepted, :n);
 SQL
 	) || { fail "round $round: the checking query failed"; return; }
-	local name passed detail
-	while IFS='|' read -r name passed detail; do
-		if [ "$passed" = t ]; then ok "round $round: $name ($detail)"; else fail "round $round: $name: $detail"; fi
-	done <<<"$checks"
+	check_rows "round $round: " <<<"$checks"
 }
 
 run_round 1 "$PER_CLIENT_1" "every transaction commits"
@@ -294,71 +287,22 @@ for _ in $(seq 1 300); do
 done
 
 checks=$(psql_db -At -F '|' -v n="$N" <<'SQL'
-WITH journal_sum AS (
-         SELECT a.code, b.balance,
-                coalesce(sum(j.amount) FILTER (WHERE NOT j.is_invalidated), 0) AS journal
-           FROM ledger.account a
-           JOIN ledger.account_balance b ON b.account_id = a.id
-           LEFT JOIN ledger.journal_entry j ON j.account_id = a.id
-          GROUP BY a.code, b.balance),
-     e AS (SELECT account_id, (created_at AT TIME ZONE 'UTC')::date AS day, amount
-             FROM ledger.journal_entry WHERE NOT is_invalidated),
-     daily_expected AS (
-         SELECT d.account_id, d.day, d.debits, d.credits, d.balance,
-                (SELECT coalesce(sum(-e.amount), 0) FROM e
-                  WHERE e.account_id = d.account_id AND e.day = d.day AND e.amount < 0) AS x_debits,
-                (SELECT coalesce(sum(e.amount), 0) FROM e
-                  WHERE e.account_id = d.account_id AND e.day = d.day AND e.amount > 0) AS x_credits,
-                (SELECT coalesce(sum(e.amount), 0) FROM e
-                  WHERE e.account_id = d.account_id AND e.day <= d.day) AS x_balance
-           FROM ledger.daily_balance d),
-     missing_daily AS (
-         SELECT DISTINCT e.account_id, e.day FROM e
-          WHERE NOT EXISTS (SELECT 1 FROM ledger.daily_balance d
-                             WHERE d.account_id = e.account_id AND d.day = e.day))
+WITH stored AS (
+         SELECT a.code, b.balance
+           FROM ledger.account a JOIN ledger.account_balance b ON b.account_id = a.id)
 SELECT 'fold worker emptied the queue',
        count(*) = 0, format('%s unfolded hot entries', count(*))
   FROM ledger.hot_entry
 UNION ALL
-SELECT 'account_balance equals the journal sum for every account',
-       bool_and(balance = journal),
-       coalesce(string_agg(format('%s: balance %s, journal %s', code, balance, journal), '; ')
-                    FILTER (WHERE balance <> journal), 'all equal')
-  FROM journal_sum
-UNION ALL
 SELECT 'drained account folded to 0, sinks hold 3N',
-       (SELECT balance FROM journal_sum WHERE code = 'ex-acct') = 0
-       AND (SELECT sum(balance) FROM journal_sum WHERE code LIKE 'ex-sink-%') = 3 * :n,
-       format('ex-acct %s, sinks %s', (SELECT balance FROM journal_sum WHERE code = 'ex-acct'),
-              (SELECT sum(balance) FROM journal_sum WHERE code LIKE 'ex-sink-%'))
-UNION ALL
-SELECT 'balances sum to zero', sum(balance) = 0, format('sum %s', sum(balance))
-  FROM ledger.account_balance
-UNION ALL
-SELECT 'daily_balance matches the journal',
-       count(*) > 0 AND bool_and(debits = x_debits AND credits = x_credits AND balance = x_balance)
-       AND (SELECT count(*) FROM missing_daily) = 0,
-       format('%s rows; %s missing; differing: %s', count(*), (SELECT count(*) FROM missing_daily),
-              coalesce(string_agg(format('account %s day %s: %s/%s %s/%s %s/%s', account_id, day,
-                                         debits, x_debits, credits, x_credits, balance, x_balance), '; ')
-                           FILTER (WHERE debits <> x_debits OR credits <> x_credits OR balance <> x_balance),
-                       'none'))
-  FROM daily_expected
-UNION ALL
-SELECT 'reconcile finds nothing',
-       count(*) = 0,
-       coalesce(string_agg(format('%s %s expected %s actual %s', account, kind, expected, actual), '; '),
-                'no mismatches')
-  FROM ledger.reconcile(repair => false);
+       (SELECT balance FROM stored WHERE code = 'ex-acct') = 0
+       AND (SELECT sum(balance) FROM stored WHERE code LIKE 'ex-sink-%') = 3 * :n,
+       format('ex-acct %s, sinks %s', (SELECT balance FROM stored WHERE code = 'ex-acct'),
+              (SELECT sum(balance) FROM stored WHERE code LIKE 'ex-sink-%'))
 SQL
 ) || { fail "the final checking query failed"; checks=; }
-while IFS='|' read -r name passed detail; do
-	[ -n "$name" ] || continue
-	if [ "$passed" = t ]; then ok "$name ($detail)"; else fail "$name: $detail"; fi
-done <<<"$checks"
-
-if [ ${#FAILURES[@]} -gt 0 ]; then
-	echo "hot_exhaustion: ${#FAILURES[@]} check(s) failed" >&2
-	exit 1
-fi
-echo "hot_exhaustion: all checks passed"
+check_rows "at the end: " <<<"$checks"
+check_reconcile "$PGHOST" "$DB" "at the end: reconcile"
+# balances = journal, nets to zero, floors, daily rows, escrow = balance
+check_invariants "$PGHOST" "$DB" "at the end: invariants"
+test_done

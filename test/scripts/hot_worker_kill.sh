@@ -20,19 +20,19 @@
 #   - fold_state.folded_rows equals the number of hot_entry rows ever
 #     written (journal entries on hot accounts, funding excluded): nothing
 #     was folded twice or lost;
-#   - every account_balance equals its journal sum, the escrow's committed
-#     balance equals it for each hot account (nothing reserved or in
-#     flight), daily_balance matches the journal;
+#   - the escrow serves all 4 hot accounts (state active);
 #   - ledger.reconcile(repair => false) finds nothing;
+#   - the invariants of test/invariants.sql hold: every balance equals its
+#     journal sum, every asset and transaction nets to zero, floors, daily
+#     rows equal the journal, and each hot account's escrow equals its
+#     balance with nothing reserved or in flight;
 #   - pgbench clients saw no error besides those of the crashes.
 #
-# Run by test/run.sh as root (PGBIN may be given).  Exits 0 on success, 1
-# naming each failed check.  About 20 s.
-_pgbin=${PGBIN:-}
-source "$(dirname "$0")/../lib.sh"
-PGBIN=${_pgbin:-$PGBIN}
-set -uo pipefail
+# Run by test/run.sh as root.  Exits 0 on success, 1 naming each failed
+# check.  About 20 s.
+source "$LEDGER_ROOT/test/lib.sh"
 set +e
+TEST_NAME=hot_worker_kill
 
 KILLS=${WORKER_KILLS:-TERM KILL TERM TERM KILL TERM}
 DIR=$(mktemp -d "${WORK:-/tmp}/hot_worker_kill.XXXXXX")
@@ -54,10 +54,6 @@ restart_after_crash = on" cluster_start "$DIR/cluster" ||
 	{ echo "hot_worker_kill: FAIL: could not start a cluster" >&2; exit 1; }
 trap cleanup EXIT
 LOG=$DIR/cluster/server.log
-
-FAILURES=()
-fail() { FAILURES+=("$1"); echo "hot_worker_kill: FAIL: $1" >&2; }
-ok() { echo "hot_worker_kill: ok: $1"; }
 psql_db() { "$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -d postgres "$@"; }
 log_count() { grep -c "$1" "$LOG"; }
 
@@ -200,27 +196,11 @@ for i in $(seq 1 300); do
 done
 
 checks=$(psql_db -At -F '|' <<'SQL'
-WITH hot AS (SELECT id, code FROM ledger.account WHERE mode = 'hot'),
-     js AS (
-         SELECT a.code, a.mode, b.balance AS stored, ledger.balance(a.code) AS balance,
-                coalesce((SELECT sum(j.amount) FROM ledger.journal_entry j
-                           WHERE j.account_id = a.id AND NOT j.is_invalidated), 0) AS journal
-           FROM ledger.account a JOIN ledger.account_balance b ON b.account_id = a.id),
-     e AS (SELECT account_id, (created_at AT TIME ZONE 'UTC')::date AS day, amount
-             FROM ledger.journal_entry WHERE NOT is_invalidated),
-     daily_expected AS (
-         SELECT d.account_id, d.day, d.debits, d.credits, d.balance,
-                (SELECT coalesce(sum(-e.amount), 0) FROM e
-                  WHERE e.account_id = d.account_id AND e.day = d.day AND e.amount < 0) AS x_debits,
-                (SELECT coalesce(sum(e.amount), 0) FROM e
-                  WHERE e.account_id = d.account_id AND e.day = d.day AND e.amount > 0) AS x_credits,
-                (SELECT coalesce(sum(e.amount), 0) FROM e
-                  WHERE e.account_id = d.account_id AND e.day <= d.day) AS x_balance
-           FROM ledger.daily_balance d),
-     legs AS (
+WITH legs AS (
          SELECT count(*) AS n FROM ledger.journal_entry j
            JOIN ledger.transaction t ON t.id = j.transaction_id
-          WHERE j.account_id IN (SELECT id FROM hot) AND t.metadata->>'step' IS DISTINCT FROM 'fund')
+          WHERE j.account_id IN (SELECT id FROM ledger.account WHERE mode = 'hot')
+            AND t.metadata->>'step' IS DISTINCT FROM 'fund')
 SELECT 'the queue is empty', count(*) = 0, format('%s unfolded entries', count(*))
   FROM ledger.hot_entry
 UNION ALL
@@ -229,45 +209,15 @@ SELECT 'folded_rows = hot entries ever written',
        format('fold_state.folded_rows %s, hot legs posted %s, generation %s', s.folded_rows, l.n, s.generation)
   FROM ledger.fold_state s, legs l
 UNION ALL
-SELECT 'account_balance = journal for every account',
-       bool_and(stored = journal AND balance = journal),
-       coalesce(string_agg(format('%s: stored %s, balance %s, journal %s', code, stored, balance, journal), '; ')
-                    FILTER (WHERE stored <> journal OR balance <> journal), 'all equal')
-  FROM js
-UNION ALL
-SELECT 'escrow = journal for each hot account, nothing reserved or in flight',
-       count(*) = 4 AND bool_and(h.committed = js.journal AND h.reserved = 0 AND h.inflight = 0
-                                 AND h.state = 'active'),
-       string_agg(format('%s: escrow %s reserved %s inflight %s journal %s',
-                         js.code, h.committed, h.reserved, h.inflight, js.journal), '; ' ORDER BY js.code)
-  FROM js JOIN ledger.hot_accounts() h ON h.account = js.code
- WHERE js.mode = 'hot'
-UNION ALL
-SELECT 'balances sum to zero', sum(stored) = 0, format('sum %s', sum(stored))
-  FROM js
-UNION ALL
-SELECT 'daily_balance matches the journal',
-       count(*) > 0 AND bool_and(debits = x_debits AND credits = x_credits AND balance = x_balance),
-       format('%s rows; differing: %s', count(*),
-              coalesce(string_agg(format('account %s day %s: %s/%s %s/%s %s/%s', account_id, day,
-                                         debits, x_debits, credits, x_credits, balance, x_balance), '; ')
-                           FILTER (WHERE debits <> x_debits OR credits <> x_credits OR balance <> x_balance),
-                       'none'))
-  FROM daily_expected
-UNION ALL
-SELECT 'reconcile finds nothing', count(*) = 0,
-       coalesce(string_agg(format('%s %s expected %s actual %s', account, kind, expected, actual), '; '),
-                'no mismatches')
-  FROM ledger.reconcile(repair => false);
+SELECT 'the escrow serves the 4 hot accounts',
+       count(*) = 4 AND bool_and(h.state = 'active'),
+       string_agg(format('%s: %s', h.account, h.state), '; ' ORDER BY h.account)
+  FROM ledger.hot_accounts() h JOIN ledger.account a ON a.code = h.account
+ WHERE a.mode = 'hot'
 SQL
 ) || { fail "the checking query failed"; checks=; }
-while IFS='|' read -r name passed detail; do
-	[ -n "$name" ] || continue
-	if [ "$passed" = t ]; then ok "$name ($detail)"; else fail "$name: $detail"; fi
-done <<<"$checks"
-
-if [ ${#FAILURES[@]} -gt 0 ]; then
-	echo "hot_worker_kill: ${#FAILURES[@]} check(s) failed" >&2
-	exit 1
-fi
-echo "hot_worker_kill: all checks passed"
+check_rows "after the kills: " <<<"$checks"
+check_reconcile "$DIR/cluster" postgres "after the kills: reconcile"
+# balances = journal, nets to zero, floors, daily rows, escrow = balance
+check_invariants "$DIR/cluster" postgres "after the kills: invariants"
+test_done

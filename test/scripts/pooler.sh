@@ -56,9 +56,7 @@ EXCEPTION WHEN SQLSTATE 'LD001' THEN
     RETURN 'LD001';
 END $$;
 SQL
-for i in $(seq 1 100); do
-	[ "$(P -c "SELECT ready FROM ledger.fold_worker_status()")" = t ] && break; sleep 0.1
-done
+node_ready "$NODE" pool || fail "the fold worker never loaded"
 P -c "SELECT ledger.set_account_mode('fees', 'hot')" >/dev/null || fail "fees did not turn hot"
 
 BPORT=$(free_port "$DIR")
