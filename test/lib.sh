@@ -147,6 +147,16 @@ cluster_stop() {
 # returns is a broken invariant.
 # ---------------------------------------------------------------------
 TEST_FAILURES=0
+
+# test_begin NAME: name the test, stop set -e (a failed check is counted,
+# not fatal), and give it a directory of its own under $WORK: DIR.
+test_begin() {
+	set +e
+	TEST_NAME=$1
+	DIR=$(mktemp -d "${WORK:-/tmp}/$1.XXXXXX")
+	chmod 755 "$DIR"
+}
+
 ok() { echo "${TEST_NAME:-test}: ok: $*"; }
 fail() {
 	TEST_FAILURES=$((TEST_FAILURES + 1))

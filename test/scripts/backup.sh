@@ -20,10 +20,7 @@
 #
 # Run by test/run.sh as root.  Starts its own clusters.  About 15 s.
 source "$LEDGER_ROOT/test/lib.sh"
-set +e
-TEST_NAME=backup
-DIR=$(mktemp -d "$WORK/backup.XXXXXX")
-chmod 755 "$DIR"
+test_begin backup
 SRC=$DIR/src
 DUMP=$DIR/restored
 BASE=$DIR/base

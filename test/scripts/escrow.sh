@@ -27,10 +27,7 @@
 #            broke the cycle with LD019).
 # Every part ends with the invariants of test/invariants.sql.
 source "$LEDGER_ROOT/test/lib.sh"
-set +e
-TEST_NAME=escrow
-DIR=$(mktemp -d "$WORK/escrow.XXXXXX")
-chmod 755 "$DIR"
+test_begin escrow
 NODE=$DIR/node
 trap 'node_stop $NODE immediate' EXIT
 node_init "$NODE" "shared_preload_libraries = 'ledger'

@@ -23,10 +23,7 @@
 #
 # Run by test/run.sh as root.  Starts its own cluster and pgbouncer.
 source "$LEDGER_ROOT/test/lib.sh"
-set +e
-TEST_NAME=pooler
-DIR=$(mktemp -d "$WORK/pooler.XXXXXX")
-chmod 755 "$DIR"
+test_begin pooler
 NODE=$DIR/node
 trap 'kill $(cat $DIR/pgbouncer.pid 2>/dev/null) 2>/dev/null; node_stop $NODE immediate' EXIT
 

@@ -18,10 +18,7 @@
 #
 # Run by test/run.sh as root.  Starts its own clusters.
 source "$LEDGER_ROOT/test/lib.sh"
-set +e
-TEST_NAME=replica
-DIR=$(mktemp -d "$WORK/replica.XXXXXX")
-chmod 755 "$DIR"
+test_begin replica
 PRIMARY=$DIR/primary
 STANDBY=$DIR/standby
 trap 'node_stop $STANDBY immediate; node_stop $PRIMARY' EXIT
