@@ -39,6 +39,7 @@
 #include "access/xact.h"
 #include "miscadmin.h"
 #include "storage/ipc.h"
+#include "storage/proc.h"
 #include "storage/shmem.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
@@ -68,6 +69,8 @@ typedef struct HotEntry
 static HotEntry *entries = NULL;
 static int	nentries = 0;
 static int	maxentries = 0;
+/* the transaction the entries belong to: they never outlive it */
+static LocalTransactionId entries_lxid = InvalidLocalTransactionId;
 
 static Size
 escrow_size(void)
@@ -259,6 +262,8 @@ ledger_escrow_push(EntryKind kind, int slot, int64 account_id, int128 amount)
 
 	Assert(nentries < maxentries);
 	Assert(LWLockHeldByMe(escrow->lock));
+	Assert(nentries == 0 || entries_lxid == MyProc->lxid);
+	entries_lxid = MyProc->lxid;
 	e = &entries[nentries++];
 	e->kind = kind;
 	e->slot = slot;
