@@ -53,6 +53,8 @@ read_hot_accounts(int64 account_id, bool all, LoadedAccount **out)
 	int			n;
 	int			i;
 
+	/* queries run with no lock of the escrow's held (escrow.h) */
+	Assert(escrow == NULL || !LWLockHeldByMe(escrow->lock));
 	if (load_plan == NULL)
 		load_plan = ledger_prepare(
 			"SELECT b.account_id, s.scale, a.min_balance, "

@@ -59,7 +59,6 @@ cleanup() {
 	for p in "${LOOP_PIDS[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
 	[ -n "${HOLDER:-}" ] && kill "$HOLDER" 2>/dev/null
 	cluster_stop
-	rm -rf "$DIR"
 }
 
 CLUSTER_CONF="shared_preload_libraries = 'ledger'

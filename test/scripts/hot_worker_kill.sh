@@ -44,7 +44,6 @@ cleanup() {
 	touch "$STOP"
 	[ -n "$LOAD" ] && { kill "$LOAD" 2>/dev/null; wait "$LOAD" 2>/dev/null; }
 	cluster_stop
-	[ -n "${KEEP:-}" ] && echo "hot_worker_kill: kept $DIR" || rm -rf "$DIR"
 }
 
 CLUSTER_CONF="shared_preload_libraries = 'ledger'
