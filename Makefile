@@ -21,7 +21,7 @@ REGRESS = install assets_accounts transfer post bad_input idempotency guard ids 
 REGRESS_OPTS = --inputdir=test --dbname=ledger_regress \
 	--temp-instance=./tmp_check --temp-config=test/installcheck.conf
 
-ISOLATION = double_spend idempotency_race opposite_transfers invalidate_concurrent reconcile_concurrent account_cache
+ISOLATION = double_spend idempotency_race opposite_transfers invalidate_concurrent reconcile_concurrent account_cache table_lock
 ISOLATION_OPTS = --inputdir=test/isolation
 
 PG_CPPFLAGS = -DLEDGER_VERSION=\"$(EXTVERSION)\"

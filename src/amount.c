@@ -127,7 +127,8 @@ ledger_scaled_to_numeric(int128 v, int scale)
 	bool		neg = v < 0;
 	int			i;
 
-	Assert(v < LEDGER_SCALED_LIMIT && v > -LEDGER_SCALED_LIMIT);
+	/* balances, and in messages sums of two of them */
+	Assert(v < LEDGER_SCALED_LIMIT * 10 && v > -LEDGER_SCALED_LIMIT * 10);
 	Assert(scale >= 0 && scale <= 18);
 	if (neg)
 		v = -v;

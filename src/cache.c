@@ -125,6 +125,8 @@ typedef struct CachedAccount
 
 static MemoryContext account_cxt = NULL;
 static HTAB *accounts = NULL;
+/* relcache invalidations that emptied the table, ever: a lookup read before one is not put */
+static uint64 inval_count = 0;
 static Oid	accounts_relid = InvalidOid;	/* the ledger.account it caches */
 static AccountChanges *changes = NULL;
 
@@ -217,7 +219,10 @@ static void
 invalidate_callback(Datum arg, Oid relid)
 {
 	if (relid == InvalidOid || relid == accounts_relid)
+	{
 		accounts = NULL;		/* its memory is reset on next use */
+		inval_count++;
+	}
 }
 
 void
@@ -282,6 +287,7 @@ account_table(void)
 void
 ledger_account_cache_stamp(const char *code, LedgerCacheStamp *stamp)
 {
+	stamp->local = inval_count;
 	if (changes == NULL)
 	{
 		stamp->epoch = 0;
@@ -348,7 +354,9 @@ ledger_account_cache_put(const LedgerAccount *a, TransactionId xmin,
 	HTAB	   *table = account_table();
 	CachedAccount *e;
 
-	if (table == NULL || strlen(a->code) >= CACHED_CODE_LEN ||
+	/* account_table() accepted invalidations: one since the stamp voids the lookup */
+	if (table == NULL || stamp->local != inval_count ||
+		strlen(a->code) >= CACHED_CODE_LEN ||
 		strlen(a->asset) >= CACHED_ASSET_LEN ||
 		(!a->unbounded && VARSIZE(a->min_balance) > CACHED_NUMERIC_LEN) ||
 		TransactionIdIsCurrentTransactionId(xmin))

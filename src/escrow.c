@@ -41,6 +41,7 @@
 #include "storage/ipc.h"
 #include "storage/proc.h"
 #include "storage/shmem.h"
+#include "commands/dbcommands.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
 
@@ -129,6 +130,39 @@ ledger_escrow_require(void)
 }
 
 /*
+ * Is this the database ledger.database names, whose hot accounts this
+ * server serves?  A backend's database never changes: asked once.
+ */
+bool
+ledger_escrow_served(void)
+{
+	static int	served = -1;
+
+	if (served < 0)
+	{
+		char	   *name = get_database_name(MyDatabaseId);
+
+		served = ledger_database != NULL && name != NULL && strcmp(name, ledger_database) == 0;
+	}
+	return served == 1;
+}
+
+/* Refuse hot postings and mode switches to hot outside ledger.database. */
+void
+ledger_escrow_require_served(const char *code)
+{
+	ledger_escrow_require();
+	if (!ledger_escrow_served())
+		ereport(ERROR,
+				(errcode(ERRCODE_LEDGER_HOT_UNAVAILABLE),
+				 errmsg("hot accounts are served in database \"%s\" only",
+						ledger_database ? ledger_database : ""),
+				 errdetail("Account \"%s\"; this is database \"%s\".", code,
+						   get_database_name(MyDatabaseId)),
+				 errhint("Switch the account to cold mode here, or set ledger.database to this database and restart.")));
+}
+
+/*
  * The OID of ledger.account_balance identifies the extension's incarnation:
  * slots left by an extension that was dropped (and maybe created again)
  * belong to an older one and count as free.  InvalidOid if not installed.
@@ -141,7 +175,7 @@ ledger_escrow_relid(void)
 	return s ? s->account_balance : InvalidOid;
 }
 
-/* An account's slot, -1 if none.  HotLock held. */
+/* An account's slot in this database, -1 if none.  HotLock held. */
 int
 ledger_escrow_find(int64 account_id, Oid relid)
 {
@@ -150,14 +184,15 @@ ledger_escrow_find(int64 account_id, Oid relid)
 	Assert(LWLockHeldByMe(escrow->lock));
 	for (i = 0; i < escrow->nslots; i++)
 		if (escrow->slots[i].state != SLOT_FREE && escrow->slots[i].account_id == account_id &&
-			escrow->slots[i].relid == relid)
+			escrow->slots[i].dboid == MyDatabaseId && escrow->slots[i].relid == relid)
 			return i;
 	return -1;
 }
 
 /*
- * Take a free slot (or one left by an older incarnation of the extension)
- * for an account; -1 if there is none.  HotLock held exclusively.
+ * Take a free slot, or one left in this database by an older incarnation
+ * of the extension, for an account; -1 if there is none.  HotLock held
+ * exclusively.
  */
 int
 ledger_escrow_alloc(int64 account_id, Oid relid, SlotState state, int scale, bool unbounded,
@@ -172,11 +207,13 @@ ledger_escrow_alloc(int64 account_id, Oid relid, SlotState state, int scale, boo
 	{
 		HotSlot    *s = &escrow->slots[i];
 
-		if (s->state != SLOT_FREE && !(s->state == SLOT_ACTIVE && s->relid != relid))
+		if (s->state != SLOT_FREE &&
+			!(s->state == SLOT_ACTIVE && s->dboid == MyDatabaseId && s->relid != relid))
 			continue;
 		SpinLockAcquire(&s->mutex);
 		s->state = state;
 		s->account_id = account_id;
+		s->dboid = MyDatabaseId;
 		s->relid = relid;
 		s->generation++;
 		s->scale = scale;
@@ -287,7 +324,7 @@ ledger_escrow_wait_drained(int slot, const char *code)
 
 	/* this transaction's own postings settle with it: don't wait for them */
 	for (i = 0; i < nentries; i++)
-		if (entries[i].slot == slot &&
+		if (entries[i].slot == slot && entries[i].generation == escrow->slots[slot].generation &&
 			(entries[i].kind == ENTRY_DEBIT || entries[i].kind == ENTRY_CREDIT))
 			own++;
 
@@ -330,6 +367,24 @@ ledger_escrow_set_reset(int64 account_id, int128 amount)
 		}
 	}
 	elog(ERROR, "hot account " INT64_FORMAT " was not fenced by this transaction", account_id);
+}
+
+/*
+ * Did this transaction put the slot, as it is now, in its state with an
+ * entry of this kind (a fence: ENTRY_RESET, a switch: ENTRY_CLOSE or
+ * ENTRY_ACTIVATE)?  HotLock held.
+ */
+bool
+ledger_escrow_own(int slot, EntryKind kind)
+{
+	int			i;
+
+	Assert(LWLockHeldByMe(escrow->lock));
+	for (i = 0; i < nentries; i++)
+		if (entries[i].slot == slot && entries[i].kind == kind &&
+			entries[i].generation == escrow->slots[slot].generation)
+			return true;
+	return false;
 }
 
 /* ---------------------------------------------------------------------

@@ -42,6 +42,7 @@ typedef struct HotSlot
 	/* membership (see the locking rules) */
 	SlotState	state;
 	int64		account_id;
+	Oid			dboid;			/* the database it belongs to */
 	Oid			relid;			/* ledger.account_balance it belongs to */
 	uint64		generation;		/* moves each time the slot is taken or freed */
 	int			scale;
@@ -86,6 +87,8 @@ extern int	ledger_hot_wait_ms;
 extern const char *const ledger_slot_state_names[];
 
 extern void ledger_escrow_require(void);
+extern bool ledger_escrow_served(void);
+extern void ledger_escrow_require_served(const char *code);
 extern Oid	ledger_escrow_relid(void);
 extern void ledger_escrow_wait_ready(void);
 extern int	ledger_escrow_find(int64 account_id, Oid relid);
@@ -96,5 +99,6 @@ extern void ledger_escrow_reserve_entries(void);
 extern void ledger_escrow_push(EntryKind kind, int slot, int64 account_id, int128 amount);
 extern void ledger_escrow_wait_drained(int slot, const char *code);
 extern void ledger_escrow_set_reset(int64 account_id, int128 amount);
+extern bool ledger_escrow_own(int slot, EntryKind kind);
 
 #endif							/* ESCROW_H */

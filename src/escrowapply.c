@@ -55,6 +55,8 @@ ledger_hot_apply(LedgerDelta *d)
 	int128		available = 0;
 	int128		total = 0;
 	int128		floor = 0;
+	bool		unbounded;
+	int			scale;
 	SlotState	state;
 	enum
 	{
@@ -62,7 +64,7 @@ ledger_hot_apply(LedgerDelta *d)
 	}			outcome = APPLIED;
 	Oid			relid;
 
-	ledger_escrow_require();
+	ledger_escrow_require_served(acct->code);
 	ledger_escrow_wait_ready();
 	if (!ledger_numeric_to_scaled(d->delta, acct->scale, &delta))
 		ereport(ERROR,
@@ -82,6 +84,19 @@ ledger_hot_apply(LedgerDelta *d)
 	}
 	s = &escrow->slots[slot];
 	state = s->state;
+	scale = s->scale;
+	unbounded = s->unbounded;
+	if (state == SLOT_ACTIVE && scale != acct->scale)
+	{
+		/* the asset was dropped and made again with another scale */
+		LWLockRelease(escrow->lock);
+		ereport(ERROR,
+				(errcode(ERRCODE_LEDGER_MODE_CHANGED),
+				 errmsg("hot account \"%s\" changed under its escrow", acct->code),
+				 errdetail("The escrow counts in units of 10^-%d, the account's asset in units of 10^-%d.",
+						   scale, acct->scale),
+				 errhint("Switch the account to cold mode and back.")));
+	}
 	if (state != SLOT_ACTIVE)
 	{
 		LWLockRelease(escrow->lock);
@@ -97,7 +112,7 @@ ledger_hot_apply(LedgerDelta *d)
 	{
 		available = s->committed - s->reserved;
 		total = available;
-		if (!s->unbounded && available + delta < s->min_balance)
+		if (!unbounded && available + delta < floor)
 		{
 			s->debits_refused++;
 			outcome = REFUSED;
@@ -127,23 +142,23 @@ ledger_hot_apply(LedgerDelta *d)
 	SpinLockRelease(&s->mutex);
 	LWLockRelease(escrow->lock);
 
+	/* the escrow decided: its floor, not the account row's, is the one to name */
 	if (outcome == REFUSED)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_INSUFFICIENT_FUNDS),
 				 errmsg("insufficient funds in account \"%s\"", acct->code),
 				 errdetail("Account \"%s\" (hot) has %s available above its floor %s; the posting requests %s.",
 						   acct->code,
-						   ledger_numeric_str(ledger_scaled_to_numeric(available - floor,
-																	   acct->scale)),
-						   ledger_numeric_str(acct->min_balance),
+						   ledger_numeric_str(ledger_scaled_to_numeric(available - floor, scale)),
+						   ledger_numeric_str(ledger_scaled_to_numeric(floor, scale)),
 						   ledger_numeric_str(ledger_numeric_neg(d->delta)))));
 	if (outcome == OUT_OF_RANGE)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_HOT_OUT_OF_RANGE),
 				 errmsg("hot account \"%s\" would hold more than its escrow can", acct->code),
 				 errdetail("Hot accounts hold balances below 10^36 units of 10^-%d in absolute value; account \"%s\" stands at %s with postings in flight, and this posting moves %s.",
-						   acct->scale, acct->code,
-						   ledger_numeric_str(ledger_scaled_to_numeric(total, acct->scale)),
+						   scale, acct->code,
+						   ledger_numeric_str(ledger_scaled_to_numeric(total, scale)),
 						   ledger_numeric_str(d->delta)),
 				 errhint("Switch the account to cold mode to hold larger balances.")));
 	return true;

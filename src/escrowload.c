@@ -26,6 +26,7 @@
 #include "escrow.h"
 
 #include "catalog/pg_type.h"
+#include "access/xact.h"
 #include "miscadmin.h"
 
 /* One hot account as read from the tables, ready for a slot. */
@@ -37,6 +38,7 @@ typedef struct LoadedAccount
 	int128		min_balance;
 	int128		committed;
 	bool		fits;			/* both within the escrow's bound */
+	bool		own_change;		/* its balance row was written by this transaction */
 } LoadedAccount;
 
 static SPIPlanPtr load_plan = NULL;
@@ -59,7 +61,7 @@ read_hot_accounts(int64 account_id, bool all, LoadedAccount **out)
 		load_plan = ledger_prepare(
 			"SELECT b.account_id, s.scale, a.min_balance, "
 			"       b.balance + coalesce((SELECT sum(q.credits - q.debits) "
-			"          FROM ledger.hot_entry q WHERE q.account_id = b.account_id), 0) "
+			"          FROM ledger.hot_entry q WHERE q.account_id = b.account_id), 0), b.xmin "
 			"  FROM ledger.account_balance b "
 			"  JOIN ledger.account a ON a.id = b.account_id "
 			"  JOIN ledger.asset s ON s.code = a.asset "
@@ -84,6 +86,8 @@ read_hot_accounts(int64 account_id, bool all, LoadedAccount **out)
 				   ledger_numeric_to_scaled(DatumGetNumeric(minb), a->scale, &a->min_balance)) &&
 			ledger_numeric_to_scaled(DatumGetNumeric(SPI_getbinval(tup, desc, 4, &isnull)),
 									 a->scale, &a->committed);
+		a->own_change = TransactionIdIsCurrentTransactionId(
+			DatumGetTransactionId(SPI_getbinval(tup, desc, 5, &isnull)));
 	}
 	SPI_freetuptable(SPI_tuptable);
 	return n;
@@ -152,6 +156,13 @@ ledger_hot_load_account(LedgerAccount *acct)
 				 errmsg("account \"%s\" is changing mode", acct->code),
 				 errdetail("The account was switched to cold mode while the posting ran."),
 				 errhint("Retry the posting.")));
+	/* a slot outlives the transaction: it must not hold what may roll back */
+	if (a->own_change)
+		ereport(ERROR,
+				(errcode(ERRCODE_LEDGER_MODE_CHANGED),
+				 errmsg("hot account \"%s\" was changed by this transaction", acct->code),
+				 errdetail("Its escrow is not loaded on this server, and its balance row holds this transaction's uncommitted change (a correction)."),
+				 errhint("Commit the change, then post.")));
 	if (!a->fits)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_HOT_OUT_OF_RANGE),
@@ -207,6 +218,29 @@ ledger_hot_fence(int64 account_id, const char *code)
 			return false;
 		}
 		state = escrow->slots[slot].state;
+		if (state == SLOT_FENCED && ledger_escrow_own(slot, ENTRY_RESET))
+		{
+			LWLockRelease(escrow->lock);	/* fenced already, by this transaction */
+			return true;
+		}
+		if (state == SLOT_CLOSING && ledger_escrow_own(slot, ENTRY_CLOSE))
+		{
+			LWLockRelease(escrow->lock);	/* this transaction switches it to cold */
+			return false;
+		}
+		if (state == SLOT_PENDING && ledger_escrow_own(slot, ENTRY_ACTIVATE))
+		{
+			LWLockRelease(escrow->lock);
+			ereport(ERROR,
+					(errcode(ERRCODE_LEDGER_MODE_CHANGED),
+					 errmsg("hot account \"%s\" was switched to hot mode by this transaction", code),
+					 errhint("Commit the switch, then correct the account.")));
+		}
+		if (state == SLOT_ACTIVE && IsolationUsesXactSnapshot())
+		{
+			LWLockRelease(escrow->lock);
+			ledger_refuse_snapshot_isolation(code);
+		}
 		if (state == SLOT_ACTIVE)
 		{
 			int128		committed;
@@ -235,6 +269,42 @@ ledger_hot_fence(int64 account_id, const char *code)
 	return true;
 }
 
+/*
+ * Corrections and mode switches of a hot account read what its postings
+ * committed while they waited for them: a transaction snapshot taken
+ * before would miss it.  They run under READ COMMITTED only.
+ */
+void
+ledger_refuse_snapshot_isolation(const char *code)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT),
+			 errmsg("hot account \"%s\" can only be corrected or switched under READ COMMITTED", code),
+			 errdetail("This transaction runs under %s; its snapshot would miss the postings the correction waits for.",
+					   IsolationIsSerializable() ? "SERIALIZABLE" : "REPEATABLE READ"),
+			 errhint("Run it in a READ COMMITTED transaction.")));
+}
+
+/* Does the account have an escrow slot in this database now? */
+bool
+ledger_hot_has_slot(int64 account_id)
+{
+	Oid			relid;
+	int			slot;
+
+	if (escrow == NULL)
+		return false;
+	relid = ledger_escrow_relid();
+	LWLockAcquire(escrow->lock, LW_SHARED);
+	slot = ledger_escrow_find(account_id, relid);
+	/* one this transaction switches to cold is as good as gone */
+	if (slot >= 0 && escrow->slots[slot].state == SLOT_CLOSING &&
+		ledger_escrow_own(slot, ENTRY_CLOSE))
+		slot = -1;
+	LWLockRelease(escrow->lock);
+	return slot >= 0;
+}
+
 /* The committed balance a fenced account gets when this transaction commits. */
 void
 ledger_hot_fence_set(int64 account_id, Numeric balance)
@@ -242,9 +312,10 @@ ledger_hot_fence_set(int64 account_id, Numeric balance)
 	int			scale = -1;
 	int			slot;
 	int128		scaled;
+	Oid			relid = ledger_escrow_relid();
 
 	LWLockAcquire(escrow->lock, LW_SHARED);
-	slot = ledger_escrow_find(account_id, ledger_escrow_relid());
+	slot = ledger_escrow_find(account_id, relid);
 	if (slot >= 0 && escrow->slots[slot].state == SLOT_FENCED)
 		scale = escrow->slots[slot].scale;
 	LWLockRelease(escrow->lock);

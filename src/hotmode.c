@@ -29,6 +29,7 @@
 #include "commands/dbcommands.h"
 #include "fmgr.h"
 #include "funcapi.h"
+#include "access/xact.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
 
@@ -141,6 +142,8 @@ make_cold(const char *code, ModeTarget *t, Oid relid)
 		}
 	}
 	LWLockRelease(escrow->lock);
+	if (slot >= 0 && state == SLOT_ACTIVE && IsolationUsesXactSnapshot())
+		ledger_refuse_snapshot_isolation(code);	/* its CLOSING is undone at abort */
 	if (slot >= 0 && state != SLOT_ACTIVE)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_MODE_CHANGED),
@@ -177,14 +180,11 @@ ledger_set_account_mode(PG_FUNCTION_ARGS)
 				 errdetail("Account \"%s\", mode \"%s\".", code, mode)));
 	to_hot = strcmp(mode, "hot") == 0;
 
-	ledger_escrow_require();
-	if (ledger_database == NULL || strcmp(get_database_name(MyDatabaseId), ledger_database) != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_LEDGER_HOT_UNAVAILABLE),
-				 errmsg("hot accounts are served in database \"%s\" only",
-						ledger_database ? ledger_database : ""),
-				 errdetail("This is database \"%s\".", get_database_name(MyDatabaseId)),
-				 errhint("Set ledger.database to this database and restart.")));
+	/* to hot only where hot accounts are served; to cold anywhere */
+	if (to_hot)
+		ledger_escrow_require_served(code);
+	else
+		ledger_escrow_require();
 	ledger_escrow_wait_ready();
 	relid = ledger_escrow_relid();
 

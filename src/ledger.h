@@ -92,6 +92,7 @@ typedef struct LedgerCacheStamp
 {
 	uint64		epoch;
 	uint64		gen;
+	uint64		local;			/* this backend's relcache invalidations */
 } LedgerCacheStamp;
 
 /* One leg of a posting, as the caller gave it. */
@@ -209,6 +210,8 @@ extern void ledger_hot_load(void);
 extern void ledger_hot_load_empty(void);
 extern void ledger_hot_load_account(LedgerAccount *acct);
 extern bool ledger_hot_fence(int64 account_id, const char *code);
+extern bool ledger_hot_has_slot(int64 account_id);
+extern void ledger_refuse_snapshot_isolation(const char *code);
 extern void ledger_hot_fence_set(int64 account_id, Numeric balance);
 
 /* ---- storage helpers ---- */

@@ -5,7 +5,8 @@
  *	  their codes, without SPI: no statement to parse, plan or start, which
  *	  is most of what a fresh connection's first posting would otherwise
  *	  pay.  Asset scales are kept for the life of the backend: assets are
- *	  never updated or deleted (a guard trigger refuses both).
+ *	  never updated or deleted (a guard trigger refuses both); one created
+ *	  by the current transaction is not kept, since it may roll back.
  *
  * Snapshot: each lookup reads with the latest snapshot, after a command
  * counter increment (as an SPI statement would), whatever the isolation
@@ -148,12 +149,25 @@ typedef struct AssetScale
 static HTAB *asset_scales = NULL;
 static Oid	asset_scales_relid = InvalidOid;
 
+typedef struct ScaleRow
+{
+	int			scale;
+	bool		own;			/* written by this transaction: may roll back */
+} ScaleRow;
+
 static void
 read_scale(Relation rel, TupleTableSlot *slot, void *arg)
 {
+	ScaleRow   *r = arg;
 	bool		isnull;
+	bool		should_free;
+	HeapTuple	tup;
 
-	*(int *) arg = DatumGetInt32(column(rel, slot, "scale", &isnull));
+	r->scale = DatumGetInt32(column(rel, slot, "scale", &isnull));
+	tup = ExecFetchSlotHeapTuple(slot, false, &should_free);
+	r->own = TransactionIdIsCurrentTransactionId(HeapTupleHeaderGetXmin(tup->t_data));
+	if (should_free)
+		heap_freetuple(tup);
 }
 
 /*
@@ -166,7 +180,7 @@ ledger_asset_scale(const char *code)
 {
 	const LedgerSchema *s = ledger_schema();
 	AssetScale *entry;
-	int			scale;
+	ScaleRow	r;
 
 	if (s == NULL)
 		elog(ERROR, "the ledger schema is not installed in this database");
@@ -187,9 +201,11 @@ ledger_asset_scale(const char *code)
 	if (entry != NULL)
 		return entry->scale;
 
-	if (!lookup_by_code(s->asset, s->asset_code_index, code, read_scale, &scale))
+	if (!lookup_by_code(s->asset, s->asset_code_index, code, read_scale, &r))
 		return -1;
+	if (r.own)
+		return r.scale;			/* not kept: the asset may still roll back */
 	entry = hash_search(asset_scales, code, HASH_ENTER, NULL);
-	entry->scale = scale;
-	return scale;
+	entry->scale = r.scale;
+	return r.scale;
 }

@@ -161,11 +161,22 @@ ledger_fence_accounts(LedgerTaken *t, int n)
 	}
 }
 
-/* Phase 2, one account: lock its balance row and fold its hot entries. */
+/*
+ * Phase 2, one account: lock its balance row and fold its hot entries.  A
+ * hot account that had no escrow slot at phase 1 may have been loaded by a
+ * posting since (escrowload.c; a load holds this same row lock): then the
+ * correction would rebuild under a live escrow, so it is refused, to be
+ * retried, fenced this time.
+ */
 void
 ledger_lock_account(LedgerTaken *t)
 {
 	ledger_lock_balance(t->id);
+	if (!t->fenced && ledger_hot_has_slot(t->id))
+		ereport(ERROR,
+				(errcode(ERRCODE_LEDGER_MODE_CHANGED),
+				 errmsg("hot account \"%s\" was loaded while the correction started", t->code),
+				 errhint("Retry the correction.")));
 	if (ledger_schema_has_hot())
 		ledger_fold_account(t->id, INT_MAX);
 }

@@ -31,9 +31,10 @@
  *	  lock (postings, folds, rebuilds, repairs), so the row found is the
  *	  newest and no other can be inserted meanwhile.
  *
- * Locking: RowExclusiveLock on every relation written (to the end of the
- * transaction), and the balance and daily row locks taken here (to the
- * end of the transaction).  No lock of its own.
+ * Locking: RowExclusiveLock on every relation written, taken here before
+ * it is opened (the executor's range table does not lock), and the
+ * balance and daily row locks; all kept to the end of the transaction.
+ * No lock of its own.
  *
  *-------------------------------------------------------------------------
  */
@@ -49,6 +50,7 @@
 #include "executor/executor.h"
 #include "nodes/makefuncs.h"
 #include "parser/parse_relation.h"
+#include "storage/lmgr.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/rel.h"
@@ -133,9 +135,19 @@ result_rel(LedgerStore *st, int rti)
 	if (st->rels[rti] == NULL)
 	{
 		ResultRelInfo *rri = makeNode(ResultRelInfo);
+		Oid			relid = rt_relid(st->schema, rti);
 
-		if (!OidIsValid(rt_relid(st->schema, rti)))
+		if (!OidIsValid(relid))
 			elog(ERROR, "the installed ledger schema has no hot queue");
+
+		/*
+		 * The executor opens range table relations without locking them
+		 * (a plan's relations are locked when it is planned): take the
+		 * lock an INSERT or UPDATE would, as logical replication's apply
+		 * does, so that no rewrite, TRUNCATE or index build runs under the
+		 * posting.
+		 */
+		LockRelationOid(relid, RowExclusiveLock);
 		ExecInitResultRelation(st->estate, rri, rti);
 		ExecOpenIndices(rri, false);
 		st->rels[rti] = rri;
@@ -265,6 +277,11 @@ ledger_store_lock_balance(LedgerStore *st, int64 account_id, bool *hot)
 
 	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(account_id));
 	st->balance_row = lock_row(st, RT_BALANCE, st->schema->account_balance_index, &key, 1, false);
+	if (st->balance_row == NULL && IsolationUsesXactSnapshot())
+		ereport(ERROR,		/* an account created after this transaction's snapshot */
+				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+				 errmsg("could not serialize access: account " INT64_FORMAT " is newer than this transaction",
+						account_id)));
 	if (st->balance_row == NULL)
 		elog(ERROR, "account " INT64_FORMAT " has no balance row", account_id);
 	d = slot_col(st, st->balance_row, RT_BALANCE, "hot", &isnull);

@@ -42,7 +42,7 @@ count_regress() {
 		else
 			failed "$suite/$name"
 		fi
-	done < <(grep -E '^(test |     )?[ ]*[^ ]+ +\.\.\. (ok|FAILED|failed)' "$log")
+	done < <(grep -E '^(test |     )?[ ]*[^ ]+ +\.\.\. ' "$log")
 }
 
 # The scripted tests a build runs: all of them, or the hot-account ones.

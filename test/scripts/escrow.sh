@@ -25,6 +25,17 @@
 #            (before the fix: it held the cold row while waiting for the
 #            posting, which waited for that row, until ledger.hot_wait_ms
 #            broke the cycle with LD019).
+#   rules    Corrections and switches of a hot account under REPEATABLE
+#            READ are refused (LD011); a second correction of an account in
+#            the same transaction finds its own fence; a refused debit
+#            names the escrow's floor even after the account row's floor
+#            was set to NULL (it used to crash the backend); a hot account
+#            without a slot is not loaded from a balance this transaction
+#            changed (LD019).
+#   databases A copy of the ledger in another database of the cluster
+#            (pg_dump | psql) cannot post to or fence the served ledger's
+#            escrow: hot postings there get LD021, switching the account
+#            to cold there works, and the served escrow is untouched.
 # Every part ends with the invariants of test/invariants.sql.
 source "$LEDGER_ROOT/test/lib.sh"
 test_begin escrow
@@ -137,4 +148,67 @@ awk -v w="$waited" 'BEGIN { exit !(w + 0 < 1) }' &&
 	ok "cycle: the posting's cold step waited ${waited}s, not for the correction" ||
 	fail "cycle: the posting's cold step waited ${waited}s: $(tr '\n' ' ' <"$DIR/poster.out")"
 check_invariants "$NODE" esc "cycle: invariants"
+
+# ---- rules ----------------------------------------------------------------
+out=$(E -c "BEGIN ISOLATION LEVEL REPEATABLE READ" -c "SELECT ledger.rebuild_balances('b-hot')" 2>&1)
+grep -q "can only be corrected or switched under READ COMMITTED" <<<"$out" &&
+	ok "rules: a correction of a hot account under REPEATABLE READ is refused" ||
+	fail "rules: correction under REPEATABLE READ: $out"
+out=$(E -c "BEGIN ISOLATION LEVEL REPEATABLE READ" -c "SELECT ledger.set_account_mode('b-hot', 'cold')" 2>&1)
+grep -q "can only be corrected or switched under READ COMMITTED" <<<"$out" &&
+	[ "$(E -c "SELECT state FROM ledger.hot_accounts() WHERE account = 'b-hot'")" = active ] &&
+	ok "rules: a switch to cold under REPEATABLE READ is refused, the slot stays active" ||
+	fail "rules: switch under REPEATABLE READ: $out"
+t0=$(date +%s%N)
+out=$(E -c "BEGIN" -c "SELECT ledger.rebuild_balances('b-hot')" -c "SELECT ledger.rebuild_balances('b-hot')" -c "COMMIT" 2>&1)
+ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+[ "$ms" -lt 3000 ] && ! grep -q ERROR <<<"$out" &&
+	ok "rules: a second correction in the same transaction finds its own fence (${ms} ms)" ||
+	fail "rules: second correction in one transaction: ${ms} ms, $out"
+E -c "UPDATE ledger.account SET min_balance = NULL WHERE code = 'c-hot'" >/dev/null
+out=$(E -c "SELECT ledger.transfer('c-hot', 'world', 100000)" 2>&1)
+grep -q "available above its floor 0.00" <<<"$out" &&
+	ok "rules: a refused hot debit names the escrow's floor (the row's is NULL now)" ||
+	fail "rules: refused debit with the row's floor NULL: $out"
+E -c "UPDATE ledger.account SET min_balance = 0 WHERE code = 'c-hot'" >/dev/null
+# a hot account the server has no slot for (as a restore leaves it)
+E >/dev/null <<'SQL'
+SELECT ledger.create_account('d-hot', 'USD');
+SELECT ledger.transfer('world', 'd-hot', 50);
+SELECT ledger.transfer('a-cold', 'd-hot', 1);
+UPDATE ledger.account SET mode = 'hot' WHERE code = 'd-hot';
+UPDATE ledger.account_balance SET hot = true
+ WHERE account_id = (SELECT id FROM ledger.account WHERE code = 'd-hot');
+SQL
+dtx=$(E -c "SELECT transaction_id FROM ledger.journal WHERE account = 'd-hot' ORDER BY id DESC LIMIT 1")
+out=$(E -c "BEGIN" -c "SELECT count(*) FROM ledger.invalidate('$dtx', 'rules')" \
+	-c "SELECT ledger.transfer('d-hot', 'world', 1)" 2>&1)
+grep -q "was changed by this transaction" <<<"$out" &&
+	[ "$(E -c "SELECT count(*) FROM ledger.hot_accounts() WHERE account = 'd-hot'")" = 0 ] &&
+	ok "rules: no slot is loaded from this transaction's uncommitted correction" ||
+	fail "rules: load after an own correction: $out"
+E -c "SELECT ledger.transfer('d-hot', 'world', 1)" >/dev/null &&
+	[ "$(E -c "SELECT committed FROM ledger.hot_accounts() WHERE account = 'd-hot'")" = 50.00 ] &&
+	ok "rules: loaded by a later posting from committed rows (51.00), 50.00 after its debit" ||
+	fail "rules: d-hot: $(E -c "SELECT committed FROM ledger.hot_accounts() WHERE account = 'd-hot'")"
+check_invariants "$NODE" esc "rules: invariants"
+
+# ---- databases ------------------------------------------------------------
+served=$(E -c "SELECT committed || '/' || debits_accepted FROM ledger.hot_accounts() WHERE account = 'b-hot'")
+runuser -u postgres -- "$PGBIN/createdb" -h "$NODE" -p "$(node_port "$NODE")" esc_copy
+"$PGBIN/pg_dump" -h "$NODE" -p "$(node_port "$NODE")" -U postgres esc |
+	node_psql "$NODE" esc_copy >/dev/null 2>&1
+C() { node_psql "$NODE" esc_copy "$@"; }
+out=$(C -c "SELECT ledger.transfer('b-hot', 'world', 1)" 2>&1)
+grep -q "hot accounts are served in database \"esc\" only" <<<"$out" &&
+	ok "databases: a hot posting in a copy of the ledger gets LD021" ||
+	fail "databases: posting in the copy: $out"
+[ "$(C -c "SELECT ledger.set_account_mode('b-hot', 'cold')")" = hot ] &&
+	C -c "SELECT ledger.transfer('b-hot', 'world', 1)" >/dev/null &&
+	ok "databases: the copy switches the account to cold and posts" ||
+	fail "databases: switching to cold in the copy failed"
+[ "$(E -c "SELECT committed || '/' || debits_accepted FROM ledger.hot_accounts() WHERE account = 'b-hot' AND state = 'active'")" = "$served" ] &&
+	ok "databases: the served escrow is untouched ($served)" ||
+	fail "databases: served escrow was $served, now $(E -c "SELECT committed || '/' || debits_accepted || '/' || state FROM ledger.hot_accounts() WHERE account = 'b-hot'")"
+check_invariants "$NODE" esc "databases: invariants"
 test_done

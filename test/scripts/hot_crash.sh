@@ -29,9 +29,9 @@
 #     flight;
 #   - no client saw an error other than LD001 (insufficient funds), LD020
 #     (escrow being rebuilt) or the connection errors of the outage.
-# First, with the fold worker unable to start (ledger.database, set with
-# ALTER SYSTEM, names a missing database), hot postings fail with LD020
-# after ledger.hot_wait_ms while cold postings still work.
+# First, with the fold worker unable to start (max_worker_processes = 0,
+# set with ALTER SYSTEM), hot postings fail with LD020 after
+# ledger.hot_wait_ms while cold postings still work.
 #
 # Run by test/run.sh as root.  Exits 0 on success, 1 naming each failed
 # check.  About 20 s.
@@ -98,7 +98,7 @@ SQL
 # ---------------------------------------------------------------------
 # No escrow, no hot postings: the worker cannot start (LD020)
 # ---------------------------------------------------------------------
-psql_db -c "ALTER SYSTEM SET ledger.database = 'hot_crash_missing_db'" &&
+psql_db -c "ALTER SYSTEM SET max_worker_processes = 0" &&
 	node_stop "$NODE" && node_start "$NODE" ||
 	{ echo "hot_crash: FAIL: restart failed" >&2; exit 1; }
 out=$(psql_db -At 2>&1 <<'SQL'
@@ -117,7 +117,7 @@ if [ "$(tr '\n' ' ' <<<"$out")" = "ready=false ERROR:  LD020 ERROR:  LD020 cold 
 else
 	fail "before the escrow is loaded: expected LD020 for hot postings only; got: $(tr '\n' ' ' <<<"$out")"
 fi
-psql_db -c "ALTER SYSTEM RESET ledger.database" &&
+psql_db -c "ALTER SYSTEM RESET max_worker_processes" &&
 	node_stop "$NODE" && node_start "$NODE" ||
 	{ echo "hot_crash: FAIL: restart failed" >&2; exit 1; }
 wait_hot_ready || fail "the fold worker did not load the escrow after a restart"

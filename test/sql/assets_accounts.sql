@@ -60,3 +60,19 @@ SELECT try($$SELECT ledger.balance(NULL)$$);
 -- accounts are never deleted
 SELECT try($$DELETE FROM ledger.account WHERE code = 'alice'$$);
 SELECT try($$TRUNCATE ledger.account CASCADE$$);
+
+-- an asset created by a transaction that rolls back leaves no trace, not
+-- even in this backend's scale cache: made again with another scale, its
+-- amounts follow the new scale
+BEGIN;
+SELECT ledger.create_asset('ZRB', 8);
+SELECT ledger.create_account('zrb-a', 'ZRB', min_balance => NULL) > 0 AS ok;
+SELECT ledger.create_account('zrb-b', 'ZRB') > 0 AS ok;
+SELECT ledger.transfer('zrb-a', 'zrb-b', 0.00000001) IS NOT NULL AS posted_at_scale_8;
+ROLLBACK;
+SELECT try($$SELECT ledger.create_account('zrb-a', 'ZRB')$$);
+SELECT ledger.create_asset('ZRB', 2);
+SELECT ledger.create_account('zrb-a', 'ZRB', min_balance => NULL) > 0 AS ok;
+SELECT ledger.create_account('zrb-b', 'ZRB') > 0 AS ok;
+SELECT try($$SELECT ledger.transfer('zrb-a', 'zrb-b', 0.001)$$);
+SELECT ledger.transfer('zrb-a', 'zrb-b', 0.01) IS NOT NULL AS posted_at_scale_2;

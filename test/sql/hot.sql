@@ -2,7 +2,8 @@
 -- (ledger.database); the hot path itself is tested by test/scripts/hot_*.sh
 SELECT current_setting('ledger.database') <> current_database() AS served_elsewhere;
 SELECT ledger.create_account('hot-a', 'USD') > 0 AS ok;
-SELECT try($$SELECT ledger.set_account_mode('hot-a', 'hot')$$);
+SELECT replace(try($$SELECT ledger.set_account_mode('hot-a', 'hot')$$),
+               current_setting('ledger.database'), '<ledger.database>') AS try;
 SELECT try($$SELECT ledger.set_account_mode('hot-a', 'warm')$$);
 SELECT try($$SELECT ledger.set_account_mode('hot-a', NULL)$$);
 SELECT try($$SELECT ledger.set_account_mode(NULL, 'hot')$$);
