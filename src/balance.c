@@ -8,6 +8,10 @@
  *	  not written it, the transaction row.  Rows are written through
  *	  store.c, without SQL statements.
  *
+ * Holds (hold.c): a debit of an account with unfinished holds is checked
+ * against what its active holds keep (ledger_check_room), read under the
+ * balance row lock that every hold move takes first.
+ *
  * Locking rules:
  *	- Accounts are taken in ascending account id order, whatever order the
  *	  caller's legs came in, so two postings touching the same accounts lock
@@ -60,15 +64,61 @@ report_insufficient(LedgerDelta *d, Numeric balance)
 }
 
 /*
+ * The hold rule, for an account whose balance row this transaction has
+ * locked: after the change,
+ *	  balance - debit - (held exclusive + add_exclusive)
+ *		- max(largest shared, shared) >= min_balance,
+ * else LD001 naming the account, the amounts held and what the request
+ * (what) needs.  held NULL: nothing is held.  Unbounded accounts pass.
+ */
+void
+ledger_check_room(const LedgerAccount *a, Numeric balance, Numeric debit,
+				  const LedgerHeld *held, Numeric add_exclusive, Numeric shared,
+				  const char *what)
+{
+	Numeric		zero = int64_to_numeric(0);
+	Numeric		excl = held ? held->exclusive : zero;
+	Numeric		sh = held ? held->shared : zero;
+	Numeric		available;
+	Numeric		need;
+
+	if (a->unbounded)
+		return;
+	/* what the balance can give beyond the floor and what is held now */
+	available = ledger_numeric_add(balance, ledger_numeric_neg(a->min_balance));
+	available = ledger_numeric_add(available, ledger_numeric_neg(excl));
+	available = ledger_numeric_add(available, ledger_numeric_neg(sh));
+	/* what this request takes of it: a debit, a new exclusive hold, or a
+	 * shared hold's excess over the largest shared hold */
+	need = debit ? debit : zero;
+	if (add_exclusive)
+		need = ledger_numeric_add(need, add_exclusive);
+	if (shared && ledger_numeric_cmp(shared, sh) > 0)
+		need = ledger_numeric_add(need, ledger_numeric_add(shared, ledger_numeric_neg(sh)));
+	if (ledger_numeric_cmp(need, available) <= 0)
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_LEDGER_INSUFFICIENT_FUNDS),
+			 errmsg("insufficient funds in account \"%s\"", a->code),
+			 errdetail("Account \"%s\" has balance %s and floor %s, with %s held exclusively and %s under shared holds, so %s is available; the %s requests %s.",
+					   a->code, ledger_numeric_str(balance), ledger_numeric_str(a->min_balance),
+					   ledger_numeric_str(excl), ledger_numeric_str(sh),
+					   ledger_numeric_str(available), what,
+					   ledger_numeric_str(debit ? debit : add_exclusive ? add_exclusive : shared))));
+}
+
+/*
  * A cold account's balance change: lock its row, refuse a debit that
- * would cross the floor (LD001) or an account that turned hot (LD019),
- * write the new balance.
+ * would cross the floor (LD001), or take money held (LD001), or an
+ * account that turned hot (LD019), write the new balance.  A capture's
+ * debit takes money held for it and is not checked.
  */
 static void
 apply_cold(LedgerStore *st, LedgerDelta *d)
 {
 	bool		hot;
-	Numeric		balance = ledger_store_lock_balance(st, d->account->id, &hot);
+	int			open_holds;
+	Numeric		balance = ledger_store_lock_balance(st, d->account->id, &hot, &open_holds);
 
 	if (hot)
 		ereport(ERROR,
@@ -77,9 +127,20 @@ apply_cold(LedgerStore *st, LedgerDelta *d)
 				 errdetail("The account was switched to hot mode while the posting ran."),
 				 errhint("Retry the posting.")));
 	d->new_balance = ledger_numeric_add(balance, d->delta);
-	if (ledger_numeric_sign(d->delta) < 0 && !d->account->unbounded &&
-		ledger_numeric_cmp(d->new_balance, d->account->min_balance) < 0)
-		report_insufficient(d, balance);
+	if (ledger_numeric_sign(d->delta) < 0 && !d->account->unbounded && !d->from_hold)
+	{
+		if (open_holds > 0)
+		{
+			LedgerHeld	held;
+
+			/* under the row lock: every hold writer takes it first */
+			ledger_held(d->account->id, GetCurrentTimestamp(), &held);
+			ledger_check_room(d->account, balance, ledger_numeric_neg(d->delta), &held,
+							  NULL, NULL, "posting");
+		}
+		else if (ledger_numeric_cmp(d->new_balance, d->account->min_balance) < 0)
+			report_insufficient(d, balance);
+	}
 	ledger_store_set_balance(st, d->new_balance);
 }
 

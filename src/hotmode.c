@@ -92,6 +92,22 @@ make_hot(const char *code, ModeTarget *t, Oid relid)
 	int128		committed;
 	int			slot;
 
+	if (ledger_schema()->has_holds)
+	{
+		LedgerHeld	held;
+
+		/* under the balance row lock every hold move takes first */
+		ledger_held(t->id, GetCurrentTimestamp(), &held);
+		if (held.active > 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_LEDGER_HOLD_HOT),
+					 errmsg("account \"%s\" has active holds and cannot become hot", code),
+					 errdetail("Account \"%s\" has %d active holds keeping %s exclusively and %s shared.",
+							   code, held.active, ledger_numeric_str(held.exclusive),
+							   ledger_numeric_str(held.shared)),
+					 errhint("Capture, void or let them expire first.")));
+	}
+
 	if ((!t->unbounded && !ledger_numeric_to_scaled(t->min_balance, t->scale, &min_scaled)) ||
 		!ledger_numeric_to_scaled(t->balance, t->scale, &committed))
 		ereport(ERROR,

@@ -6,12 +6,13 @@
  *	  layer.  Calls go one way, from a layer to the layers below it (and
  *	  within a layer, never in a circle):
  *
- *	    entry points     ledger.c catalog.c hotmode.c worker.c guard.c
+ *	    entry points     ledger.c catalog.c hotmode.c worker.c guard.c hold.c
+ *	                     capture.c holdexpiry.c external.c
  *	    posting and      posting.c invalidate.c reconcile.c rebuild.c fold.c
  *	      corrections
  *	    balance          balance.c (cold rows); escrowapply.c escrowload.c
  *	      strategies     escrow.c (hot)
- *	    storage helpers  store.c lookup.c cache.c schema.c spi.c alert.c
+ *	    storage helpers  store.c holdstore.c lookup.c cache.c schema.c spi.c alert.c
  *	                     validate.c amount.c ids.c
  *
  *-------------------------------------------------------------------------
@@ -55,6 +56,14 @@
 #define ERRCODE_LEDGER_HOT_NOT_READY		MAKE_SQLSTATE('L','D','0','2','0')
 #define ERRCODE_LEDGER_HOT_UNAVAILABLE		MAKE_SQLSTATE('L','D','0','2','1')
 #define ERRCODE_LEDGER_HOT_OUT_OF_RANGE		MAKE_SQLSTATE('L','D','0','2','2')
+#define ERRCODE_LEDGER_UNKNOWN_HOLD			MAKE_SQLSTATE('L','D','0','2','3')
+#define ERRCODE_LEDGER_HOLD_FINISHED		MAKE_SQLSTATE('L','D','0','2','4')
+#define ERRCODE_LEDGER_HOLD_EXCEEDED		MAKE_SQLSTATE('L','D','0','2','5')
+#define ERRCODE_LEDGER_HOLD_SHARED			MAKE_SQLSTATE('L','D','0','2','6')
+#define ERRCODE_LEDGER_HOLD_LIMIT			MAKE_SQLSTATE('L','D','0','2','7')
+#define ERRCODE_LEDGER_HOLD_HOT				MAKE_SQLSTATE('L','D','0','2','8')
+#define ERRCODE_LEDGER_HOLD_STATE			MAKE_SQLSTATE('L','D','0','2','9')
+#define ERRCODE_LEDGER_INVALID_RECORD		MAKE_SQLSTATE('L','D','0','3','0')
 
 /* Amounts must stay below 10^LEDGER_MAX_AMOUNT_DIGITS in absolute value. */
 #define LEDGER_MAX_AMOUNT_DIGITS	30
@@ -111,7 +120,44 @@ typedef struct LedgerDelta
 	Numeric		credits;		/* money in, >= 0 */
 	Numeric		delta;			/* credits - debits */
 	Numeric		new_balance;	/* set by ledger_apply_balances */
+	bool		from_hold;		/* a capture: the debit takes money held for it */
 } LedgerDelta;
+
+/* What an account's active holds keep (holdstore.c). */
+typedef struct LedgerHeld
+{
+	Numeric		exclusive;		/* sum of active exclusive holds */
+	Numeric		shared;			/* largest active shared hold */
+	int			active;			/* active holds */
+} LedgerHeld;
+
+/* An account's balance row, locked for a hold move (holdstore.c). */
+typedef struct LedgerHoldAccount
+{
+	Numeric		balance;
+	bool		hot;
+	int			open_holds;		/* holds not yet finished in their row */
+	int			max_active_holds;	/* -1: no limit */
+} LedgerHoldAccount;
+
+/* A hold, as read from its row (holdstore.c). */
+typedef struct LedgerHold
+{
+	pg_uuid_t	id;
+	int64		account_id;
+	int64		to_account_id;	/* 0 for a shared hold */
+	char	   *account_code;
+	char	   *to_code;
+	bool		exclusive;
+	Numeric		amount;
+	Numeric		captured;
+	Numeric		remaining;
+	char	   *state;			/* as recorded; see ledger_hold_state */
+	char	   *external_ref;
+	TimestampTz submit_deadline;
+	Interval   *confirm_within;
+	TimestampTz confirm_deadline;	/* DT_NOBEGIN until submitted */
+} LedgerHold;
 
 /* The fold worker's state, in the escrow's shared memory. */
 typedef enum LedgerWorkerState
@@ -172,7 +218,20 @@ extern void ledger_posting_init(void);
 /* worker.c */
 extern void ledger_worker_init(void);
 
+/* hold.c (ledger.hold, mark_submitted, void, set_account_limits, available_balance) */
+extern const char *ledger_hold_state(const LedgerHold *h, TimestampTz now);
+extern void ledger_hold_refuse(const LedgerHold *h, const char *state, const char *move);
+extern void ledger_hold_take(const pg_uuid_t *id, LedgerHold *h, LedgerHoldAccount *acct);
+
 /* ---- posting and corrections ---- */
+
+/* posting.c */
+extern bytea *ledger_fingerprint(const char *data, int len);
+extern void ledger_resolve_accounts(LedgerLeg *legs, int nlegs);
+extern bool ledger_find_key(const char *key, bytea *hash, pg_uuid_t *id);
+extern bool ledger_claim_key(pg_uuid_t *id, const char *kind, const char *key, bytea *hash,
+							 Jsonb *metadata);
+extern LedgerDelta *ledger_build_deltas(LedgerLeg *legs, int nlegs, int *ndeltas);
 
 /* rebuild.c */
 extern int	ledger_rebuild_account(int64 account_id, TimestampTz from, Numeric *balance);
@@ -195,6 +254,9 @@ extern void ledger_fold_record(int folded, int64 writes);
 extern void ledger_apply_balances(LedgerDelta *deltas, int ndeltas, pg_uuid_t *txid,
 								  LedgerLeg *legs, int nlegs, const char *kind,
 								  Jsonb *metadata);
+extern void ledger_check_room(const LedgerAccount *a, Numeric balance, Numeric debit,
+							  const LedgerHeld *held, Numeric add_exclusive, Numeric shared,
+							  const char *what);
 
 /* escrow.c */
 extern char *ledger_database;
@@ -219,7 +281,8 @@ extern void ledger_hot_fence_set(int64 account_id, Numeric balance);
 /* store.c */
 typedef struct LedgerStore LedgerStore;
 extern LedgerStore *ledger_store_begin(void);
-extern Numeric ledger_store_lock_balance(LedgerStore *st, int64 account_id, bool *hot);
+extern Numeric ledger_store_lock_balance(LedgerStore *st, int64 account_id, bool *hot,
+										 int *open_holds);
 extern void ledger_store_set_balance(LedgerStore *st, Numeric balance);
 extern void ledger_store_add_daily(LedgerStore *st, int64 account_id, DateADT day,
 								   Numeric debits, Numeric credits, Numeric closing);
@@ -231,6 +294,23 @@ extern void ledger_store_insert_hot_entry(LedgerStore *st, pg_uuid_t *txid, int6
 										  DateADT day, Numeric debits, Numeric credits,
 										  TimestampTz ts);
 extern void ledger_store_end(LedgerStore *st);
+
+/* holdstore.c */
+extern void ledger_held(int64 account_id, TimestampTz now, LedgerHeld *out);
+extern void ledger_hold_lock_account(int64 account_id, LedgerHoldAccount *out);
+extern void ledger_hold_count(int64 account_id, int delta);
+extern void ledger_hold_set_limit(int64 account_id, int max_active_holds);
+extern bool ledger_hold_read(const pg_uuid_t *id, bool lock, LedgerHold *h);
+extern bool ledger_hold_insert(const LedgerHold *h, Interval *submit_within,
+							   TimestampTz created_at, const char *key, bytea *hash,
+							   Jsonb *metadata);
+extern bool ledger_hold_find_key(const char *key, pg_uuid_t *id, bytea **hash);
+extern void ledger_hold_update(const LedgerHold *h, TimestampTz now);
+extern void ledger_hold_event(const LedgerHold *h, const char *event, TimestampTz at,
+							  Numeric amount, const pg_uuid_t *txid, const char *reason,
+							  const char *key, Jsonb *detail);
+extern bool ledger_hold_event_by_key(const char *key, pg_uuid_t *hold_id, char **event,
+									 Numeric *amount);
 
 /* cache.c */
 extern int	ledger_account_cache_size;
@@ -261,6 +341,7 @@ typedef struct LedgerSchema
 	Oid			transaction;
 	Oid			hot_entry;		/* InvalidOid before 0.3.0 */
 	bool		has_hot;		/* 0.3.0 and later */
+	bool		has_holds;		/* 0.6.0 and later */
 	bool		account_trigger;	/* account_changed, ENABLE ALWAYS */
 } LedgerSchema;
 

@@ -71,7 +71,29 @@ leg_cmp(const void *a, const void *b)
 }
 
 /*
- * Fingerprint of a request: kind, the legs sorted by account code and
+ * SHA-256 of a request's canonical text: what an idempotency key is
+ * compared by (here, and for holds and captures).
+ */
+bytea *
+ledger_fingerprint(const char *data, int len)
+{
+	pg_cryptohash_ctx *ctx;
+	bytea	   *result;
+
+	result = palloc(VARHDRSZ + PG_SHA256_DIGEST_LENGTH);
+	SET_VARSIZE(result, VARHDRSZ + PG_SHA256_DIGEST_LENGTH);
+	ctx = pg_cryptohash_create(PG_SHA256);
+	if (pg_cryptohash_init(ctx) < 0 ||
+		pg_cryptohash_update(ctx, (const uint8 *) data, len) < 0 ||
+		pg_cryptohash_final(ctx, (uint8 *) VARDATA(result), PG_SHA256_DIGEST_LENGTH) < 0)
+		elog(ERROR, "could not compute request fingerprint: %s",
+			 pg_cryptohash_error(ctx));
+	pg_cryptohash_free(ctx);
+	return result;
+}
+
+/*
+ * Fingerprint of a posting: kind, the legs sorted by account code and
  * amount (so leg order does not matter, 10.0 equals 10.00), and the
  * metadata in jsonb's canonical text form.  Account codes are unique and
  * never change, so the fingerprint needs no lookup.
@@ -81,8 +103,6 @@ request_hash(const char *kind, LedgerLeg *legs, int nlegs, Jsonb *metadata)
 {
 	StringInfoData buf;
 	LedgerLeg **sorted = palloc(sizeof(LedgerLeg *) * nlegs);
-	pg_cryptohash_ctx *ctx;
-	bytea	   *result;
 	int			i;
 
 	for (i = 0; i < nlegs; i++)
@@ -96,17 +116,7 @@ request_hash(const char *kind, LedgerLeg *legs, int nlegs, Jsonb *metadata)
 						 numeric_normalize(sorted[i]->amount));
 	appendStringInfoString(&buf,
 						   JsonbToCString(NULL, &metadata->root, VARSIZE(metadata)));
-
-	result = palloc(VARHDRSZ + PG_SHA256_DIGEST_LENGTH);
-	SET_VARSIZE(result, VARHDRSZ + PG_SHA256_DIGEST_LENGTH);
-	ctx = pg_cryptohash_create(PG_SHA256);
-	if (pg_cryptohash_init(ctx) < 0 ||
-		pg_cryptohash_update(ctx, (uint8 *) buf.data, buf.len) < 0 ||
-		pg_cryptohash_final(ctx, (uint8 *) VARDATA(result), PG_SHA256_DIGEST_LENGTH) < 0)
-		elog(ERROR, "could not compute request fingerprint: %s",
-			 pg_cryptohash_error(ctx));
-	pg_cryptohash_free(ctx);
-	return result;
+	return ledger_fingerprint(buf.data, buf.len);
 }
 
 /*
@@ -115,8 +125,8 @@ request_hash(const char *kind, LedgerLeg *legs, int nlegs, Jsonb *metadata)
  * the code first (see cache.c).  One struct per distinct account; an
  * unknown code raises LD002 naming the leg.  No statement is run.
  */
-static void
-resolve_accounts(LedgerLeg *legs, int nlegs)
+void
+ledger_resolve_accounts(LedgerLeg *legs, int nlegs)
 {
 	LedgerAccount *found = palloc(sizeof(LedgerAccount) * nlegs);
 	int			i;
@@ -152,19 +162,49 @@ resolve_accounts(LedgerLeg *legs, int nlegs)
 }
 
 /*
+ * The transaction an idempotency key belongs to: false if none; LD007 if
+ * it was taken for a request with another fingerprint; else its id in *id.
+ */
+bool
+ledger_find_key(const char *key, bytea *hash, pg_uuid_t *id)
+{
+	Datum		values[1];
+	Datum		d;
+	bool		isnull;
+
+	if (find_key_plan == NULL)
+		find_key_plan = ledger_prepare(
+			"SELECT id, request_hash FROM ledger.transaction "
+			"WHERE idempotency_key OPERATOR(pg_catalog.=) $1",
+			1, (Oid[]) {TEXTOID});
+	values[0] = CStringGetTextDatum(key);
+	ledger_spi_exec(find_key_plan, values, NULL, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		return false;
+	memcpy(id, DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
+										   &isnull)), sizeof(pg_uuid_t));
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+	if (isnull || !DatumGetBool(DirectFunctionCall2(byteaeq, d, PointerGetDatum(hash))))
+		ereport(ERROR,
+				(errcode(ERRCODE_LEDGER_IDEMPOTENCY_CONFLICT),
+				 errmsg("idempotency key \"%s\" was already used for a different request", key),
+				 errdetail("The key belongs to transaction %s, whose request differs from this one.",
+						   DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(id))))));
+	return true;
+}
+
+/*
  * Claim an idempotency key: insert the transaction row with it, or find
  * it taken.  A concurrent call with the same key waits on the unique index
  * until the first commits or aborts, so exactly one transaction is
  * written.  Returns false when the key belongs to an earlier identical
  * request, whose id is copied to *id; LD007 if to a different one.
  */
-static bool
-claim_key(pg_uuid_t *id, const char *kind, const char *key,
-		  LedgerLeg *legs, int nlegs, Jsonb *metadata)
+bool
+ledger_claim_key(pg_uuid_t *id, const char *kind, const char *key, bytea *hash,
+				 Jsonb *metadata)
 {
 	Datum		values[5];
-	bool		isnull;
-	bytea	   *hash = request_hash(kind, legs, nlegs, metadata);
 
 	if (claim_plan == NULL)
 		claim_plan = ledger_prepare(
@@ -182,23 +222,8 @@ claim_key(pg_uuid_t *id, const char *kind, const char *key,
 		return true;
 
 	/* the key is taken by a committed transaction: same request? */
-	if (find_key_plan == NULL)
-		find_key_plan = ledger_prepare(
-			"SELECT id, request_hash FROM ledger.transaction "
-			"WHERE idempotency_key OPERATOR(pg_catalog.=) $1",
-			1, (Oid[]) {TEXTOID});
-	ledger_spi_exec(find_key_plan, &values[3], NULL, SPI_OK_SELECT);
-	if (SPI_processed != 1)
+	if (!ledger_find_key(key, hash, id))
 		elog(ERROR, "idempotency key \"%s\" conflicted but its transaction is not visible", key);
-	memcpy(id, DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
-										   &isnull)), sizeof(pg_uuid_t));
-	values[0] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
-	if (isnull || !DatumGetBool(DirectFunctionCall2(byteaeq, values[0], PointerGetDatum(hash))))
-		ereport(ERROR,
-				(errcode(ERRCODE_LEDGER_IDEMPOTENCY_CONFLICT),
-				 errmsg("idempotency key \"%s\" was already used for a different request", key),
-				 errdetail("The key belongs to transaction %s, whose request differs from this one.",
-						   DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(id))))));
 	return false;
 }
 
@@ -241,8 +266,8 @@ check_balanced(LedgerLeg *legs, int nlegs)
 /*
  * Collapse legs into one delta per account.
  */
-static LedgerDelta *
-build_deltas(LedgerLeg *legs, int nlegs, int *ndeltas)
+LedgerDelta *
+ledger_build_deltas(LedgerLeg *legs, int nlegs, int *ndeltas)
 {
 	LedgerDelta *deltas = palloc0(sizeof(LedgerDelta) * nlegs);
 	Numeric		zero = int64_to_numeric(0);
@@ -296,7 +321,7 @@ post_legs(pg_uuid_t *id, const char *kind, LedgerLeg *legs, int nlegs,
 	 */
 	PreventCommandIfReadOnly(transfer ? "ledger.transfer" : "ledger.post");
 	ledger_uuidv7(id);
-	resolve_accounts(legs, nlegs);
+	ledger_resolve_accounts(legs, nlegs);
 
 	if (transfer)
 	{
@@ -318,10 +343,11 @@ post_legs(pg_uuid_t *id, const char *kind, LedgerLeg *legs, int nlegs,
 			legs[i].amount = ledger_check_amount(legs[i].amount, legs[i].account, true);
 	}
 	check_balanced(legs, nlegs);
-	if (key != NULL && !claim_key(id, kind, key, legs, nlegs, metadata))
+	if (key != NULL &&
+		!ledger_claim_key(id, kind, key, request_hash(kind, legs, nlegs, metadata), metadata))
 		return;					/* idempotent replay: nothing to write */
 
-	deltas = build_deltas(legs, nlegs, &ndeltas);
+	deltas = ledger_build_deltas(legs, nlegs, &ndeltas);
 	/* with a key, claim_key wrote the transaction row; else the last statement does */
 	ledger_apply_balances(deltas, ndeltas, id, legs, nlegs,
 						  key == NULL ? kind : NULL, metadata);

@@ -95,6 +95,7 @@ refresh(void)
 	s.journal_entry_id_seq = rel(nsp, "journal_entry_id_seq");
 	s.transaction = rel(nsp, "transaction");
 	s.hot_entry = rel(nsp, "hot_entry");	/* 0.3.0 and later */
+	s.has_holds = OidIsValid(rel(nsp, "hold"));	/* 0.6.0 and later */
 	if (!OidIsValid(s.account) || !OidIsValid(s.account_code_index) ||
 		!OidIsValid(s.account_balance) || !OidIsValid(s.account_balance_index) ||
 		!OidIsValid(s.asset) || !OidIsValid(s.asset_code_index) ||

@@ -266,10 +266,10 @@ slot_col(LedgerStore *st, TupleTableSlot *slot, int rti, const char *name, bool 
 /*
  * Lock an account's balance row (see the header for the snapshot rules)
  * and return its balance; *hot gets the row's hot flag (false before
- * 0.3.0).  The row stays current for ledger_store_set_balance.
+ * 0.3.0), *open_holds its count of unfinished holds (0 before 0.6.0).  The row stays current for ledger_store_set_balance.
  */
 Numeric
-ledger_store_lock_balance(LedgerStore *st, int64 account_id, bool *hot)
+ledger_store_lock_balance(LedgerStore *st, int64 account_id, bool *hot, int *open_holds)
 {
 	ScanKeyData key;
 	bool		isnull;
@@ -286,6 +286,8 @@ ledger_store_lock_balance(LedgerStore *st, int64 account_id, bool *hot)
 		elog(ERROR, "account " INT64_FORMAT " has no balance row", account_id);
 	d = slot_col(st, st->balance_row, RT_BALANCE, "hot", &isnull);
 	*hot = !isnull && DatumGetBool(d);
+	d = slot_col(st, st->balance_row, RT_BALANCE, "open_holds", &isnull);
+	*open_holds = isnull ? 0 : DatumGetInt32(d);
 	d = slot_col(st, st->balance_row, RT_BALANCE, "balance", &isnull);
 	return DatumGetNumericCopy(d);
 }

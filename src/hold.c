@@ -1,0 +1,509 @@
+/*-------------------------------------------------------------------------
+ *
+ * hold.c
+ *	  Holds: ledger.hold, ledger.mark_submitted, ledger.void,
+ *	  ledger.set_account_limits and ledger.available_balance, and what
+ *	  capture.c and holdexpiry.c share: a hold's effective state, the
+ *	  refusal of an illegal move, and taking a hold for a move.
+ *
+ * A hold keeps money on its account: exclusive holds add up, shared holds
+ * overlap (only the largest counts), and for every account at every
+ * instant
+ *	  balance - sum(active exclusive) - max(active shared) >= min_balance.
+ * Every move checks it in one atomic step with the change: the account's
+ * balance row is locked first (FOR UPDATE, newest version), then what is
+ * held is read with a fresh snapshot (holdstore.c), then the move is
+ * written.  Debits check the same rule under the same lock (balance.c).
+ * No lock outlives the caller's transaction.
+ *
+ * A hold's life: reserved -> submitted -> captured (partial captures may
+ * repeat) or voided.  A reserved hold past submit_within is expired from
+ * that instant (it keeps nothing, and every move but a read is refused);
+ * a submitted one past confirm_within is timed out: still held, alerted
+ * by expire_holds, listed by stale_holds().  ledger_hold_state gives the
+ * effective state at a time; expire_holds records it.
+ *
+ * Locking: the balance row of the hold's account, then the hold's row,
+ * both FOR UPDATE until the transaction ends (holdstore.c).  Captures lock
+ * the cold balance rows of both accounts in id order before the hold's.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "ledger.h"
+
+#include "catalog/pg_type.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+
+/* Longest submit_within or confirm_within. */
+#define HOLD_MAX_WINDOW_DAYS	90
+
+/* The state a hold is in at time now. */
+const char *
+ledger_hold_state(const LedgerHold *h, TimestampTz now)
+{
+	if (strcmp(h->state, "reserved") == 0 && h->submit_deadline <= now)
+		return "expired";
+	if (strcmp(h->state, "submitted") == 0 && !TIMESTAMP_IS_NOBEGIN(h->confirm_deadline) &&
+		h->confirm_deadline <= now)
+		return "timed_out";
+	return h->state;
+}
+
+static char *
+uuid_str(const pg_uuid_t *id)
+{
+	return DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(id)));
+}
+
+/* Refuse a move of a hold that has finished (LD024), naming it and its state. */
+void
+ledger_hold_refuse(const LedgerHold *h, const char *state, const char *move)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_LEDGER_HOLD_FINISHED),
+			 errmsg("hold %s is %s and cannot be %s", uuid_str(&h->id), state, move),
+			 errdetail("Hold %s on account \"%s\" is %s: %s of %s was captured, %s remains.",
+					   uuid_str(&h->id), h->account_code, state,
+					   ledger_numeric_str(h->captured), ledger_numeric_str(h->amount),
+					   ledger_numeric_str(h->remaining))));
+}
+
+/*
+ * Take a hold for a move: lock its account's balance row, then the hold's
+ * row, and read both.  LD023 if there is no such hold.
+ */
+void
+ledger_hold_take(const pg_uuid_t *id, LedgerHold *h, LedgerHoldAccount *acct)
+{
+	if (!ledger_hold_read(id, false, h))
+		ereport(ERROR,
+				(errcode(ERRCODE_LEDGER_UNKNOWN_HOLD),
+				 errmsg("hold %s does not exist", uuid_str(id))));
+	ledger_hold_lock_account(h->account_id, acct);
+	if (!ledger_hold_read(id, true, h))
+		elog(ERROR, "hold %s disappeared", uuid_str(id));
+}
+
+/* A deadline now + window, refused unless 0 < window <= HOLD_MAX_WINDOW_DAYS. */
+static TimestampTz
+window_end(TimestampTz now, Interval *window, const char *name)
+{
+	TimestampTz end = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
+															  TimestampTzGetDatum(now),
+															  IntervalPGetDatum(window)));
+
+	if (end <= now || end - now > (TimestampTz) HOLD_MAX_WINDOW_DAYS * USECS_PER_DAY)
+		ereport(ERROR,
+				(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT),
+				 errmsg("%s must be positive and at most %d days", name, HOLD_MAX_WINDOW_DAYS),
+				 errdetail("%s is %s.", name,
+						   DatumGetCString(DirectFunctionCall1(interval_out,
+															   IntervalPGetDatum(window))))));
+	return end;
+}
+
+static char *
+optional_text(FunctionCallInfo fcinfo, int argno, const char *what)
+{
+	if (PG_ARGISNULL(argno))
+		return NULL;
+	return ledger_check_code(PG_GETARG_TEXT_PP(argno), what);
+}
+
+/* Fingerprint of a hold request, for its idempotency key. */
+static bytea *
+hold_hash(LedgerLeg *legs, bool exclusive, Numeric amount, const char *ref,
+		  Interval *submit, Interval *confirm, Jsonb *metadata)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	appendStringInfo(&buf, "hold\n%zu:%s\n%zu:%s\n%s\n%s\n%s%s\n%s\n%s\n",
+					 strlen(legs[0].code), legs[0].code,
+					 exclusive ? strlen(legs[1].code) : 0, exclusive ? legs[1].code : "",
+					 exclusive ? "exclusive" : "shared", numeric_normalize(amount),
+					 ref ? "ref:" : "noref", ref ? ref : "",
+					 DatumGetCString(DirectFunctionCall1(interval_out, IntervalPGetDatum(submit))),
+					 DatumGetCString(DirectFunctionCall1(interval_out, IntervalPGetDatum(confirm))));
+	appendStringInfoString(&buf, JsonbToCString(NULL, &metadata->root, VARSIZE(metadata)));
+	return ledger_fingerprint(buf.data, buf.len);
+}
+
+/* A hold key taken before: the same request gets its hold, another LD007. */
+static bool
+hold_replay(const char *key, bytea *hash, pg_uuid_t *id)
+{
+	bytea	   *taken;
+
+	if (!ledger_hold_find_key(key, id, &taken))
+		return false;
+	if (taken == NULL ||
+		!DatumGetBool(DirectFunctionCall2(byteaeq, PointerGetDatum(taken), PointerGetDatum(hash))))
+		ereport(ERROR,
+				(errcode(ERRCODE_LEDGER_IDEMPOTENCY_CONFLICT),
+				 errmsg("idempotency key \"%s\" was already used for a different request", key),
+				 errdetail("The key belongs to hold %s, whose request differs from this one.",
+						   uuid_str(id))));
+	return true;
+}
+
+/* A numeric copied out of SPI's memory into the caller's, before SPI_finish. */
+static Numeric
+keep_numeric(MemoryContext caller, Numeric n)
+{
+	MemoryContext old = MemoryContextSwitchTo(caller);
+	Numeric		copy = DatumGetNumericCopy(NumericGetDatum(n));
+
+	MemoryContextSwitchTo(old);
+	return copy;
+}
+
+static void
+refuse_hot(const char *code)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_LEDGER_HOLD_HOT),
+			 errmsg("account \"%s\" is hot and takes no holds", code),
+			 errdetail("Account \"%s\" keeps its balance in shared memory; holds are checked at the balance row.", code),
+			 errhint("Switch the account to cold with ledger.set_account_mode to hold its money.")));
+}
+
+PG_FUNCTION_INFO_V1(ledger_hold);
+
+Datum
+ledger_hold(PG_FUNCTION_ARGS)
+{
+	LedgerLeg	legs[2];
+	Numeric		amount;
+	char	   *mode;
+	bool		exclusive;
+	char	   *ref;
+	Interval   *submit;
+	Interval   *confirm;
+	char	   *key;
+	Jsonb	   *metadata;
+	bytea	   *hash;
+	LedgerHoldAccount acct;
+	LedgerHeld	held = {0};
+	LedgerHold	h;
+	TimestampTz now;
+	pg_uuid_t  *id = palloc(sizeof(pg_uuid_t));
+
+	LEDGER_REQUIRE_ARG(0, "from_account");
+	LEDGER_REQUIRE_ARG(1, "amount");
+	LEDGER_REQUIRE_ARG(3, "mode");
+	LEDGER_REQUIRE_ARG(5, "submit_within");
+	LEDGER_REQUIRE_ARG(6, "confirm_within");
+	LEDGER_REQUIRE_ARG(8, "metadata");
+	legs[0].code = ledger_check_code(PG_GETARG_TEXT_PP(0), "account code");
+	amount = PG_GETARG_NUMERIC(1);
+	legs[1].code = optional_text(fcinfo, 2, "account code");
+	mode = text_to_cstring(PG_GETARG_TEXT_PP(3));
+	ref = optional_text(fcinfo, 4, "external_ref");
+	submit = PG_GETARG_INTERVAL_P(5);
+	confirm = PG_GETARG_INTERVAL_P(6);
+	key = optional_text(fcinfo, 7, "idempotency_key");
+	metadata = PG_GETARG_JSONB_P(8);
+	ledger_check_metadata(metadata);
+
+	if (strcmp(mode, "exclusive") != 0 && strcmp(mode, "shared") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT),
+				 errmsg("hold mode must be \"exclusive\" or \"shared\""),
+				 errdetail("The mode given is \"%s\".", mode)));
+	exclusive = mode[0] == 'e';
+	if (exclusive && legs[1].code == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT),
+				 errmsg("an exclusive hold needs to_account"),
+				 errdetail("The hold on account \"%s\" names no account to capture to.",
+						   legs[0].code)));
+	if (!exclusive && legs[1].code != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT),
+				 errmsg("a shared hold cannot name to_account"),
+				 errdetail("Shared holds keep money in place on account \"%s\"; they are never captured.",
+						   legs[0].code)));
+	if (exclusive && strcmp(legs[0].code, legs[1].code) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT),
+				 errmsg("cannot hold money for a capture to the same account"),
+				 errdetail("Both sides name account \"%s\".", legs[0].code)));
+	now = GetCurrentTimestamp();
+	(void) window_end(now, submit, "submit_within");
+	(void) window_end(now, confirm, "confirm_within");
+	PreventCommandIfReadOnly("ledger.hold");
+
+	SPI_connect();
+	ledger_resolve_accounts(legs, exclusive ? 2 : 1);
+	if (exclusive && strcmp(legs[0].account->asset, legs[1].account->asset) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_LEDGER_ASSET_MISMATCH),
+				 errmsg("accounts \"%s\" and \"%s\" hold different assets",
+						legs[0].code, legs[1].code),
+				 errdetail("Account \"%s\" holds %s, account \"%s\" holds %s.",
+						   legs[0].code, legs[0].account->asset,
+						   legs[1].code, legs[1].account->asset)));
+	amount = ledger_check_amount(amount, legs[0].account, false);
+	if (legs[0].account->hot)
+		refuse_hot(legs[0].code);
+	hash = key ? hold_hash(legs, exclusive, amount, ref, submit, confirm, metadata) : NULL;
+
+	/* the atomic step: balance row lock, then what is held, then the write */
+	ledger_hold_lock_account(legs[0].account->id, &acct);
+	if (acct.hot)
+		refuse_hot(legs[0].code);
+	if (key && hold_replay(key, hash, id))
+	{
+		SPI_finish();
+		PG_RETURN_UUID_P(id);
+	}
+	now = GetCurrentTimestamp();
+	if (acct.open_holds > 0)
+		ledger_held(legs[0].account->id, now, &held);
+	if (acct.max_active_holds >= 0 && held.active >= acct.max_active_holds)
+		ereport(ERROR,
+				(errcode(ERRCODE_LEDGER_HOLD_LIMIT),
+				 errmsg("account \"%s\" has reached its limit of %d active holds",
+						legs[0].code, acct.max_active_holds),
+				 errdetail("Account \"%s\" has %d active holds; ledger.set_account_limits allows %d.",
+						   legs[0].code, held.active, acct.max_active_holds)));
+	ledger_check_room(legs[0].account, acct.balance, NULL, acct.open_holds > 0 ? &held : NULL,
+					  exclusive ? amount : NULL, exclusive ? NULL : amount,
+					  exclusive ? "exclusive hold" : "shared hold");
+
+	memset(&h, 0, sizeof(h));
+	ledger_uuidv7(&h.id);
+	h.account_id = legs[0].account->id;
+	h.account_code = legs[0].code;
+	h.to_account_id = exclusive ? legs[1].account->id : 0;
+	h.exclusive = exclusive;
+	h.amount = amount;
+	h.captured = int64_to_numeric(0);
+	h.remaining = amount;
+	h.state = "reserved";
+	h.external_ref = ref;
+	h.submit_deadline = window_end(now, submit, "submit_within");
+	h.confirm_within = confirm;
+	h.confirm_deadline = DT_NOBEGIN;
+	if (!ledger_hold_insert(&h, submit, now, key, hash, metadata))
+	{
+		/* a concurrent hold with this key committed meanwhile */
+		if (!hold_replay(key, hash, id))
+			elog(ERROR, "idempotency key \"%s\" conflicted but its hold is not visible", key);
+		SPI_finish();
+		PG_RETURN_UUID_P(id);
+	}
+	ledger_hold_count(h.account_id, 1);
+	ledger_hold_event(&h, "reserved", now, amount, NULL, NULL, NULL, NULL);
+	SPI_finish();
+
+	memcpy(id, &h.id, sizeof(pg_uuid_t));
+	PG_RETURN_UUID_P(id);
+}
+
+PG_FUNCTION_INFO_V1(ledger_mark_submitted);
+
+/*
+ * reserved -> submitted, before the request goes out.  Marking a hold
+ * that is already submitted (or timed out) again is a no-op, so a retry
+ * is safe; a different external_ref than the one recorded is refused.
+ */
+Datum
+ledger_mark_submitted(PG_FUNCTION_ARGS)
+{
+	pg_uuid_t  *id;
+	char	   *ref;
+	LedgerHold	h;
+	LedgerHoldAccount acct;
+	const char *state;
+	TimestampTz now;
+
+	LEDGER_REQUIRE_ARG(0, "hold_id");
+	id = PG_GETARG_UUID_P(0);
+	ref = optional_text(fcinfo, 1, "external_ref");
+	PreventCommandIfReadOnly("ledger.mark_submitted");
+
+	SPI_connect();
+	ledger_hold_take(id, &h, &acct);
+	now = GetCurrentTimestamp();
+	state = ledger_hold_state(&h, now);
+	if (ref && h.external_ref && strcmp(ref, h.external_ref) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT),
+				 errmsg("hold %s already has external_ref \"%s\"", uuid_str(&h.id), h.external_ref),
+				 errdetail("Hold %s on account \"%s\" was given external_ref \"%s\".",
+						   uuid_str(&h.id), h.account_code, ref)));
+	if (strcmp(state, "submitted") == 0 || strcmp(state, "timed_out") == 0)
+	{
+		if (ref && !h.external_ref)
+		{
+			h.external_ref = ref;
+			ledger_hold_update(&h, now);
+		}
+		SPI_finish();
+		PG_RETURN_VOID();
+	}
+	if (strcmp(state, "reserved") != 0)
+		ledger_hold_refuse(&h, state, "submitted");
+	h.state = "submitted";
+	if (ref)
+		h.external_ref = ref;
+	h.confirm_deadline = window_end(now, h.confirm_within, "confirm_within");
+	ledger_hold_update(&h, now);
+	ledger_hold_count(h.account_id, 0);
+	ledger_hold_event(&h, "submitted", now, NULL, NULL, NULL, NULL, NULL);
+	SPI_finish();
+	PG_RETURN_VOID();
+}
+
+PG_FUNCTION_INFO_V1(ledger_void);
+
+/*
+ * Release what remains of a hold; returns it.  With an idempotency key, a
+ * retry returns the first call's amount and writes nothing.
+ */
+Datum
+ledger_void(PG_FUNCTION_ARGS)
+{
+	pg_uuid_t  *id;
+	char	   *reason;
+	char	   *key;
+	LedgerHold	h;
+	LedgerHoldAccount acct;
+	const char *state;
+	TimestampTz now;
+	Numeric		released;
+	MemoryContext caller = CurrentMemoryContext;
+
+	LEDGER_REQUIRE_ARG(0, "hold_id");
+	LEDGER_REQUIRE_ARG(1, "reason");
+	id = PG_GETARG_UUID_P(0);
+	reason = ledger_check_code(PG_GETARG_TEXT_PP(1), "reason");
+	key = optional_text(fcinfo, 2, "idempotency_key");
+	PreventCommandIfReadOnly("ledger.void");
+
+	SPI_connect();
+	ledger_hold_take(id, &h, &acct);
+	if (key)
+	{
+		pg_uuid_t	other;
+		char	   *event;
+		Numeric		amount;
+
+		if (ledger_hold_event_by_key(key, &other, &event, &amount))
+		{
+			if (memcmp(&other, id, sizeof(pg_uuid_t)) != 0 || strcmp(event, "voided") != 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_LEDGER_IDEMPOTENCY_CONFLICT),
+						 errmsg("idempotency key \"%s\" was already used for a different request", key),
+						 errdetail("The key belongs to the %s event of hold %s.",
+								   event, uuid_str(&other))));
+			amount = keep_numeric(caller, amount);
+			SPI_finish();
+			PG_RETURN_NUMERIC(amount);
+		}
+	}
+	now = GetCurrentTimestamp();
+	state = ledger_hold_state(&h, now);
+	if (strcmp(state, "reserved") != 0 && strcmp(state, "submitted") != 0 &&
+		strcmp(state, "timed_out") != 0)
+		ledger_hold_refuse(&h, state, "voided");
+	released = h.remaining;
+	h.remaining = int64_to_numeric(0);
+	h.state = "voided";
+	ledger_hold_update(&h, now);
+	ledger_hold_count(h.account_id, -1);
+	ledger_hold_event(&h, "voided", now, released, NULL, reason, key, NULL);
+	released = keep_numeric(caller, released);
+	SPI_finish();
+	PG_RETURN_NUMERIC(released);
+}
+
+/* An account by code, resolved as a posting resolves it (LD002 if unknown). */
+static LedgerAccount *
+resolve_one(const char *code)
+{
+	LedgerLeg	leg;
+
+	leg.code = (char *) code;
+	ledger_resolve_accounts(&leg, 1);
+	return leg.account;
+}
+
+PG_FUNCTION_INFO_V1(ledger_set_account_limits);
+
+Datum
+ledger_set_account_limits(PG_FUNCTION_ARGS)
+{
+	char	   *code;
+	int			max = -1;
+	LedgerAccount *a;
+	LedgerHoldAccount acct;
+
+	LEDGER_REQUIRE_ARG(0, "account");
+	code = ledger_check_code(PG_GETARG_TEXT_PP(0), "account code");
+	if (!PG_ARGISNULL(1))
+	{
+		max = PG_GETARG_INT32(1);
+		if (max < 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT),
+					 errmsg("max_active_holds must not be negative"),
+					 errdetail("Account \"%s\", max_active_holds %d.", code, max)));
+	}
+	PreventCommandIfReadOnly("ledger.set_account_limits");
+	SPI_connect();
+	a = resolve_one(code);
+	ledger_hold_lock_account(a->id, &acct);
+	ledger_hold_set_limit(a->id, max);
+	SPI_finish();
+	PG_RETURN_VOID();
+}
+
+PG_FUNCTION_INFO_V1(ledger_available_balance);
+
+/*
+ * balance - held exclusive - largest shared - min_balance, now; NULL for
+ * an unbounded account.  A hot account's balance is its effective balance
+ * (folded plus unfolded); it has no holds.
+ */
+Datum
+ledger_available_balance(PG_FUNCTION_ARGS)
+{
+	static SPIPlanPtr plan = NULL;
+	char	   *code;
+	LedgerAccount *a;
+	LedgerHeld	held;
+	Datum		arg;
+	bool		isnull;
+	Numeric		v;
+	MemoryContext caller = CurrentMemoryContext;
+
+	LEDGER_REQUIRE_ARG(0, "account");
+	code = ledger_check_code(PG_GETARG_TEXT_PP(0), "account code");
+	SPI_connect();
+	a = resolve_one(code);
+	if (a->unbounded)
+	{
+		SPI_finish();
+		PG_RETURN_NULL();
+	}
+	if (plan == NULL)
+		plan = ledger_prepare("SELECT balance FROM ledger.effective_balance WHERE account_id = $1",
+							  1, (Oid[]) {INT8OID});
+	arg = Int64GetDatum(a->id);
+	ledger_spi_exec(plan, &arg, NULL, SPI_OK_SELECT);
+	if (SPI_processed != 1)
+		elog(ERROR, "account \"%s\" has no balance row", code);
+	v = DatumGetNumericCopy(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	ledger_held(a->id, GetCurrentTimestamp(), &held);
+	v = ledger_numeric_add(v, ledger_numeric_neg(a->min_balance));
+	v = ledger_numeric_add(v, ledger_numeric_neg(held.exclusive));
+	v = ledger_numeric_add(v, ledger_numeric_neg(held.shared));
+	v = keep_numeric(caller, v);
+	SPI_finish();
+	PG_RETURN_NUMERIC(v);
+}

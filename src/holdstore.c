@@ -1,0 +1,380 @@
+/*-------------------------------------------------------------------------
+ *
+ * holdstore.c
+ *	  The rows of holds: ledger.hold, its timeline ledger.hold_event, and
+ *	  the hold columns of an account's balance row (open_holds,
+ *	  max_active_holds).  Every statement is prepared once and kept
+ *	  (spi.c); values travel as parameters.  hold.c and capture.c decide
+ *	  what to write; this file only reads and writes.
+ *
+ * What is held on an account (ledger_held) is read with a fresh snapshot
+ * taken after the caller locked the account's balance row.  Every writer
+ * of an account's holds takes that row lock first, so under READ
+ * COMMITTED the sum seen is exactly the committed state, and no hold can
+ * be added or changed until the caller commits.  Under REPEATABLE READ a
+ * writer that committed since the snapshot changed the balance row
+ * (ledger_hold_count), so the caller's row lock fails with 40001 first.
+ *
+ * Locking: FOR UPDATE on the balance row (ledger_hold_lock_account) and
+ * on the hold row (ledger_hold_read with lock), in that order; callers
+ * keep the order.  No other lock.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "ledger.h"
+
+#include "catalog/pg_type.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/datum.h"
+
+static SPIPlanPtr held_plan = NULL;
+static SPIPlanPtr lock_account_plan = NULL;
+static SPIPlanPtr count_plan = NULL;
+static SPIPlanPtr read_plan = NULL;
+static SPIPlanPtr read_lock_plan = NULL;
+static SPIPlanPtr insert_plan = NULL;
+static SPIPlanPtr find_key_plan = NULL;
+static SPIPlanPtr update_plan = NULL;
+static SPIPlanPtr event_plan = NULL;
+static SPIPlanPtr event_key_plan = NULL;
+
+/*
+ * What the account's active holds keep: the sum of exclusive holds, the
+ * largest shared one, and how many are active, at time now.  A reserved
+ * hold past its submit deadline is not active, whatever its row says.
+ */
+void
+ledger_held(int64 account_id, TimestampTz now, LedgerHeld *out)
+{
+	Datum		values[2];
+	HeapTuple	tup;
+	TupleDesc	desc;
+	bool		isnull;
+
+	if (held_plan == NULL)
+		held_plan = ledger_prepare(
+			"SELECT COALESCE(pg_catalog.sum(remaining) FILTER "
+			"                (WHERE mode OPERATOR(pg_catalog.=) 'exclusive'), 0), "
+			"       COALESCE(pg_catalog.max(remaining) FILTER "
+			"                (WHERE mode OPERATOR(pg_catalog.=) 'shared'), 0), "
+			"       pg_catalog.count(*)::pg_catalog.int4 "
+			"  FROM ledger.hold "
+			" WHERE account_id OPERATOR(pg_catalog.=) $1 "
+			"   AND state OPERATOR(pg_catalog.=) "
+			"       ANY ('{reserved,submitted,timed_out}'::pg_catalog.text[]) "
+			"   AND (state OPERATOR(pg_catalog.<>) 'reserved' "
+			"        OR submit_deadline OPERATOR(pg_catalog.>) $2)",
+			2, (Oid[]) {INT8OID, TIMESTAMPTZOID});
+	values[0] = Int64GetDatum(account_id);
+	values[1] = TimestampTzGetDatum(now);
+	ledger_spi_exec(held_plan, values, NULL, SPI_OK_SELECT);
+	tup = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	out->exclusive = DatumGetNumericCopy(SPI_getbinval(tup, desc, 1, &isnull));
+	out->shared = DatumGetNumericCopy(SPI_getbinval(tup, desc, 2, &isnull));
+	out->active = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull));
+	SPI_freetuptable(SPI_tuptable);
+	Assert(ledger_numeric_sign(out->exclusive) >= 0 && ledger_numeric_sign(out->shared) >= 0);
+}
+
+/*
+ * Lock an account's balance row (FOR UPDATE, newest version under READ
+ * COMMITTED) and read what a hold move checks.  The account must exist:
+ * the caller resolved it.
+ */
+void
+ledger_hold_lock_account(int64 account_id, LedgerHoldAccount *out)
+{
+	Datum		values[1];
+	HeapTuple	tup;
+	TupleDesc	desc;
+	bool		isnull;
+	Datum		d;
+
+	if (lock_account_plan == NULL)
+		lock_account_plan = ledger_prepare(
+			"SELECT balance, hot, open_holds, max_active_holds "
+			"  FROM ledger.account_balance WHERE account_id = $1 FOR UPDATE",
+			1, (Oid[]) {INT8OID});
+	values[0] = Int64GetDatum(account_id);
+	ledger_spi_exec(lock_account_plan, values, NULL, SPI_OK_SELECT);
+	if (SPI_processed != 1)
+		elog(ERROR, "account " INT64_FORMAT " has no balance row", account_id);
+	tup = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	out->balance = DatumGetNumericCopy(SPI_getbinval(tup, desc, 1, &isnull));
+	out->hot = DatumGetBool(SPI_getbinval(tup, desc, 2, &isnull));
+	out->open_holds = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull));
+	d = SPI_getbinval(tup, desc, 4, &isnull);
+	out->max_active_holds = isnull ? -1 : DatumGetInt32(d);
+	SPI_freetuptable(SPI_tuptable);
+}
+
+/*
+ * Change the account's count of open holds by delta (0 too: every hold
+ * move writes the balance row, so that a REPEATABLE READ transaction that
+ * read the holds before it cannot take the row without a 40001).  Under
+ * the row lock of ledger_hold_lock_account.
+ */
+void
+ledger_hold_count(int64 account_id, int delta)
+{
+	Datum		values[2];
+
+	if (count_plan == NULL)
+		count_plan = ledger_prepare(
+			"UPDATE ledger.account_balance SET open_holds = open_holds OPERATOR(pg_catalog.+) $2 "
+			" WHERE account_id = $1",
+			2, (Oid[]) {INT8OID, INT4OID});
+	values[0] = Int64GetDatum(account_id);
+	values[1] = Int32GetDatum(delta);
+	ledger_spi_exec(count_plan, values, NULL, SPI_OK_UPDATE);
+	if (SPI_processed != 1)
+		elog(ERROR, "account " INT64_FORMAT " has no balance row", account_id);
+}
+
+/* Set an account's limit on active holds (-1: none), under its row lock. */
+void
+ledger_hold_set_limit(int64 account_id, int max_active_holds)
+{
+	static SPIPlanPtr plan = NULL;
+	Datum		values[2];
+
+	if (plan == NULL)
+		plan = ledger_prepare(
+			"UPDATE ledger.account_balance SET max_active_holds = $2 WHERE account_id = $1",
+			2, (Oid[]) {INT8OID, INT4OID});
+	values[0] = Int64GetDatum(account_id);
+	values[1] = Int32GetDatum(max_active_holds);
+	ledger_spi_exec(plan, values, max_active_holds < 0 ? " n" : NULL, SPI_OK_UPDATE);
+}
+
+#define HOLD_COLUMNS \
+	"SELECT h.account_id, h.to_account_id, h.mode, h.amount, h.captured, h.remaining, " \
+	"       h.state, h.external_ref, h.submit_deadline, h.confirm_within, " \
+	"       h.confirm_deadline, a.code, t.code " \
+	"  FROM ledger.hold h " \
+	"  JOIN ledger.account a ON a.id = h.account_id " \
+	"  LEFT JOIN ledger.account t ON t.id = h.to_account_id " \
+	" WHERE h.id = $1"
+
+static Datum
+col(int n, bool *isnull)
+{
+	return SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, n, isnull);
+}
+
+/*
+ * Read a hold by id into *h; false if there is none.  With lock, the row
+ * is locked FOR UPDATE (after its account's balance row) and read in its
+ * newest version.
+ */
+bool
+ledger_hold_read(const pg_uuid_t *id, bool lock, LedgerHold *h)
+{
+	SPIPlanPtr *plan = lock ? &read_lock_plan : &read_plan;
+	Datum		values[1];
+	bool		isnull;
+	Datum		d;
+
+	if (*plan == NULL)
+		*plan = ledger_prepare(lock ? HOLD_COLUMNS " FOR UPDATE OF h" : HOLD_COLUMNS,
+							   1, (Oid[]) {UUIDOID});
+	values[0] = UUIDPGetDatum(id);
+	ledger_spi_exec(*plan, values, NULL, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+	{
+		SPI_freetuptable(SPI_tuptable);
+		return false;
+	}
+	memset(h, 0, sizeof(LedgerHold));
+	memcpy(&h->id, id, sizeof(pg_uuid_t));
+	h->account_id = DatumGetInt64(col(1, &isnull));
+	d = col(2, &isnull);
+	h->to_account_id = isnull ? 0 : DatumGetInt64(d);
+	h->exclusive = strcmp(TextDatumGetCString(col(3, &isnull)), "exclusive") == 0;
+	h->amount = DatumGetNumericCopy(col(4, &isnull));
+	h->captured = DatumGetNumericCopy(col(5, &isnull));
+	h->remaining = DatumGetNumericCopy(col(6, &isnull));
+	h->state = TextDatumGetCString(col(7, &isnull));
+	d = col(8, &isnull);
+	h->external_ref = isnull ? NULL : TextDatumGetCString(d);
+	h->submit_deadline = DatumGetTimestampTz(col(9, &isnull));
+	h->confirm_within = DatumGetIntervalP(datumCopy(col(10, &isnull), false, sizeof(Interval)));
+	d = col(11, &isnull);
+	h->confirm_deadline = isnull ? DT_NOBEGIN : DatumGetTimestampTz(d);
+	h->account_code = TextDatumGetCString(col(12, &isnull));
+	d = col(13, &isnull);
+	h->to_code = isnull ? NULL : TextDatumGetCString(d);
+	SPI_freetuptable(SPI_tuptable);
+	return true;
+}
+
+/*
+ * Insert a new hold; false (nothing written) when its idempotency key is
+ * taken by a committed hold.  A concurrent insert with the same key waits
+ * on the unique index until the first commits or aborts.
+ */
+bool
+ledger_hold_insert(const LedgerHold *h, Interval *submit_within, TimestampTz created_at,
+				   const char *key, bytea *hash, Jsonb *metadata)
+{
+	Datum		values[14];
+	char		nulls[14];
+
+	if (insert_plan == NULL)
+		insert_plan = ledger_prepare(
+			"INSERT INTO ledger.hold (id, account_id, to_account_id, mode, amount, remaining, "
+			"  state, external_ref, submit_within, confirm_within, created_at, submit_deadline, "
+			"  idempotency_key, request_hash, metadata) "
+			"VALUES ($1, $2, $3, $4, $5, $5, 'reserved', $6, $7, $8, $9, $10, $11, $12, $13) "
+			"ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING",
+			13, (Oid[]) {UUIDOID, INT8OID, INT8OID, TEXTOID, NUMERICOID, TEXTOID,
+						 INTERVALOID, INTERVALOID, TIMESTAMPTZOID, TIMESTAMPTZOID,
+						 TEXTOID, BYTEAOID, JSONBOID});
+	memset(nulls, ' ', sizeof(nulls));
+	values[0] = UUIDPGetDatum(&h->id);
+	values[1] = Int64GetDatum(h->account_id);
+	values[2] = Int64GetDatum(h->to_account_id);
+	nulls[2] = h->to_account_id == 0 ? 'n' : ' ';
+	values[3] = CStringGetTextDatum(h->exclusive ? "exclusive" : "shared");
+	values[4] = NumericGetDatum(h->amount);
+	values[5] = h->external_ref ? CStringGetTextDatum(h->external_ref) : (Datum) 0;
+	nulls[5] = h->external_ref ? ' ' : 'n';
+	values[6] = IntervalPGetDatum(submit_within);
+	values[7] = IntervalPGetDatum(h->confirm_within);
+	values[8] = TimestampTzGetDatum(created_at);
+	values[9] = TimestampTzGetDatum(h->submit_deadline);
+	values[10] = key ? CStringGetTextDatum(key) : (Datum) 0;
+	nulls[10] = key ? ' ' : 'n';
+	values[11] = hash ? PointerGetDatum(hash) : (Datum) 0;
+	nulls[11] = hash ? ' ' : 'n';
+	values[12] = JsonbPGetDatum(metadata);
+	ledger_spi_exec(insert_plan, values, nulls, SPI_OK_INSERT);
+	return SPI_processed == 1;
+}
+
+/*
+ * The hold an idempotency key belongs to, and its request fingerprint;
+ * false if none.
+ */
+bool
+ledger_hold_find_key(const char *key, pg_uuid_t *id, bytea **hash)
+{
+	Datum		values[1];
+	bool		isnull;
+	Datum		d;
+
+	if (find_key_plan == NULL)
+		find_key_plan = ledger_prepare(
+			"SELECT id, request_hash FROM ledger.hold "
+			" WHERE idempotency_key OPERATOR(pg_catalog.=) $1",
+			1, (Oid[]) {TEXTOID});
+	values[0] = CStringGetTextDatum(key);
+	ledger_spi_exec(find_key_plan, values, NULL, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		return false;
+	memcpy(id, DatumGetUUIDP(col(1, &isnull)), sizeof(pg_uuid_t));
+	d = col(2, &isnull);
+	*hash = isnull ? NULL : DatumGetByteaPCopy(d);
+	SPI_freetuptable(SPI_tuptable);
+	return true;
+}
+
+/* Write a hold's state, amounts and times back (under its row lock). */
+void
+ledger_hold_update(const LedgerHold *h, TimestampTz now)
+{
+	Datum		values[7];
+	char		nulls[7];
+
+	if (update_plan == NULL)
+		update_plan = ledger_prepare(
+			"UPDATE ledger.hold SET state = $2, captured = $3, remaining = $4, "
+			"  external_ref = $5, "
+			"  submitted_at = CASE WHEN $2 OPERATOR(pg_catalog.=) 'submitted' "
+			"                       AND state OPERATOR(pg_catalog.=) 'reserved' "
+			"                      THEN $6 ELSE submitted_at END, "
+			"  confirm_deadline = $7, "
+			"  finished_at = CASE WHEN $2 IN ('captured', 'voided', 'expired') THEN $6 END "
+			" WHERE id = $1",
+			7, (Oid[]) {UUIDOID, TEXTOID, NUMERICOID, NUMERICOID, TEXTOID, TIMESTAMPTZOID,
+						TIMESTAMPTZOID});
+	memset(nulls, ' ', sizeof(nulls));
+	values[0] = UUIDPGetDatum(&h->id);
+	values[1] = CStringGetTextDatum(h->state);
+	values[2] = NumericGetDatum(h->captured);
+	values[3] = NumericGetDatum(h->remaining);
+	values[4] = h->external_ref ? CStringGetTextDatum(h->external_ref) : (Datum) 0;
+	nulls[4] = h->external_ref ? ' ' : 'n';
+	values[5] = TimestampTzGetDatum(now);
+	values[6] = TimestampTzGetDatum(h->confirm_deadline);
+	nulls[6] = TIMESTAMP_IS_NOBEGIN(h->confirm_deadline) ? 'n' : ' ';
+	ledger_spi_exec(update_plan, values, nulls, SPI_OK_UPDATE);
+	Assert(SPI_processed == 1);
+}
+
+/*
+ * Append a move to the hold's timeline: the event, when, the calling role
+ * (the one outside SECURITY DEFINER), the amount moved and what remains.
+ */
+void
+ledger_hold_event(const LedgerHold *h, const char *event, TimestampTz at, Numeric amount,
+				  const pg_uuid_t *txid, const char *reason, const char *key, Jsonb *detail)
+{
+	Datum		values[10];
+	char		nulls[10];
+
+	if (event_plan == NULL)
+		event_plan = ledger_prepare(
+			"INSERT INTO ledger.hold_event (hold_id, event, at, actor, amount, remaining, "
+			"  transaction_id, reason, idempotency_key, detail) "
+			"VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+			10, (Oid[]) {UUIDOID, TEXTOID, TIMESTAMPTZOID, TEXTOID, NUMERICOID, NUMERICOID,
+						 UUIDOID, TEXTOID, TEXTOID, JSONBOID});
+	memset(nulls, ' ', sizeof(nulls));
+	values[0] = UUIDPGetDatum(&h->id);
+	values[1] = CStringGetTextDatum(event);
+	values[2] = TimestampTzGetDatum(at);
+	values[3] = CStringGetTextDatum(GetUserNameFromId(GetOuterUserId(), false));
+	values[4] = amount ? NumericGetDatum(amount) : (Datum) 0;
+	nulls[4] = amount ? ' ' : 'n';
+	values[5] = NumericGetDatum(h->remaining);
+	values[6] = txid ? UUIDPGetDatum(txid) : (Datum) 0;
+	nulls[6] = txid ? ' ' : 'n';
+	values[7] = reason ? CStringGetTextDatum(reason) : (Datum) 0;
+	nulls[7] = reason ? ' ' : 'n';
+	values[8] = key ? CStringGetTextDatum(key) : (Datum) 0;
+	nulls[8] = key ? ' ' : 'n';
+	values[9] = JsonbPGetDatum(detail ? detail : ledger_json_end(ledger_json_begin()));
+	ledger_spi_exec(event_plan, values, nulls, SPI_OK_INSERT);
+}
+
+/*
+ * The timeline row an idempotency key belongs to: its hold, event and
+ * amount; false if none.
+ */
+bool
+ledger_hold_event_by_key(const char *key, pg_uuid_t *hold_id, char **event, Numeric *amount)
+{
+	Datum		values[1];
+	bool		isnull;
+	Datum		d;
+
+	if (event_key_plan == NULL)
+		event_key_plan = ledger_prepare(
+			"SELECT hold_id, event, amount FROM ledger.hold_event "
+			" WHERE idempotency_key OPERATOR(pg_catalog.=) $1",
+			1, (Oid[]) {TEXTOID});
+	values[0] = CStringGetTextDatum(key);
+	ledger_spi_exec(event_key_plan, values, NULL, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		return false;
+	memcpy(hold_id, DatumGetUUIDP(col(1, &isnull)), sizeof(pg_uuid_t));
+	*event = TextDatumGetCString(col(2, &isnull));
+	d = col(3, &isnull);
+	*amount = isnull ? NULL : DatumGetNumericCopy(d);
+	SPI_freetuptable(SPI_tuptable);
+	return true;
+}
