@@ -76,9 +76,9 @@ ledger_check_room(const LedgerAccount *a, Numeric balance, Numeric debit,
 				  const LedgerHeld *held, Numeric add_exclusive, Numeric shared,
 				  const char *what)
 {
-	Numeric		zero = int64_to_numeric(0);
-	Numeric		excl = held ? held->exclusive : zero;
-	Numeric		sh = held ? held->shared : zero;
+	Numeric		zero = ledger_numeric_add(balance, ledger_numeric_neg(balance));	/* at scale */
+	Numeric		excl = held && ledger_numeric_sign(held->exclusive) != 0 ? held->exclusive : zero;
+	Numeric		sh = held && ledger_numeric_sign(held->shared) != 0 ? held->shared : zero;
 	Numeric		available;
 	Numeric		need;
 

@@ -281,7 +281,7 @@ ledger_hold(PG_FUNCTION_ARGS)
 	h.to_account_id = exclusive ? legs[1].account->id : 0;
 	h.exclusive = exclusive;
 	h.amount = amount;
-	h.captured = int64_to_numeric(0);
+	h.captured = ledger_numeric_add(amount, ledger_numeric_neg(amount));	/* 0, at scale */
 	h.remaining = amount;
 	h.state = "reserved";
 	h.external_ref = ref;
@@ -412,7 +412,7 @@ ledger_void(PG_FUNCTION_ARGS)
 		strcmp(state, "timed_out") != 0)
 		ledger_hold_refuse(&h, state, "voided");
 	released = h.remaining;
-	h.remaining = int64_to_numeric(0);
+	h.remaining = ledger_numeric_add(released, ledger_numeric_neg(released));	/* 0, at scale */
 	h.state = "voided";
 	ledger_hold_update(&h, now);
 	ledger_hold_count(h.account_id, -1);

@@ -113,7 +113,7 @@ ledger_expire_holds(PG_FUNCTION_ARGS)
 			Numeric		released = h.remaining;
 
 			h.state = "expired";
-			h.remaining = int64_to_numeric(0);
+			h.remaining = ledger_numeric_add(released, ledger_numeric_neg(released));
 			ledger_hold_update(&h, now);
 			ledger_hold_count(h.account_id, -1);
 			ledger_hold_event(&h, "expired", now, released, NULL, NULL, NULL, NULL);

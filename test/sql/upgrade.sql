@@ -50,6 +50,19 @@ UPDATE ledger.account SET min_balance = 0 WHERE code = 'u-a';
 SELECT ledger.balance('u-a') AS a;
 SELECT count(*) AS clean FROM ledger.reconcile();
 
+ALTER EXTENSION ledger UPDATE TO '0.6.0';
+SELECT extversion FROM pg_extension WHERE extname = 'ledger';
+-- holds on an upgraded ledger: existing balance rows hold nothing
+SELECT open_holds, max_active_holds FROM ledger.account_balance b
+  JOIN ledger.account a ON a.id = b.account_id WHERE a.code = 'u-a';
+SELECT ledger.hold('u-a', 10.00, 'u-world') IS NOT NULL AS held_on_0_6_0;
+SELECT try($$SELECT ledger.transfer('u-a', 'u-world', 6.00)$$);
+SELECT ledger.capture(id) IS NOT NULL AS captured FROM ledger.hold;
+SELECT ledger.balance('u-a') AS a;
+SELECT count(*) AS clean FROM ledger.reconcile();
+SELECT c.relname FROM pg_extension e, unnest(e.extconfig) r, pg_class c
+ WHERE e.extname = 'ledger' AND c.oid = r AND c.relname ~ 'hold|external' ORDER BY c.relname;
+
 -- every object of the upgraded extension has a comment
 SELECT p.proname FROM pg_proc p
  WHERE p.pronamespace = 'ledger'::regnamespace AND obj_description(p.oid, 'pg_proc') IS NULL;
