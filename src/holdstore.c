@@ -227,12 +227,12 @@ ledger_hold_insert(const LedgerHold *h, Interval *submit_within, TimestampTz cre
 		insert_plan = ledger_prepare(
 			"INSERT INTO ledger.hold (id, account_id, to_account_id, mode, amount, remaining, "
 			"  state, external_ref, submit_within, confirm_within, created_at, submit_deadline, "
-			"  idempotency_key, request_hash, metadata) "
-			"VALUES ($1, $2, $3, $4, $5, $5, 'reserved', $6, $7, $8, $9, $10, $11, $12, $13) "
+			"  idempotency_key, request_hash, metadata, captured) "
+			"VALUES ($1, $2, $3, $4, $5, $5, 'reserved', $6, $7, $8, $9, $10, $11, $12, $13, $14) "
 			"ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING",
-			13, (Oid[]) {UUIDOID, INT8OID, INT8OID, TEXTOID, NUMERICOID, TEXTOID,
+			14, (Oid[]) {UUIDOID, INT8OID, INT8OID, TEXTOID, NUMERICOID, TEXTOID,
 						 INTERVALOID, INTERVALOID, TIMESTAMPTZOID, TIMESTAMPTZOID,
-						 TEXTOID, BYTEAOID, JSONBOID});
+						 TEXTOID, BYTEAOID, JSONBOID, NUMERICOID});
 	memset(nulls, ' ', sizeof(nulls));
 	values[0] = UUIDPGetDatum(&h->id);
 	values[1] = Int64GetDatum(h->account_id);
@@ -251,6 +251,7 @@ ledger_hold_insert(const LedgerHold *h, Interval *submit_within, TimestampTz cre
 	values[11] = hash ? PointerGetDatum(hash) : (Datum) 0;
 	nulls[11] = hash ? ' ' : 'n';
 	values[12] = JsonbPGetDatum(metadata);
+	values[13] = NumericGetDatum(h->captured);
 	ledger_spi_exec(insert_plan, values, nulls, SPI_OK_INSERT);
 	return SPI_processed == 1;
 }

@@ -52,6 +52,45 @@ SELECT 'daily rows equal the journal',
   FULL JOIN ledger.expected_daily_balance x ON x.account_id = d.account_id AND x.day = d.day
  WHERE (d.debits, d.credits, d.balance) IS DISTINCT FROM (x.debits, x.credits, x.balance)
 UNION ALL
+-- holds: what an account keeps never takes it below its floor
+SELECT 'holds stay within balance and floor',
+       format('%s: balance %s, held exclusively %s, shared %s, floor %s',
+              o.code, o.balance, o.held_exclusive, o.held_shared, o.min_balance)
+  FROM ledger.account_overview o
+ WHERE o.balance - o.held_exclusive - o.held_shared < o.min_balance
+UNION ALL
+SELECT 'open hold counts match the holds',
+       format('account %s: open_holds %s, unfinished holds %s', b.account_id, b.open_holds,
+              (SELECT count(*) FROM ledger.hold h WHERE h.account_id = b.account_id
+                 AND h.state IN ('reserved', 'submitted', 'timed_out')))
+  FROM ledger.account_balance b
+ WHERE b.open_holds <> (SELECT count(*) FROM ledger.hold h WHERE h.account_id = b.account_id
+                          AND h.state IN ('reserved', 'submitted', 'timed_out'))
+UNION ALL
+-- every captured amount is in the journal exactly once: per hold, the
+-- capture events, the capture transactions' debits and the captured column
+-- agree; and amount = captured + remaining + released
+SELECT 'captures are in the journal once',
+       format('hold %s: captured %s, capture events %s, journal %s', h.id, h.captured,
+              coalesce(ev.captured, 0), coalesce(jn.debited, 0))
+  FROM ledger.hold h
+  LEFT JOIN (SELECT hold_id, sum(amount) AS captured FROM ledger.hold_event
+              WHERE event = 'captured' GROUP BY hold_id) ev ON ev.hold_id = h.id
+  LEFT JOIN (SELECT (t.metadata ->> 'hold_id')::uuid AS hold_id, -sum(j.amount) AS debited
+               FROM ledger.transaction t JOIN ledger.journal_entry j ON j.transaction_id = t.id
+              WHERE t.kind = 'capture' AND j.amount < 0 AND NOT j.is_invalidated
+              GROUP BY 1) jn ON jn.hold_id = h.id
+ WHERE h.captured <> coalesce(ev.captured, 0) OR h.captured <> coalesce(jn.debited, 0)
+UNION ALL
+SELECT 'hold amounts add up',
+       format('hold %s: amount %s, captured %s, remaining %s, released %s',
+              h.id, h.amount, h.captured, h.remaining, coalesce(r.released, 0))
+  FROM ledger.hold h
+  LEFT JOIN (SELECT hold_id, sum(amount) AS released FROM ledger.hold_event
+              WHERE event IN ('voided', 'expired') GROUP BY hold_id) r ON r.hold_id = h.id
+ WHERE h.amount <> h.captured + h.remaining + coalesce(r.released, 0)
+    OR (h.state IN ('captured', 'voided', 'expired')) <> (h.remaining = 0 AND h.finished_at IS NOT NULL)
+UNION ALL
 -- with nothing in flight, a hot account's escrow is its balance
 SELECT 'escrow equals balance',
        format('%s: escrow %s, reserved %s, in flight %s, balance %s',

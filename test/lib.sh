@@ -176,7 +176,7 @@ check_invariants() {
 	elif [ -n "$out" ]; then
 		fail "$label: $(tr '\n' ';' <<<"$out")"
 	else
-		ok "$label hold (balances = journal, assets and transactions net to zero, floors, daily rows, escrow)"
+		ok "$label hold (balances = journal, assets and transactions net to zero, floors, daily rows, holds, escrow)"
 	fi
 }
 
