@@ -31,7 +31,7 @@
 source "$(dirname "$0")/../test/lib.sh"
 source "$(dirname "$0")/lib.sh"
 
-ALL_WORKLOADS="baseline_insert transfer_uniform transfer_50 hot_credit hot_debit hot_credit_hot hot_debit_hot post_4legs"
+ALL_WORKLOADS="baseline_insert transfer_uniform transfer_50 hot_credit hot_debit hot_credit_hot hot_debit_hot post_4legs hold_capture hold_contended"
 DURATION=${BENCH_DURATION:-12}
 CLIENTS=$(tr ',' ' ' <<<"${BENCH_CLIENTS:-1 8 32}")
 WORKLOADS=$(tr ',' ' ' <<<"${BENCH_ONLY:-$ALL_WORKLOADS}")

@@ -320,14 +320,20 @@ LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    IF to_regprocedure('cron.unschedule(text)') IS NULL THEN
+    IF to_regprocedure('cron.unschedule(name)') IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'LD017',
+            MESSAGE = 'pg_cron is not installed in this database',
+            DETAIL = format('Database %I has no extension pg_cron (1.4 or later).', current_database()),
+            HINT = 'Add pg_cron to shared_preload_libraries, set cron.database_name to this database, restart, and run CREATE EXTENSION pg_cron.';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM cron.job WHERE jobname = 'ledger-expire-holds') THEN
         RETURN false;
     END IF;
     RETURN cron.unschedule('ledger-expire-holds');
 END
 $$;
 COMMENT ON FUNCTION ledger.unschedule_hold_expiry() IS
-    'Removes the ledger-expire-holds pg_cron job.';
+    'Removes the ledger-expire-holds pg_cron job; false if there was none.';
 
 REVOKE ALL ON ledger.hold, ledger.hold_event, ledger.external_record, ledger.holds,
               ledger.held_balance, ledger.hold_timeline FROM PUBLIC;
