@@ -292,6 +292,68 @@ SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION ledger.reconcile_external(text, timestamptz, timestamptz) IS
     'Compares holds with an external_ref against the newest imported statement records: missing_ours, missing_theirs, amount_mismatch, status_mismatch. Alerts each.';
 
+/*
+ * pg_cron scheduling.  One check of pg_cron's presence serves every
+ * scheduling wrapper; the 0.2.0 ones are redefined to use it.
+ */
+CREATE FUNCTION ledger.require_pg_cron()
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF to_regprocedure('cron.schedule(text,text,text)') IS NULL
+       OR to_regprocedure('cron.unschedule(name)') IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'LD017',
+            MESSAGE = 'pg_cron is not installed in this database',
+            DETAIL = format('Database %I has no extension pg_cron (1.4 or later).', current_database()),
+            HINT = 'Add pg_cron to shared_preload_libraries, set cron.database_name to this database, restart, and run CREATE EXTENSION pg_cron.';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION ledger.require_pg_cron() IS
+    'Raises LD017 unless pg_cron is installed in this database.';
+
+CREATE FUNCTION ledger.unschedule_job(job text)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM ledger.require_pg_cron();
+    IF NOT EXISTS (SELECT 1 FROM cron.job WHERE jobname = job) THEN
+        RETURN false;
+    END IF;
+    RETURN cron.unschedule(job);
+END
+$$;
+COMMENT ON FUNCTION ledger.unschedule_job(text) IS
+    'Removes the named pg_cron job; false if there was none (used by the unschedule_ functions).';
+
+CREATE OR REPLACE FUNCTION ledger.schedule_reconciliation(schedule text DEFAULT '15 3 * * *',
+                                                          repair boolean DEFAULT true)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF schedule IS NULL OR repair IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'LD011',
+            MESSAGE = 'schedule and repair must not be NULL';
+    END IF;
+    PERFORM ledger.require_pg_cron();
+    RETURN cron.schedule('ledger-reconcile', schedule,
+                         format('SELECT count(*) FROM ledger.reconcile(repair => %s)',
+                                CASE WHEN repair THEN 'true' ELSE 'false' END));
+END
+$$;
+
+CREATE OR REPLACE FUNCTION ledger.unschedule_reconciliation()
+RETURNS boolean
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT ledger.unschedule_job('ledger-reconcile') $$;
+
 CREATE FUNCTION ledger.schedule_hold_expiry(schedule text DEFAULT '* * * * *')
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE
@@ -302,36 +364,18 @@ BEGIN
         RAISE EXCEPTION USING ERRCODE = 'LD011',
             MESSAGE = 'schedule must not be NULL';
     END IF;
-    IF to_regprocedure('cron.schedule(text,text,text)') IS NULL THEN
-        RAISE EXCEPTION USING ERRCODE = 'LD017',
-            MESSAGE = 'pg_cron is not installed in this database',
-            DETAIL = format('Database %I has no extension pg_cron (1.4 or later).', current_database()),
-            HINT = 'Add pg_cron to shared_preload_libraries, set cron.database_name to this database, restart, and run CREATE EXTENSION pg_cron.';
-    END IF;
+    PERFORM ledger.require_pg_cron();
     RETURN cron.schedule('ledger-expire-holds', schedule, 'SELECT ledger.expire_holds()');
 END
 $$;
 COMMENT ON FUNCTION ledger.schedule_hold_expiry(text) IS
-    'Registers ledger.expire_holds() with pg_cron as job ledger-expire-holds (every minute by default). Returns the job id.';
+    'Registers ledger.expire_holds() with pg_cron as job ledger-expire-holds (every minute by default; calling again replaces the schedule). Returns the job id.';
 
 CREATE FUNCTION ledger.unschedule_hold_expiry()
 RETURNS boolean
-LANGUAGE plpgsql VOLATILE
+LANGUAGE sql VOLATILE
 SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    IF to_regprocedure('cron.unschedule(name)') IS NULL THEN
-        RAISE EXCEPTION USING ERRCODE = 'LD017',
-            MESSAGE = 'pg_cron is not installed in this database',
-            DETAIL = format('Database %I has no extension pg_cron (1.4 or later).', current_database()),
-            HINT = 'Add pg_cron to shared_preload_libraries, set cron.database_name to this database, restart, and run CREATE EXTENSION pg_cron.';
-    END IF;
-    IF NOT EXISTS (SELECT 1 FROM cron.job WHERE jobname = 'ledger-expire-holds') THEN
-        RETURN false;
-    END IF;
-    RETURN cron.unschedule('ledger-expire-holds');
-END
-$$;
+AS $$ SELECT ledger.unschedule_job('ledger-expire-holds') $$;
 COMMENT ON FUNCTION ledger.unschedule_hold_expiry() IS
     'Removes the ledger-expire-holds pg_cron job; false if there was none.';
 
@@ -343,5 +387,6 @@ REVOKE ALL ON FUNCTION ledger.hold(text, numeric, text, text, text, interval, in
                        ledger.set_account_limits(text, integer), ledger.available_balance(text),
                        ledger.stale_holds(), ledger.import_statement(text, jsonb),
                        ledger.reconcile_external(text, timestamptz, timestamptz),
-                       ledger.schedule_hold_expiry(text), ledger.unschedule_hold_expiry()
+                       ledger.schedule_hold_expiry(text), ledger.unschedule_hold_expiry(),
+                       ledger.require_pg_cron(), ledger.unschedule_job(text)
     FROM PUBLIC;

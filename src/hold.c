@@ -238,14 +238,8 @@ ledger_hold(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 	ledger_resolve_accounts(legs, exclusive ? 2 : 1);
-	if (exclusive && strcmp(legs[0].account->asset, legs[1].account->asset) != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_LEDGER_ASSET_MISMATCH),
-				 errmsg("accounts \"%s\" and \"%s\" hold different assets",
-						legs[0].code, legs[1].code),
-				 errdetail("Account \"%s\" holds %s, account \"%s\" holds %s.",
-						   legs[0].code, legs[0].account->asset,
-						   legs[1].code, legs[1].account->asset)));
+	if (exclusive)
+		ledger_check_same_asset(legs);
 	amount = ledger_check_amount(amount, legs[0].account, false);
 	if (legs[0].account->hot)
 		refuse_hot(legs[0].code);

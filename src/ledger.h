@@ -232,6 +232,7 @@ extern bool ledger_find_key(const char *key, bytea *hash, pg_uuid_t *id);
 extern bool ledger_claim_key(pg_uuid_t *id, const char *kind, const char *key, bytea *hash,
 							 Jsonb *metadata);
 extern LedgerDelta *ledger_build_deltas(LedgerLeg *legs, int nlegs, int *ndeltas);
+extern void ledger_check_same_asset(LedgerLeg *legs);
 
 /* rebuild.c */
 extern int	ledger_rebuild_account(int64 account_id, TimestampTz from, Numeric *balance);

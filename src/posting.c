@@ -228,6 +228,24 @@ ledger_claim_key(pg_uuid_t *id, const char *kind, const char *key, bytea *hash,
 }
 
 /*
+ * Two resolved legs must name accounts of one asset (LD004): a transfer's,
+ * a hold's.
+ */
+void
+ledger_check_same_asset(LedgerLeg *legs)
+{
+	if (strcmp(legs[0].account->asset, legs[1].account->asset) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_LEDGER_ASSET_MISMATCH),
+				 errmsg("accounts \"%s\" and \"%s\" hold different assets",
+						legs[0].code, legs[1].code),
+				 errdetail("Account \"%s\" holds %s, account \"%s\" holds %s.",
+						   legs[0].code, legs[0].account->asset,
+						   legs[1].code, legs[1].account->asset),
+				 errhint("Use ledger.post with legs that net to zero in each asset.")));
+}
+
+/*
  * Every asset must net to zero.  For a transfer, both accounts must share
  * one asset (LD004); for a multi-leg post, LD008 names the first asset
  * that does not net to zero.
@@ -325,15 +343,7 @@ post_legs(pg_uuid_t *id, const char *kind, LedgerLeg *legs, int nlegs,
 
 	if (transfer)
 	{
-		if (strcmp(legs[0].account->asset, legs[1].account->asset) != 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_LEDGER_ASSET_MISMATCH),
-					 errmsg("accounts \"%s\" and \"%s\" hold different assets",
-							legs[0].code, legs[1].code),
-					 errdetail("Account \"%s\" holds %s, account \"%s\" holds %s.",
-							   legs[0].code, legs[0].account->asset,
-							   legs[1].code, legs[1].account->asset),
-					 errhint("Use ledger.post with legs that net to zero in each asset.")));
+		ledger_check_same_asset(legs);
 		legs[1].amount = ledger_check_amount(legs[1].amount, legs[0].account, false);
 		legs[0].amount = ledger_numeric_neg(legs[1].amount);
 	}
