@@ -314,17 +314,17 @@ $$;
 COMMENT ON FUNCTION ledger.require_pg_cron() IS
     'Raises LD017 unless pg_cron is installed in this database.';
 
-CREATE FUNCTION ledger.unschedule_job(job text)
+CREATE FUNCTION ledger.unschedule_job(target text)
 RETURNS boolean
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     PERFORM ledger.require_pg_cron();
-    IF NOT EXISTS (SELECT 1 FROM cron.job WHERE jobname = job) THEN
+    IF NOT EXISTS (SELECT 1 FROM cron.job j WHERE j.jobname = target) THEN
         RETURN false;
     END IF;
-    RETURN cron.unschedule(job);
+    RETURN cron.unschedule(target);
 END
 $$;
 COMMENT ON FUNCTION ledger.unschedule_job(text) IS
