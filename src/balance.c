@@ -108,6 +108,37 @@ ledger_check_room(const LedgerAccount *a, Numeric balance, Numeric debit,
 }
 
 /*
+ * A capture takes money held for it: it is not refused (the processor may
+ * have paid already), but if what the account's other holds keep no
+ * longer fits above the floor (an operator raised the floor, or forced an
+ * invalidation, since the money was held), a critical alert says so.
+ */
+static void
+check_capture(LedgerDelta *d, int open_holds)
+{
+	LedgerHeld	held;
+	Numeric		kept;
+
+	Assert(open_holds > 0);		/* the captured hold itself */
+	ledger_held(d->account->id, GetCurrentTimestamp(), &held);
+	/* the captured hold's part leaves the exclusive sum as it leaves the balance */
+	kept = ledger_numeric_add(d->new_balance, ledger_numeric_neg(held.exclusive));
+	kept = ledger_numeric_add(kept, ledger_numeric_neg(d->delta));
+	kept = ledger_numeric_add(kept, ledger_numeric_neg(held.shared));
+	if (ledger_numeric_cmp(kept, d->account->min_balance) < 0)
+	{
+		LedgerJson *j = ledger_json_begin();
+
+		ledger_json_numeric(j, "balance", d->new_balance);
+		ledger_json_numeric(j, "held_exclusive", ledger_numeric_add(held.exclusive, d->delta));
+		ledger_json_numeric(j, "held_shared", held.shared);
+		ledger_json_numeric(j, "min_balance", d->account->min_balance);
+		ledger_json_numeric(j, "captured", ledger_numeric_neg(d->delta));
+		ledger_raise_alert("critical", "capture_below_floor", d->account->id, ledger_json_end(j));
+	}
+}
+
+/*
  * A cold account's balance change: lock its row, refuse a debit that
  * would cross the floor (LD001), or take money held (LD001), or an
  * account that turned hot (LD019), write the new balance.  A capture's
@@ -141,6 +172,8 @@ apply_cold(LedgerStore *st, LedgerDelta *d)
 		else if (ledger_numeric_cmp(d->new_balance, d->account->min_balance) < 0)
 			report_insufficient(d, balance);
 	}
+	else if (d->from_hold && !d->account->unbounded)
+		check_capture(d, open_holds);
 	ledger_store_set_balance(st, d->new_balance);
 }
 

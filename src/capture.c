@@ -103,7 +103,7 @@ ledger_capture(PG_FUNCTION_ARGS)
 		LedgerAccount *a = legs[(legs[0].account->id < legs[1].account->id) ? i : 1 - i].account;
 
 		if (a == legs[0].account)
-			ledger_hold_lock_account(a->id, &acct);
+			(void) ledger_hold_lock_account(a->id, false, &acct);
 		else if (!a->hot)
 			ledger_lock_balance(a->id);
 	}
@@ -159,7 +159,8 @@ ledger_capture(PG_FUNCTION_ARGS)
 		h.state = "captured";
 	ledger_hold_update(&h, now);
 	ledger_hold_count(h.account_id, ledger_numeric_sign(h.remaining) == 0 ? -1 : 0);
-	ledger_hold_event(&h, "captured", now, amount, txid, NULL, key, NULL);
+	/* the key is the capture transaction's (ledger.transaction), not the timeline's */
+	(void) ledger_hold_event(&h, "captured", now, amount, txid, NULL, NULL, NULL);
 	SPI_finish();
 
 	PG_RETURN_UUID_P(txid);

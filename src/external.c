@@ -7,17 +7,21 @@
  *	  them with the holds that carry an external_ref.
  *
  * Import: each record is checked (LD030 names the record and field), then
- * compared with the newest stored version of its (source, external_ref):
- * identical, nothing is written; changed or new, it becomes the next
- * version.  Two imports racing on one reference meet at the unique index
+ * compared with the stored versions of its (source, external_ref): equal
+ * to any of them (a statement imported again, or an older one replayed),
+ * nothing is written; else it becomes the next version, which counts.  Two imports racing on one reference meet at the unique index
  * on (source, external_ref, version): the second waits, then compares
  * again with what the first wrote.
  *
  * Reconcile: every external_ref that one side has in the window, compared
- * on both sides, whenever the other side's record is dated:
+ * on both sides, whenever the other side's record is dated.  Our holds
+ * with one reference count together (a retried payment is one payment):
  *	  missing_ours     they have a record, we have no hold;
- *	  missing_theirs   our hold was submitted, they have no record;
- *	  amount_mismatch  amounts or assets differ;
+ *	  missing_theirs   a hold of ours was submitted or captured, they have
+ *	                   no record;
+ *	  amount_mismatch  assets differ; they succeeded with another amount
+ *	                   than we captured in all; pending with another
+ *	                   amount than our newest hold's;
  *	  status_mismatch  they succeeded and we captured nothing; they failed
  *	                   or reversed and we captured or still hold money.
  * A hold's metadata key "source" ties it to one processor; holds without
@@ -64,13 +68,20 @@ static char *
 string_field(JsonbContainer *obj, const char *field, int n)
 {
 	JsonbValue	v;
+	int			i;
 
 	if (getKeyJsonValueFromContainer(obj, field, strlen(field), &v) == NULL ||
 		v.type != jbvString)
 		bad_record(n, field, "is missing or not a string");
-	if (v.val.string.len == 0 || v.val.string.len > LEDGER_MAX_CODE_LEN ||
-		memchr(v.val.string.val, '\0', v.val.string.len) != NULL)
+	if (v.val.string.len == 0 || v.val.string.len > LEDGER_MAX_CODE_LEN)
 		bad_record(n, field, "must be between 1 and 255 bytes");
+	for (i = 0; i < v.val.string.len; i++)
+	{
+		unsigned char c = (unsigned char) v.val.string.val[i];
+
+		if (c < 0x20 || c == 0x7F)
+			bad_record(n, field, "must not contain control characters");
+	}
 	return pnstrdup(v.val.string.val, v.val.string.len);
 }
 
@@ -145,7 +156,7 @@ read_record(JsonbValue *elem, int n, Record *r)
 		bad_record(n, "amount", "must be positive");
 }
 
-/* Store a record unless the newest version is identical; true if written. */
+/* Store a record unless a stored version is identical; true if written. */
 static bool
 store_record(const char *source, Record *r)
 {
@@ -162,9 +173,9 @@ store_record(const char *source, Record *r)
 	if (latest_plan == NULL)
 	{
 		latest_plan = ledger_prepare(
-			"SELECT version, record_hash FROM ledger.external_record "
-			" WHERE source = $1 AND external_ref = $2 ORDER BY version DESC LIMIT 1",
-			2, (Oid[]) {TEXTOID, TEXTOID});
+			"SELECT max(version), bool_or(record_hash = $3) FROM ledger.external_record "
+			" WHERE source = $1 AND external_ref = $2",
+			3, (Oid[]) {TEXTOID, TEXTOID, BYTEAOID});
 		insert_plan = ledger_prepare(
 			"INSERT INTO ledger.external_record (source, external_ref, version, amount, asset, "
 			"  status, occurred_at, record_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) "
@@ -179,15 +190,17 @@ store_record(const char *source, Record *r)
 		int			version = 1;
 		bool		isnull;
 
+		values[2] = PointerGetDatum(hash);
 		ledger_spi_exec(latest_plan, values, NULL, SPI_OK_SELECT);
-		if (SPI_processed == 1)
 		{
-			Datum		old = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+			Datum		seen = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+			Datum		last;
 
-			if (DatumGetBool(DirectFunctionCall2(byteaeq, old, PointerGetDatum(hash))))
-				return false;
-			version = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0],
-												  SPI_tuptable->tupdesc, 1, &isnull)) + 1;
+			if (!isnull && DatumGetBool(seen))
+				return false;	/* this very record was imported before */
+			last = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+			if (!isnull)
+				version = DatumGetInt32(last) + 1;
 		}
 		values[2] = Int32GetDatum(version);
 		values[3] = NumericGetDatum(r->amount);
@@ -237,31 +250,46 @@ ledger_import_statement(PG_FUNCTION_ARGS)
 	PG_RETURN_INT32(written);
 }
 
-/* Columns of the comparison query, from 1. */
+/* Columns of the comparison query, from 1: ours per reference, then theirs. */
 enum
 {
-	C_REF = 1, C_HOLD, C_ACCOUNT_ID, C_ACCOUNT, C_ASSET, C_AMOUNT, C_CAPTURED, C_STATE,
-	C_SUBMIT_DEADLINE, C_CONFIRM_DEADLINE, C_SUBMITTED_AT,
-	C_VERSION, C_T_AMOUNT, C_T_ASSET, C_T_STATUS
+	C_REF = 1, C_HOLDS, C_ACCOUNT_ID, C_ACCOUNT, C_ASSET, C_AMOUNT, C_CAPTURED, C_OPEN,
+	C_SENT, C_STATES, C_VERSION, C_T_AMOUNT, C_T_ASSET, C_T_STATUS
 };
 
+/*
+ * Our side per external_ref, all holds carrying it together (a retry of a
+ * payment under the same reference is the same payment): how many, the
+ * newest one's account, their amounts and captures summed, whether any
+ * still holds money, whether any may have been sent (submitted, or
+ * captured), and their states now.
+ */
 static const char *compare_sql =
 "WITH t AS (SELECT DISTINCT ON (r.external_ref) r.external_ref, r.version, r.amount, r.asset, "
 "                  r.status, r.occurred_at "
 "             FROM ledger.external_record r WHERE r.source = $1 "
 "            ORDER BY r.external_ref, r.version DESC), "
-"     o AS (SELECT h.external_ref, h.id, h.account_id, a.code, a.asset, h.amount, h.captured, "
-"                  h.state, h.submit_deadline, h.confirm_deadline, h.submitted_at, h.created_at "
-"             FROM ledger.hold h JOIN ledger.account a ON a.id = h.account_id "
+"     h AS (SELECT h.*, b.account_id "
+"             FROM ledger.holds h JOIN ledger.hold b ON b.id = h.id "
 "            WHERE h.external_ref IS NOT NULL "
 "              AND (h.metadata ->> 'source' IS NULL OR h.metadata ->> 'source' = $1)), "
+"     o AS (SELECT h.external_ref, count(*) AS holds, "
+"                  (array_agg(h.account_id ORDER BY h.created_at DESC, h.id DESC))[1] AS account_id, "
+"                  (array_agg(h.account ORDER BY h.created_at DESC, h.id DESC))[1] AS account, "
+"                  (array_agg(h.asset ORDER BY h.created_at DESC, h.id DESC))[1] AS asset, "
+"                  (array_agg(h.amount ORDER BY h.created_at DESC, h.id DESC))[1] AS amount, "
+"                  sum(h.captured) AS captured, "
+"                  bool_or(h.state IN ('reserved', 'submitted', 'timed_out')) AS open, "
+"                  bool_or(h.submitted_at IS NOT NULL OR h.captured > 0) AS sent, "
+"                  string_agg(h.state, ',' ORDER BY h.created_at, h.id) AS states, "
+"                  min(h.created_at) AS created_at "
+"             FROM h GROUP BY h.external_ref), "
 "     refs AS (SELECT external_ref FROM o WHERE created_at >= $2 AND created_at < $3 "
 "              UNION SELECT external_ref FROM t WHERE occurred_at >= $2 AND occurred_at < $3) "
-"SELECT refs.external_ref, o.id, o.account_id, o.code, o.asset, o.amount, o.captured, o.state, "
-"       o.submit_deadline, o.confirm_deadline, o.submitted_at, "
-"       t.version, t.amount, t.asset, t.status "
+"SELECT refs.external_ref, o.holds, o.account_id, o.account, o.asset, o.amount, o.captured, "
+"       o.open, o.sent, o.states, t.version, t.amount, t.asset, t.status "
 "  FROM refs LEFT JOIN o USING (external_ref) LEFT JOIN t USING (external_ref) "
-" ORDER BY refs.external_ref, o.id";
+" ORDER BY refs.external_ref";
 
 static Datum
 cell(int row, int c, bool *isnull)
@@ -269,45 +297,36 @@ cell(int row, int c, bool *isnull)
 	return SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, c, isnull);
 }
 
-/* What kind of mismatch a row is, or NULL; *state gets our effective state. */
+/* What kind of mismatch a row is, or NULL. */
 static const char *
-classify(int row, TimestampTz now, const char **state)
+classify(int row)
 {
 	bool		ours_null;
 	bool		theirs_null;
 	bool		isnull;
-	LedgerHold	h;
 	const char *status;
 	bool		captured;
+	bool		open;
 
-	(void) cell(row, C_HOLD, &ours_null);
+	(void) cell(row, C_HOLDS, &ours_null);
 	(void) cell(row, C_VERSION, &theirs_null);
-	*state = NULL;
 	if (ours_null)
 		return "missing_ours";
-	memset(&h, 0, sizeof(h));
-	h.state = TextDatumGetCString(cell(row, C_STATE, &isnull));
-	h.submit_deadline = DatumGetTimestampTz(cell(row, C_SUBMIT_DEADLINE, &isnull));
-	h.confirm_deadline = DatumGetTimestampTz(cell(row, C_CONFIRM_DEADLINE, &isnull));
-	if (isnull)
-		h.confirm_deadline = DT_NOBEGIN;
-	*state = ledger_hold_state(&h, now);
-	if (theirs_null)
-	{
-		(void) cell(row, C_SUBMITTED_AT, &isnull);
-		return isnull ? NULL : "missing_theirs";	/* never sent: nothing to find */
-	}
+	if (theirs_null)	/* never sent: nothing to find */
+		return DatumGetBool(cell(row, C_SENT, &isnull)) ? "missing_theirs" : NULL;
 	status = TextDatumGetCString(cell(row, C_T_STATUS, &isnull));
 	captured = ledger_numeric_sign(DatumGetNumeric(cell(row, C_CAPTURED, &isnull))) > 0;
+	open = DatumGetBool(cell(row, C_OPEN, &isnull));
 	if (strcmp(status, "succeeded") == 0 && !captured)
 		return "status_mismatch";
-	if ((strcmp(status, "failed") == 0 || strcmp(status, "reversed") == 0) &&
-		(captured || strcmp(*state, "submitted") == 0 || strcmp(*state, "timed_out") == 0))
+	if ((strcmp(status, "failed") == 0 || strcmp(status, "reversed") == 0) && (captured || open))
 		return "status_mismatch";
 	if (strcmp(TextDatumGetCString(cell(row, C_ASSET, &isnull)),
 			   TextDatumGetCString(cell(row, C_T_ASSET, &isnull))) != 0)
 		return "amount_mismatch";
-	if (ledger_numeric_cmp(DatumGetNumeric(cell(row, strcmp(status, "succeeded") == 0 ?
+	/* succeeded: what we captured in all; else: what we asked for */
+	if (strcmp(status, "failed") != 0 && strcmp(status, "reversed") != 0 &&
+		ledger_numeric_cmp(DatumGetNumeric(cell(row, strcmp(status, "succeeded") == 0 ?
 												 C_CAPTURED : C_AMOUNT, &isnull)),
 						   DatumGetNumeric(cell(row, C_T_AMOUNT, &isnull))) != 0)
 		return "amount_mismatch";
@@ -323,7 +342,6 @@ ledger_reconcile_external(PG_FUNCTION_ARGS)
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	char	   *source;
 	Datum		args[3];
-	TimestampTz now = GetCurrentTimestamp();
 	int			i;
 	int			n;
 
@@ -350,8 +368,7 @@ ledger_reconcile_external(PG_FUNCTION_ARGS)
 	for (i = 0; i < n; i++)
 	{
 		SPITupleTable *tt = SPI_tuptable;
-		const char *state;
-		const char *kind = classify(i, now, &state);
+		const char *kind = classify(i);
 		char	   *ref;
 		Jsonb	   *ours = NULL;
 		Jsonb	   *theirs = NULL;
@@ -364,16 +381,16 @@ ledger_reconcile_external(PG_FUNCTION_ARGS)
 		if (kind == NULL)
 			continue;
 		ref = TextDatumGetCString(cell(i, C_REF, &isnull));
-		if (state != NULL)
+		(void) cell(i, C_HOLDS, &isnull);
+		if (!isnull)
 		{
 			j = ledger_json_begin();
-			ledger_json_text(j, "hold_id", DatumGetCString(DirectFunctionCall1(uuid_out,
-																			   cell(i, C_HOLD, &isnull))));
+			ledger_json_int(j, "holds", DatumGetInt64(cell(i, C_HOLDS, &isnull)));
 			ledger_json_text(j, "account", TextDatumGetCString(cell(i, C_ACCOUNT, &isnull)));
 			ledger_json_text(j, "asset", TextDatumGetCString(cell(i, C_ASSET, &isnull)));
 			ledger_json_numeric(j, "amount", DatumGetNumeric(cell(i, C_AMOUNT, &isnull)));
 			ledger_json_numeric(j, "captured", DatumGetNumeric(cell(i, C_CAPTURED, &isnull)));
-			ledger_json_text(j, "state", state);
+			ledger_json_text(j, "state", TextDatumGetCString(cell(i, C_STATES, &isnull)));
 			ours = ledger_json_end(j);
 			account_id = DatumGetInt64(cell(i, C_ACCOUNT_ID, &isnull));
 		}

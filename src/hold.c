@@ -72,18 +72,21 @@ ledger_hold_refuse(const LedgerHold *h, const char *state, const char *move)
 
 /*
  * Take a hold for a move: lock its account's balance row, then the hold's
- * row, and read both.  LD023 if there is no such hold.
+ * row, and read both.  LD023 if there is no such hold.  With skip_locked,
+ * false when another transaction holds the account's row (nothing taken).
  */
-void
-ledger_hold_take(const pg_uuid_t *id, LedgerHold *h, LedgerHoldAccount *acct)
+bool
+ledger_hold_take(const pg_uuid_t *id, bool skip_locked, LedgerHold *h, LedgerHoldAccount *acct)
 {
 	if (!ledger_hold_read(id, false, h))
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_UNKNOWN_HOLD),
 				 errmsg("hold %s does not exist", uuid_str(id))));
-	ledger_hold_lock_account(h->account_id, acct);
+	if (!ledger_hold_lock_account(h->account_id, skip_locked, acct))
+		return false;
 	if (!ledger_hold_read(id, true, h))
 		elog(ERROR, "hold %s disappeared", uuid_str(id));
+	return true;
 }
 
 /* A deadline now + window, refused unless 0 < window <= HOLD_MAX_WINDOW_DAYS. */
@@ -119,14 +122,15 @@ hold_hash(LedgerLeg *legs, bool exclusive, Numeric amount, const char *ref,
 {
 	StringInfoData buf;
 
+	/* intervals by their fields: their text form follows IntervalStyle */
 	initStringInfo(&buf);
-	appendStringInfo(&buf, "hold\n%zu:%s\n%zu:%s\n%s\n%s\n%s%s\n%s\n%s\n",
+	appendStringInfo(&buf, "hold\n%zu:%s\n%zu:%s\n%s\n%s\n%s%s\n%d:%d:" INT64_FORMAT "\n%d:%d:" INT64_FORMAT "\n",
 					 strlen(legs[0].code), legs[0].code,
 					 exclusive ? strlen(legs[1].code) : 0, exclusive ? legs[1].code : "",
 					 exclusive ? "exclusive" : "shared", numeric_normalize(amount),
 					 ref ? "ref:" : "noref", ref ? ref : "",
-					 DatumGetCString(DirectFunctionCall1(interval_out, IntervalPGetDatum(submit))),
-					 DatumGetCString(DirectFunctionCall1(interval_out, IntervalPGetDatum(confirm))));
+					 submit->month, submit->day, submit->time,
+					 confirm->month, confirm->day, confirm->time);
 	appendStringInfoString(&buf, JsonbToCString(NULL, &metadata->root, VARSIZE(metadata)));
 	return ledger_fingerprint(buf.data, buf.len);
 }
@@ -241,19 +245,17 @@ ledger_hold(PG_FUNCTION_ARGS)
 	if (exclusive)
 		ledger_check_same_asset(legs);
 	amount = ledger_check_amount(amount, legs[0].account, false);
-	if (legs[0].account->hot)
-		refuse_hot(legs[0].code);
 	hash = key ? hold_hash(legs, exclusive, amount, ref, submit, confirm, metadata) : NULL;
 
 	/* the atomic step: balance row lock, then what is held, then the write */
-	ledger_hold_lock_account(legs[0].account->id, &acct);
-	if (acct.hot)
-		refuse_hot(legs[0].code);
+	(void) ledger_hold_lock_account(legs[0].account->id, false, &acct);
 	if (key && hold_replay(key, hash, id))
 	{
 		SPI_finish();
 		PG_RETURN_UUID_P(id);
 	}
+	if (acct.hot)
+		refuse_hot(legs[0].code);
 	now = GetCurrentTimestamp();
 	if (acct.open_holds > 0)
 		ledger_held(legs[0].account->id, now, &held);
@@ -291,7 +293,7 @@ ledger_hold(PG_FUNCTION_ARGS)
 		PG_RETURN_UUID_P(id);
 	}
 	ledger_hold_count(h.account_id, 1);
-	ledger_hold_event(&h, "reserved", now, amount, NULL, NULL, NULL, NULL);
+	(void) ledger_hold_event(&h, "reserved", now, amount, NULL, NULL, NULL, NULL);
 	SPI_finish();
 
 	memcpy(id, &h.id, sizeof(pg_uuid_t));
@@ -321,7 +323,7 @@ ledger_mark_submitted(PG_FUNCTION_ARGS)
 	PreventCommandIfReadOnly("ledger.mark_submitted");
 
 	SPI_connect();
-	ledger_hold_take(id, &h, &acct);
+	(void) ledger_hold_take(id, false, &h, &acct);
 	now = GetCurrentTimestamp();
 	state = ledger_hold_state(&h, now);
 	if (ref && h.external_ref && strcmp(ref, h.external_ref) != 0)
@@ -334,8 +336,14 @@ ledger_mark_submitted(PG_FUNCTION_ARGS)
 	{
 		if (ref && !h.external_ref)
 		{
+			LedgerJson *j = ledger_json_begin();
+
 			h.external_ref = ref;
 			ledger_hold_update(&h, now);
+			ledger_hold_count(h.account_id, 0);
+			ledger_json_text(j, "external_ref", ref);
+			(void) ledger_hold_event(&h, "submitted", now, NULL, NULL, NULL, NULL,
+									 ledger_json_end(j));
 		}
 		SPI_finish();
 		PG_RETURN_VOID();
@@ -348,7 +356,7 @@ ledger_mark_submitted(PG_FUNCTION_ARGS)
 	h.confirm_deadline = window_end(now, h.confirm_within, "confirm_within");
 	ledger_hold_update(&h, now);
 	ledger_hold_count(h.account_id, 0);
-	ledger_hold_event(&h, "submitted", now, NULL, NULL, NULL, NULL, NULL);
+	(void) ledger_hold_event(&h, "submitted", now, NULL, NULL, NULL, NULL, NULL);
 	SPI_finish();
 	PG_RETURN_VOID();
 }
@@ -380,7 +388,7 @@ ledger_void(PG_FUNCTION_ARGS)
 	PreventCommandIfReadOnly("ledger.void");
 
 	SPI_connect();
-	ledger_hold_take(id, &h, &acct);
+	(void) ledger_hold_take(id, false, &h, &acct);
 	if (key)
 	{
 		pg_uuid_t	other;
@@ -410,7 +418,12 @@ ledger_void(PG_FUNCTION_ARGS)
 	h.state = "voided";
 	ledger_hold_update(&h, now);
 	ledger_hold_count(h.account_id, -1);
-	ledger_hold_event(&h, "voided", now, released, NULL, reason, key, NULL);
+	if (!ledger_hold_event(&h, "voided", now, released, NULL, reason, key, NULL))
+		ereport(ERROR,
+				(errcode(ERRCODE_LEDGER_IDEMPOTENCY_CONFLICT),
+				 errmsg("idempotency key \"%s\" was already used for a different request", key),
+				 errdetail("The key was taken by a move of another hold while hold %s was voided.",
+						   uuid_str(&h.id))));
 	released = keep_numeric(caller, released);
 	SPI_finish();
 	PG_RETURN_NUMERIC(released);
@@ -451,7 +464,7 @@ ledger_set_account_limits(PG_FUNCTION_ARGS)
 	PreventCommandIfReadOnly("ledger.set_account_limits");
 	SPI_connect();
 	a = resolve_one(code);
-	ledger_hold_lock_account(a->id, &acct);
+	(void) ledger_hold_lock_account(a->id, false, &acct);
 	ledger_hold_set_limit(a->id, max);
 	SPI_finish();
 	PG_RETURN_VOID();

@@ -15,7 +15,9 @@
  * Each hold is taken as any move takes it (hold.c): its account's balance
  * row, then its row, and checked again under those locks, so a capture or
  * void that won the race is left alone.  Holds are taken in account id
- * order, as postings take accounts.
+ * order, as postings take accounts, and an account whose row another
+ * transaction holds is skipped (SKIP LOCKED), not waited for: the next
+ * call records its holds.
  *
  * Locking: see hold.c; the row locks are held until the caller commits.
  *
@@ -49,7 +51,7 @@ record_time_out(LedgerHold *h, TimestampTz now)
 	h->state = "timed_out";
 	ledger_hold_update(h, now);
 	ledger_hold_count(h->account_id, 0);
-	ledger_hold_event(h, "timed_out", now, NULL, NULL, NULL, NULL, NULL);
+	(void) ledger_hold_event(h, "timed_out", now, NULL, NULL, NULL, NULL, NULL);
 	ledger_json_text(j, "hold_id", uuid_str(&h->id));
 	if (h->external_ref)
 		ledger_json_text(j, "external_ref", h->external_ref);
@@ -105,7 +107,14 @@ ledger_expire_holds(PG_FUNCTION_ARGS)
 		LedgerHoldAccount acct;
 		const char *state;
 
-		ledger_hold_take(&ids[i], &h, &acct);
+		/*
+		 * Never wait for an account another transaction holds (a prepared
+		 * transaction, a long one): this call would keep every account it
+		 * took so far locked meanwhile.  Nothing depends on the record;
+		 * the next call takes it.
+		 */
+		if (!ledger_hold_take(&ids[i], true, &h, &acct))
+			continue;
 		now = GetCurrentTimestamp();
 		state = ledger_hold_state(&h, now);
 		if (strcmp(state, "expired") == 0 && strcmp(h.state, "reserved") == 0)
@@ -116,7 +125,7 @@ ledger_expire_holds(PG_FUNCTION_ARGS)
 			h.remaining = ledger_numeric_add(released, ledger_numeric_neg(released));
 			ledger_hold_update(&h, now);
 			ledger_hold_count(h.account_id, -1);
-			ledger_hold_event(&h, "expired", now, released, NULL, NULL, NULL, NULL);
+			(void) ledger_hold_event(&h, "expired", now, released, NULL, NULL, NULL, NULL);
 			moved++;
 		}
 		else if (strcmp(state, "timed_out") == 0 && strcmp(h.state, "submitted") == 0)

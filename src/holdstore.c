@@ -81,24 +81,32 @@ ledger_held(int64 account_id, TimestampTz now, LedgerHeld *out)
 /*
  * Lock an account's balance row (FOR UPDATE, newest version under READ
  * COMMITTED) and read what a hold move checks.  The account must exist:
- * the caller resolved it.
+ * the caller resolved it.  With skip_locked, a row another transaction
+ * holds is not waited for: false, nothing locked.
  */
-void
-ledger_hold_lock_account(int64 account_id, LedgerHoldAccount *out)
+bool
+ledger_hold_lock_account(int64 account_id, bool skip_locked, LedgerHoldAccount *out)
 {
+	static SPIPlanPtr skip_plan = NULL;
+	SPIPlanPtr *plan = skip_locked ? &skip_plan : &lock_account_plan;
 	Datum		values[1];
 	HeapTuple	tup;
 	TupleDesc	desc;
 	bool		isnull;
 	Datum		d;
 
-	if (lock_account_plan == NULL)
-		lock_account_plan = ledger_prepare(
-			"SELECT balance, hot, open_holds, max_active_holds "
-			"  FROM ledger.account_balance WHERE account_id = $1 FOR UPDATE",
-			1, (Oid[]) {INT8OID});
+	if (*plan == NULL)
+		*plan = ledger_prepare(skip_locked ?
+							   "SELECT balance, hot, open_holds, max_active_holds "
+							   "  FROM ledger.account_balance WHERE account_id = $1 "
+							   "   FOR UPDATE SKIP LOCKED" :
+							   "SELECT balance, hot, open_holds, max_active_holds "
+							   "  FROM ledger.account_balance WHERE account_id = $1 FOR UPDATE",
+							   1, (Oid[]) {INT8OID});
 	values[0] = Int64GetDatum(account_id);
-	ledger_spi_exec(lock_account_plan, values, NULL, SPI_OK_SELECT);
+	ledger_spi_exec(*plan, values, NULL, SPI_OK_SELECT);
+	if (SPI_processed != 1 && skip_locked)
+		return false;
 	if (SPI_processed != 1)
 		elog(ERROR, "account " INT64_FORMAT " has no balance row", account_id);
 	tup = SPI_tuptable->vals[0];
@@ -109,6 +117,7 @@ ledger_hold_lock_account(int64 account_id, LedgerHoldAccount *out)
 	d = SPI_getbinval(tup, desc, 4, &isnull);
 	out->max_active_holds = isnull ? -1 : DatumGetInt32(d);
 	SPI_freetuptable(SPI_tuptable);
+	return true;
 }
 
 /*
@@ -319,8 +328,10 @@ ledger_hold_update(const LedgerHold *h, TimestampTz now)
 /*
  * Append a move to the hold's timeline: the event, when, the calling role
  * (the one outside SECURITY DEFINER), the amount moved and what remains.
+ * False (nothing written) when key is taken by another event; a
+ * concurrent insert with the same key waits for the first to end.
  */
-void
+bool
 ledger_hold_event(const LedgerHold *h, const char *event, TimestampTz at, Numeric amount,
 				  const pg_uuid_t *txid, const char *reason, const char *key, Jsonb *detail)
 {
@@ -331,7 +342,8 @@ ledger_hold_event(const LedgerHold *h, const char *event, TimestampTz at, Numeri
 		event_plan = ledger_prepare(
 			"INSERT INTO ledger.hold_event (hold_id, event, at, actor, amount, remaining, "
 			"  transaction_id, reason, idempotency_key, detail) "
-			"VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+			"VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) "
+			"ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING",
 			10, (Oid[]) {UUIDOID, TEXTOID, TIMESTAMPTZOID, TEXTOID, NUMERICOID, NUMERICOID,
 						 UUIDOID, TEXTOID, TEXTOID, JSONBOID});
 	memset(nulls, ' ', sizeof(nulls));
@@ -350,6 +362,7 @@ ledger_hold_event(const LedgerHold *h, const char *event, TimestampTz at, Numeri
 	nulls[8] = key ? ' ' : 'n';
 	values[9] = JsonbPGetDatum(detail ? detail : ledger_json_end(ledger_json_begin()));
 	ledger_spi_exec(event_plan, values, nulls, SPI_OK_INSERT);
+	return SPI_processed == 1;
 }
 
 /*

@@ -47,7 +47,7 @@ prepare_invalidate_plans(void)
 	if (inv_flag_token_plan != NULL)	/* prepared last */
 		return;
 	inv_txn_plan = ledger_prepare(
-		"SELECT is_invalidated, invalidated_at::text, invalidated_by, invalidation_reason "
+		"SELECT is_invalidated, invalidated_at::text, invalidated_by, invalidation_reason, kind "
 		"FROM ledger.transaction WHERE id = $1 FOR UPDATE",
 		1, (Oid[]) {UUIDOID});
 	inv_entries_plan = ledger_prepare(
@@ -104,6 +104,12 @@ lock_transaction(pg_uuid_t *id)
 						   SPI_getvalue(tup, desc, 2),
 						   SPI_getvalue(tup, desc, 3),
 						   SPI_getvalue(tup, desc, 4))));
+	if (strcmp(SPI_getvalue(tup, desc, 5), "capture") == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_LEDGER_CAPTURE_NOT_INVALIDATED),
+				 errmsg("transaction %s is a capture of a hold and cannot be invalidated", uuid_str(id)),
+				 errdetail("Invalidating it would put the money back on the account while its hold stays captured."),
+				 errhint("Record the reversal as a new transfer (a refund), so the hold, the processor's statement and the journal agree.")));
 }
 
 /* The accounts the transaction's live entries touch, ordered by id. */
@@ -183,17 +189,36 @@ check_floors(pg_uuid_t *id, Touched *t, int n, bool force, const char *reason)
 	for (i = 0; i < n; i++)
 	{
 		Numeric		shortfall;
+		Numeric		kept = NULL;	/* after, less what holds keep */
+		LedgerHeld	held;
 
-		if (t[i].unbounded || ledger_numeric_cmp(t[i].after, t[i].min_balance) >= 0)
+		if (t[i].unbounded)
+			continue;
+		kept = t[i].after;
+		if (ledger_schema()->has_holds)
+		{
+			/* under the balance row lock every hold move takes first */
+			ledger_held(t[i].id, GetCurrentTimestamp(), &held);
+			kept = ledger_numeric_add(kept, ledger_numeric_neg(held.exclusive));
+			kept = ledger_numeric_add(kept, ledger_numeric_neg(held.shared));
+		}
+		if (ledger_numeric_cmp(kept, t[i].min_balance) >= 0)
 			continue;
 		if (t[i].before != NULL && ledger_numeric_cmp(t[i].after, t[i].before) >= 0)
 			continue;			/* already below before; this made it no worse */
-		shortfall = ledger_numeric_add(t[i].min_balance, ledger_numeric_neg(t[i].after));
-		appendStringInfo(&detail, "%sAccount \"%s\" would have balance %s, floor %s, shortfall %s",
-						 below > 0 ? "; " : "", t[i].code,
-						 ledger_numeric_str(t[i].after),
-						 ledger_numeric_str(t[i].min_balance),
-						 ledger_numeric_str(shortfall));
+		shortfall = ledger_numeric_add(t[i].min_balance, ledger_numeric_neg(kept));
+		if (ledger_numeric_cmp(kept, t[i].after) == 0)
+			appendStringInfo(&detail, "%sAccount \"%s\" would have balance %s, floor %s, shortfall %s",
+							 below > 0 ? "; " : "", t[i].code,
+							 ledger_numeric_str(t[i].after),
+							 ledger_numeric_str(t[i].min_balance),
+							 ledger_numeric_str(shortfall));
+		else
+			appendStringInfo(&detail, "%sAccount \"%s\" would have balance %s, of which holds keep all but %s, floor %s, shortfall %s",
+							 below > 0 ? "; " : "", t[i].code,
+							 ledger_numeric_str(t[i].after), ledger_numeric_str(kept),
+							 ledger_numeric_str(t[i].min_balance),
+							 ledger_numeric_str(shortfall));
 		below++;
 		if (force)
 		{
@@ -201,6 +226,7 @@ check_floors(pg_uuid_t *id, Touched *t, int n, bool force, const char *reason)
 
 			ledger_json_text(j, "transaction_id", uuid_str(id));
 			ledger_json_numeric(j, "balance", t[i].after);
+			ledger_json_numeric(j, "not_held", kept);
 			ledger_json_numeric(j, "min_balance", t[i].min_balance);
 			ledger_json_numeric(j, "shortfall", shortfall);
 			ledger_json_text(j, "reason", reason);

@@ -62,7 +62,7 @@
 #define ERRCODE_LEDGER_HOLD_SHARED			MAKE_SQLSTATE('L','D','0','2','6')
 #define ERRCODE_LEDGER_HOLD_LIMIT			MAKE_SQLSTATE('L','D','0','2','7')
 #define ERRCODE_LEDGER_HOLD_HOT				MAKE_SQLSTATE('L','D','0','2','8')
-#define ERRCODE_LEDGER_HOLD_STATE			MAKE_SQLSTATE('L','D','0','2','9')
+#define ERRCODE_LEDGER_CAPTURE_NOT_INVALIDATED MAKE_SQLSTATE('L','D','0','2','9')
 #define ERRCODE_LEDGER_INVALID_RECORD		MAKE_SQLSTATE('L','D','0','3','0')
 
 /* Amounts must stay below 10^LEDGER_MAX_AMOUNT_DIGITS in absolute value. */
@@ -221,7 +221,8 @@ extern void ledger_worker_init(void);
 /* hold.c (ledger.hold, mark_submitted, void, set_account_limits, available_balance) */
 extern const char *ledger_hold_state(const LedgerHold *h, TimestampTz now);
 extern void ledger_hold_refuse(const LedgerHold *h, const char *state, const char *move);
-extern void ledger_hold_take(const pg_uuid_t *id, LedgerHold *h, LedgerHoldAccount *acct);
+extern bool ledger_hold_take(const pg_uuid_t *id, bool skip_locked, LedgerHold *h,
+							 LedgerHoldAccount *acct);
 
 /* ---- posting and corrections ---- */
 
@@ -298,7 +299,8 @@ extern void ledger_store_end(LedgerStore *st);
 
 /* holdstore.c */
 extern void ledger_held(int64 account_id, TimestampTz now, LedgerHeld *out);
-extern void ledger_hold_lock_account(int64 account_id, LedgerHoldAccount *out);
+extern bool ledger_hold_lock_account(int64 account_id, bool skip_locked,
+									 LedgerHoldAccount *out);
 extern void ledger_hold_count(int64 account_id, int delta);
 extern void ledger_hold_set_limit(int64 account_id, int max_active_holds);
 extern bool ledger_hold_read(const pg_uuid_t *id, bool lock, LedgerHold *h);
@@ -307,7 +309,7 @@ extern bool ledger_hold_insert(const LedgerHold *h, Interval *submit_within,
 							   Jsonb *metadata);
 extern bool ledger_hold_find_key(const char *key, pg_uuid_t *id, bytea **hash);
 extern void ledger_hold_update(const LedgerHold *h, TimestampTz now);
-extern void ledger_hold_event(const LedgerHold *h, const char *event, TimestampTz at,
+extern bool ledger_hold_event(const LedgerHold *h, const char *event, TimestampTz at,
 							  Numeric amount, const pg_uuid_t *txid, const char *reason,
 							  const char *key, Jsonb *detail);
 extern bool ledger_hold_event_by_key(const char *key, pg_uuid_t *hold_id, char **event,

@@ -196,6 +196,41 @@ PREPARE TRANSACTION 'ledger-holds-3';
 COMMIT PREPARED 'ledger-holds-3';
 SELECT state, captured, remaining FROM ledger.holds WHERE id = :'tp';
 
+-- corrections respect holds: money a hold keeps cannot be taken away by
+-- invalidating the credit that brought it (LD015, or force and an alert);
+-- a capture then still moves the money (the processor may have paid), and
+-- a critical alert says the account is below its floor
+SELECT ledger.create_account('h-carol', 'USD') > 0 AS ok;
+SELECT ledger.transfer('h-world', 'h-carol', 100) AS credit \gset
+SELECT ledger.hold('h-carol', 100, 'h-shop') AS ch \gset
+SELECT ledger.mark_submitted(:'ch');
+SELECT tryh(format('SELECT * FROM ledger.invalidate(%L, %L)', :'credit', 'fraud'));
+SELECT account, balance_before, balance_after FROM ledger.invalidate(:'credit', 'fraud', force => true);
+SELECT kind, severity, details -> 'not_held' AS not_held, details -> 'shortfall' AS shortfall
+  FROM ledger.alert WHERE kind = 'invalidation_below_floor' AND account = 'h-carol';
+SELECT ledger.capture(:'ch') AS cc \gset
+SELECT kind, severity, details -> 'balance' AS balance, details -> 'captured' AS captured
+  FROM ledger.alert WHERE kind = 'capture_below_floor' AND account = 'h-carol';
+-- a capture is never invalidated: the hold would stay captured
+SELECT tryh(format('SELECT * FROM ledger.invalidate(%L, %L)', :'cc', 'processor reversed'));
+SELECT ledger.transfer('h-world', 'h-carol', 100) IS NOT NULL AS refunded;
+SELECT ledger.balance('h-carol');
+
+-- a retry of a hold is recognised whatever the session's IntervalStyle
+SET IntervalStyle = iso_8601;
+SELECT ledger.hold('h-alice', 3, 'h-shop', submit_within => '2 minutes',
+                   idempotency_key => 'hk-style') AS st \gset
+RESET IntervalStyle;
+SELECT ledger.hold('h-alice', 3, 'h-shop', submit_within => '2 minutes',
+                   idempotency_key => 'hk-style') = :'st' AS same_hold;
+SELECT ledger.void(:'st', 'done') AS released;
+-- a void key taken by another hold is refused
+SELECT ledger.hold('h-alice', 2, 'h-shop') AS v1 \gset
+SELECT ledger.hold('h-alice', 2, 'h-shop') AS v2 \gset
+SELECT ledger.void(:'v1', 'done', 'vk-2') AS released;
+SELECT tryh(format('SELECT ledger.void(%L, %L, %L)', :'v2', 'done', 'vk-2'));
+SELECT ledger.void(:'v2', 'done') AS released;
+
 -- bad input: a clear error, and no row written
 SELECT (SELECT count(*) FROM ledger.hold) AS holds,
        (SELECT count(*) FROM ledger.hold_event) AS events,
