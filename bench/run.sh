@@ -42,7 +42,7 @@ DB=ledger_bench
 # Relations whose growth is the ledger's storage.  ledger.hot_entry is the
 # hot accounts' queue (rows appended by hot postings, deleted by the fold);
 # it does not exist before 0.3.0 and then counts 0.
-LEDGER_RELS="ledger.transaction ledger.journal_entry ledger.account_balance ledger.daily_balance ledger.hot_entry"
+LEDGER_RELS="ledger.transaction ledger.journal_entry ledger.account_balance ledger.daily_balance ledger.hot_entry ledger.hold ledger.hold_event"
 NRELS=$(wc -w <<<"$LEDGER_RELS")
 
 for w in $WORKLOADS; do
