@@ -53,6 +53,15 @@ waiting() {
 backend_of() {	# the pid of the session running a statement like $1
 	H -c "SELECT pid FROM pg_stat_activity WHERE starts_with(query, \$q\$$1\$q\$) AND pid <> pg_backend_pid() LIMIT 1"
 }
+waits_for_lock() {	# waits_for_lock PREFIX: the session running it waits for a lock (5 s)
+	local pid= _
+	for _ in $(seq 1 50); do
+		pid=$(backend_of "$1")
+		[ -n "$pid" ] && waiting "$pid" && return 0
+		sleep 0.1
+	done
+	return 1
+}
 
 # ---- twophase -------------------------------------------------------------
 H -c "BEGIN" -c "SELECT ledger.hold('alice', 60, 'shop') IS NOT NULL" \
@@ -60,9 +69,7 @@ H -c "BEGIN" -c "SELECT ledger.hold('alice', 60, 'shop') IS NOT NULL" \
 out=$DIR/debit.out
 H -c "\\set VERBOSITY sqlstate" -c "SELECT ledger.transfer('alice', 'shop', 50) /* debit-1 */" >"$out" 2>&1 &
 bg=$!
-pid=
-for _ in $(seq 1 50); do pid=$(backend_of "SELECT ledger.transfer('alice', 'shop', 50)"); [ -n "$pid" ] && waiting "$pid" && break; sleep 0.1; done
-[ -n "$pid" ] && waiting "$pid" && ok "twophase: a debit waits for the prepared hold's row lock" ||
+waits_for_lock "SELECT ledger.transfer('alice', 'shop', 50)" && ok "twophase: a debit waits for the prepared hold's row lock" ||
 	fail "twophase: the debit did not wait for the prepared transaction"
 H -c "COMMIT PREPARED 'hold-1'" || fail "twophase: COMMIT PREPARED"
 wait "$bg"
@@ -80,9 +87,7 @@ H -c "BEGIN" -c "SELECT ledger.transfer('alice', 'shop', 30) IS NOT NULL" \
 	-c "PREPARE TRANSACTION 'transfer-1'" >/dev/null || fail "twophase: prepare a transfer"
 H -c "SELECT ledger.hold('alice', 40, 'shop', idempotency_key => 'after-rollback') IS NOT NULL" >"$out" 2>&1 &
 bg=$!
-pid=
-for _ in $(seq 1 50); do pid=$(backend_of "SELECT ledger.hold('alice', 40"); [ -n "$pid" ] && waiting "$pid" && break; sleep 0.1; done
-[ -n "$pid" ] && waiting "$pid" && ok "twophase: a hold waits for the prepared transfer's row lock" ||
+waits_for_lock "SELECT ledger.hold('alice', 40" && ok "twophase: a hold waits for the prepared transfer's row lock" ||
 	fail "twophase: the hold did not wait for the prepared transfer"
 H -c "ROLLBACK PREPARED 'transfer-1'" || fail "twophase: ROLLBACK PREPARED"
 wait "$bg"
