@@ -157,10 +157,9 @@ ledger_capture(PG_FUNCTION_ARGS)
 	h.remaining = ledger_numeric_add(h.remaining, ledger_numeric_neg(amount));
 	if (ledger_numeric_sign(h.remaining) == 0)
 		h.state = "captured";
-	ledger_hold_update(&h, now);
-	ledger_hold_count(h.account_id, ledger_numeric_sign(h.remaining) == 0 ? -1 : 0);
 	/* the key is the capture transaction's (ledger.transaction), not the timeline's */
-	(void) ledger_hold_event(&h, "captured", now, amount, txid, NULL, NULL, NULL);
+	(void) ledger_hold_move(&h, now, ledger_numeric_sign(h.remaining) == 0 ? -1 : 0, "captured",
+							amount, txid, NULL, NULL, NULL);
 	SPI_finish();
 
 	PG_RETURN_UUID_P(txid);

@@ -292,8 +292,6 @@ ledger_hold(PG_FUNCTION_ARGS)
 		SPI_finish();
 		PG_RETURN_UUID_P(id);
 	}
-	ledger_hold_count(h.account_id, 1);
-	(void) ledger_hold_event(&h, "reserved", now, amount, NULL, NULL, NULL, NULL);
 	SPI_finish();
 
 	memcpy(id, &h.id, sizeof(pg_uuid_t));
@@ -339,11 +337,9 @@ ledger_mark_submitted(PG_FUNCTION_ARGS)
 			LedgerJson *j = ledger_json_begin();
 
 			h.external_ref = ref;
-			ledger_hold_update(&h, now);
-			ledger_hold_count(h.account_id, 0);
 			ledger_json_text(j, "external_ref", ref);
-			(void) ledger_hold_event(&h, "submitted", now, NULL, NULL, NULL, NULL,
-									 ledger_json_end(j));
+			(void) ledger_hold_move(&h, now, 0, "submitted", NULL, NULL, NULL, NULL,
+									ledger_json_end(j));
 		}
 		SPI_finish();
 		PG_RETURN_VOID();
@@ -354,9 +350,7 @@ ledger_mark_submitted(PG_FUNCTION_ARGS)
 	if (ref)
 		h.external_ref = ref;
 	h.confirm_deadline = window_end(now, h.confirm_within, "confirm_within");
-	ledger_hold_update(&h, now);
-	ledger_hold_count(h.account_id, 0);
-	(void) ledger_hold_event(&h, "submitted", now, NULL, NULL, NULL, NULL, NULL);
+	(void) ledger_hold_move(&h, now, 0, "submitted", NULL, NULL, NULL, NULL, NULL);
 	SPI_finish();
 	PG_RETURN_VOID();
 }
@@ -416,9 +410,7 @@ ledger_void(PG_FUNCTION_ARGS)
 	released = h.remaining;
 	h.remaining = ledger_numeric_add(released, ledger_numeric_neg(released));	/* 0, at scale */
 	h.state = "voided";
-	ledger_hold_update(&h, now);
-	ledger_hold_count(h.account_id, -1);
-	if (!ledger_hold_event(&h, "voided", now, released, NULL, reason, key, NULL))
+	if (!ledger_hold_move(&h, now, -1, "voided", released, NULL, reason, key, NULL))
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_IDEMPOTENCY_CONFLICT),
 				 errmsg("idempotency key \"%s\" was already used for a different request", key),

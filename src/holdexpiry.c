@@ -49,9 +49,7 @@ record_time_out(LedgerHold *h, TimestampTz now)
 	LedgerJson *j = ledger_json_begin();
 
 	h->state = "timed_out";
-	ledger_hold_update(h, now);
-	ledger_hold_count(h->account_id, 0);
-	(void) ledger_hold_event(h, "timed_out", now, NULL, NULL, NULL, NULL, NULL);
+	(void) ledger_hold_move(h, now, 0, "timed_out", NULL, NULL, NULL, NULL, NULL);
 	ledger_json_text(j, "hold_id", uuid_str(&h->id));
 	if (h->external_ref)
 		ledger_json_text(j, "external_ref", h->external_ref);
@@ -123,9 +121,7 @@ ledger_expire_holds(PG_FUNCTION_ARGS)
 
 			h.state = "expired";
 			h.remaining = ledger_numeric_add(released, ledger_numeric_neg(released));
-			ledger_hold_update(&h, now);
-			ledger_hold_count(h.account_id, -1);
-			(void) ledger_hold_event(&h, "expired", now, released, NULL, NULL, NULL, NULL);
+			(void) ledger_hold_move(&h, now, -1, "expired", released, NULL, NULL, NULL, NULL);
 			moved++;
 		}
 		else if (strcmp(state, "timed_out") == 0 && strcmp(h.state, "submitted") == 0)

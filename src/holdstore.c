@@ -13,7 +13,11 @@
  * COMMITTED the sum seen is exactly the committed state, and no hold can
  * be added or changed until the caller commits.  Under REPEATABLE READ a
  * writer that committed since the snapshot changed the balance row
- * (ledger_hold_count), so the caller's row lock fails with 40001 first.
+ * (every move counts on it, ledger_hold_move), so the caller's row lock
+ * fails with 40001 first.
+ *
+ * A move is one statement: the hold row, the balance row's count and the
+ * timeline row are written together (data-modifying CTEs).
  *
  * Locking: FOR UPDATE on the balance row (ledger_hold_lock_account) and
  * on the hold row (ledger_hold_read with lock), in that order; callers
@@ -30,13 +34,11 @@
 
 static SPIPlanPtr held_plan = NULL;
 static SPIPlanPtr lock_account_plan = NULL;
-static SPIPlanPtr count_plan = NULL;
 static SPIPlanPtr read_plan = NULL;
 static SPIPlanPtr read_lock_plan = NULL;
 static SPIPlanPtr insert_plan = NULL;
 static SPIPlanPtr find_key_plan = NULL;
 static SPIPlanPtr update_plan = NULL;
-static SPIPlanPtr event_plan = NULL;
 static SPIPlanPtr event_key_plan = NULL;
 
 /*
@@ -120,29 +122,6 @@ ledger_hold_lock_account(int64 account_id, bool skip_locked, LedgerHoldAccount *
 	return true;
 }
 
-/*
- * Change the account's count of open holds by delta (0 too: every hold
- * move writes the balance row, so that a REPEATABLE READ transaction that
- * read the holds before it cannot take the row without a 40001).  Under
- * the row lock of ledger_hold_lock_account.
- */
-void
-ledger_hold_count(int64 account_id, int delta)
-{
-	Datum		values[2];
-
-	if (count_plan == NULL)
-		count_plan = ledger_prepare(
-			"UPDATE ledger.account_balance SET open_holds = open_holds OPERATOR(pg_catalog.+) $2 "
-			" WHERE account_id = $1",
-			2, (Oid[]) {INT8OID, INT4OID});
-	values[0] = Int64GetDatum(account_id);
-	values[1] = Int32GetDatum(delta);
-	ledger_spi_exec(count_plan, values, NULL, SPI_OK_UPDATE);
-	if (SPI_processed != 1)
-		elog(ERROR, "account " INT64_FORMAT " has no balance row", account_id);
-}
-
 /* Set an account's limit on active holds (-1: none), under its row lock. */
 void
 ledger_hold_set_limit(int64 account_id, int max_active_holds)
@@ -220,28 +199,43 @@ ledger_hold_read(const pg_uuid_t *id, bool lock, LedgerHold *h)
 	return true;
 }
 
+/* The calling role: the one outside SECURITY DEFINER (SET ROLE counts). */
+static Datum
+actor(void)
+{
+	return CStringGetTextDatum(GetUserNameFromId(GetOuterUserId(), false));
+}
+
 /*
- * Insert a new hold; false (nothing written) when its idempotency key is
- * taken by a committed hold.  A concurrent insert with the same key waits
- * on the unique index until the first commits or aborts.
+ * Insert a new hold, count it on its account's balance row and record it
+ * on its timeline, in one statement; false (nothing written) when its
+ * idempotency key is taken by a committed hold.  A concurrent insert with
+ * the same key waits on the unique index until the first commits or
+ * aborts.  Under the account's row lock (ledger_hold_lock_account).
  */
 bool
 ledger_hold_insert(const LedgerHold *h, Interval *submit_within, TimestampTz created_at,
 				   const char *key, bytea *hash, Jsonb *metadata)
 {
-	Datum		values[14];
-	char		nulls[14];
+	Datum		values[15];
+	char		nulls[15];
 
 	if (insert_plan == NULL)
 		insert_plan = ledger_prepare(
-			"INSERT INTO ledger.hold (id, account_id, to_account_id, mode, amount, remaining, "
-			"  state, external_ref, submit_within, confirm_within, created_at, submit_deadline, "
-			"  idempotency_key, request_hash, metadata, captured) "
-			"VALUES ($1, $2, $3, $4, $5, $5, 'reserved', $6, $7, $8, $9, $10, $11, $12, $13, $14) "
-			"ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING",
-			14, (Oid[]) {UUIDOID, INT8OID, INT8OID, TEXTOID, NUMERICOID, TEXTOID,
+			"WITH i AS ("
+			"  INSERT INTO ledger.hold (id, account_id, to_account_id, mode, amount, remaining, "
+			"    state, external_ref, submit_within, confirm_within, created_at, submit_deadline, "
+			"    idempotency_key, request_hash, metadata, captured) "
+			"  VALUES ($1, $2, $3, $4, $5, $5, 'reserved', $6, $7, $8, $9, $10, $11, $12, $13, $14) "
+			"  ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING "
+			"  RETURNING id), "
+			"c AS (UPDATE ledger.account_balance SET open_holds = open_holds + 1 "
+			"       WHERE account_id = $2 AND EXISTS (SELECT 1 FROM i)) "
+			"INSERT INTO ledger.hold_event (hold_id, event, at, actor, amount, remaining) "
+			"SELECT i.id, 'reserved', $9, $15, $5, $5 FROM i",
+			15, (Oid[]) {UUIDOID, INT8OID, INT8OID, TEXTOID, NUMERICOID, TEXTOID,
 						 INTERVALOID, INTERVALOID, TIMESTAMPTZOID, TIMESTAMPTZOID,
-						 TEXTOID, BYTEAOID, JSONBOID, NUMERICOID});
+						 TEXTOID, BYTEAOID, JSONBOID, NUMERICOID, TEXTOID});
 	memset(nulls, ' ', sizeof(nulls));
 	values[0] = UUIDPGetDatum(&h->id);
 	values[1] = Int64GetDatum(h->account_id);
@@ -261,6 +255,7 @@ ledger_hold_insert(const LedgerHold *h, Interval *submit_within, TimestampTz cre
 	nulls[11] = hash ? ' ' : 'n';
 	values[12] = JsonbPGetDatum(metadata);
 	values[13] = NumericGetDatum(h->captured);
+	values[14] = actor();
 	ledger_spi_exec(insert_plan, values, nulls, SPI_OK_INSERT);
 	return SPI_processed == 1;
 }
@@ -292,76 +287,73 @@ ledger_hold_find_key(const char *key, pg_uuid_t *id, bytea **hash)
 	return true;
 }
 
-/* Write a hold's state, amounts and times back (under its row lock). */
-void
-ledger_hold_update(const LedgerHold *h, TimestampTz now)
+/*
+ * A move of a hold, in one statement: write its state, amounts and times
+ * back, change its account's count of open holds by count_delta (0 too:
+ * every move writes the balance row, so that a REPEATABLE READ transaction
+ * that read the holds before it cannot take the row without a 40001), and
+ * append the move to its timeline: the event, when, the calling role, the
+ * amount moved and what remains.  Under the account's and the hold's row
+ * locks (ledger_hold_take).  False when key is taken by another event
+ * (then the caller raises, which undoes the rest); a concurrent insert
+ * with the same key waits for the first to end.
+ */
+bool
+ledger_hold_move(const LedgerHold *h, TimestampTz now, int count_delta, const char *event,
+				 Numeric amount, const pg_uuid_t *txid, const char *reason, const char *key,
+				 Jsonb *detail)
 {
-	Datum		values[7];
-	char		nulls[7];
+	Datum		v[16];
+	char		n[16];
 
 	if (update_plan == NULL)
 		update_plan = ledger_prepare(
-			"UPDATE ledger.hold SET state = $2, captured = $3, remaining = $4, "
-			"  external_ref = $5, "
-			"  submitted_at = CASE WHEN $2 OPERATOR(pg_catalog.=) 'submitted' "
-			"                       AND state OPERATOR(pg_catalog.=) 'reserved' "
-			"                      THEN $6 ELSE submitted_at END, "
-			"  confirm_deadline = $7, "
-			"  finished_at = CASE WHEN $2 IN ('captured', 'voided', 'expired') THEN $6 END "
-			" WHERE id = $1",
-			7, (Oid[]) {UUIDOID, TEXTOID, NUMERICOID, NUMERICOID, TEXTOID, TIMESTAMPTZOID,
-						TIMESTAMPTZOID});
-	memset(nulls, ' ', sizeof(nulls));
-	values[0] = UUIDPGetDatum(&h->id);
-	values[1] = CStringGetTextDatum(h->state);
-	values[2] = NumericGetDatum(h->captured);
-	values[3] = NumericGetDatum(h->remaining);
-	values[4] = h->external_ref ? CStringGetTextDatum(h->external_ref) : (Datum) 0;
-	nulls[4] = h->external_ref ? ' ' : 'n';
-	values[5] = TimestampTzGetDatum(now);
-	values[6] = TimestampTzGetDatum(h->confirm_deadline);
-	nulls[6] = TIMESTAMP_IS_NOBEGIN(h->confirm_deadline) ? 'n' : ' ';
-	ledger_spi_exec(update_plan, values, nulls, SPI_OK_UPDATE);
-	Assert(SPI_processed == 1);
-}
-
-/*
- * Append a move to the hold's timeline: the event, when, the calling role
- * (the one outside SECURITY DEFINER), the amount moved and what remains.
- * False (nothing written) when key is taken by another event; a
- * concurrent insert with the same key waits for the first to end.
- */
-bool
-ledger_hold_event(const LedgerHold *h, const char *event, TimestampTz at, Numeric amount,
-				  const pg_uuid_t *txid, const char *reason, const char *key, Jsonb *detail)
-{
-	Datum		values[10];
-	char		nulls[10];
-
-	if (event_plan == NULL)
-		event_plan = ledger_prepare(
+			"WITH u AS ("
+			"  UPDATE ledger.hold SET state = $2, captured = $3, remaining = $4, "
+			"    external_ref = $5, "
+			"    submitted_at = CASE WHEN $2 OPERATOR(pg_catalog.=) 'submitted' "
+			"                         AND state OPERATOR(pg_catalog.=) 'reserved' "
+			"                        THEN $6 ELSE submitted_at END, "
+			"    confirm_deadline = $7, "
+			"    finished_at = CASE WHEN $2 IN ('captured', 'voided', 'expired') THEN $6 END "
+			"   WHERE id = $1 RETURNING id), "
+			"c AS (UPDATE ledger.account_balance SET open_holds = open_holds OPERATOR(pg_catalog.+) $9 "
+			"       WHERE account_id = $8) "
 			"INSERT INTO ledger.hold_event (hold_id, event, at, actor, amount, remaining, "
 			"  transaction_id, reason, idempotency_key, detail) "
-			"VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) "
+			"SELECT u.id, $10, $6, $11, $12, $4, $13, $14, $15, "
+			"       COALESCE($16, '{}'::pg_catalog.jsonb) FROM u "
 			"ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING",
-			10, (Oid[]) {UUIDOID, TEXTOID, TIMESTAMPTZOID, TEXTOID, NUMERICOID, NUMERICOID,
+			16, (Oid[]) {UUIDOID, TEXTOID, NUMERICOID, NUMERICOID, TEXTOID, TIMESTAMPTZOID,
+						 TIMESTAMPTZOID, INT8OID, INT4OID, TEXTOID, TEXTOID, NUMERICOID,
 						 UUIDOID, TEXTOID, TEXTOID, JSONBOID});
-	memset(nulls, ' ', sizeof(nulls));
-	values[0] = UUIDPGetDatum(&h->id);
-	values[1] = CStringGetTextDatum(event);
-	values[2] = TimestampTzGetDatum(at);
-	values[3] = CStringGetTextDatum(GetUserNameFromId(GetOuterUserId(), false));
-	values[4] = amount ? NumericGetDatum(amount) : (Datum) 0;
-	nulls[4] = amount ? ' ' : 'n';
-	values[5] = NumericGetDatum(h->remaining);
-	values[6] = txid ? UUIDPGetDatum(txid) : (Datum) 0;
-	nulls[6] = txid ? ' ' : 'n';
-	values[7] = reason ? CStringGetTextDatum(reason) : (Datum) 0;
-	nulls[7] = reason ? ' ' : 'n';
-	values[8] = key ? CStringGetTextDatum(key) : (Datum) 0;
-	nulls[8] = key ? ' ' : 'n';
-	values[9] = JsonbPGetDatum(detail ? detail : ledger_json_end(ledger_json_begin()));
-	ledger_spi_exec(event_plan, values, nulls, SPI_OK_INSERT);
+	{
+		memset(n, ' ', sizeof(n));
+		v[0] = UUIDPGetDatum(&h->id);
+		v[1] = CStringGetTextDatum(h->state);
+		v[2] = NumericGetDatum(h->captured);
+		v[3] = NumericGetDatum(h->remaining);
+		v[4] = h->external_ref ? CStringGetTextDatum(h->external_ref) : (Datum) 0;
+		n[4] = h->external_ref ? ' ' : 'n';
+		v[5] = TimestampTzGetDatum(now);
+		v[6] = TimestampTzGetDatum(h->confirm_deadline);
+		n[6] = TIMESTAMP_IS_NOBEGIN(h->confirm_deadline) ? 'n' : ' ';
+		v[7] = Int64GetDatum(h->account_id);
+		v[8] = Int32GetDatum(count_delta);
+		v[9] = CStringGetTextDatum(event);
+		v[10] = actor();
+		v[11] = amount ? NumericGetDatum(amount) : (Datum) 0;
+		n[11] = amount ? ' ' : 'n';
+		v[12] = txid ? UUIDPGetDatum(txid) : (Datum) 0;
+		n[12] = txid ? ' ' : 'n';
+		v[13] = reason ? CStringGetTextDatum(reason) : (Datum) 0;
+		n[13] = reason ? ' ' : 'n';
+		v[14] = key ? CStringGetTextDatum(key) : (Datum) 0;
+		n[14] = key ? ' ' : 'n';
+		v[15] = detail ? JsonbPGetDatum(detail) : (Datum) 0;
+		n[15] = detail ? ' ' : 'n';
+		ledger_spi_exec(update_plan, v, n, SPI_OK_INSERT);
+	}
 	return SPI_processed == 1;
 }
 

@@ -301,17 +301,15 @@ extern void ledger_store_end(LedgerStore *st);
 extern void ledger_held(int64 account_id, TimestampTz now, LedgerHeld *out);
 extern bool ledger_hold_lock_account(int64 account_id, bool skip_locked,
 									 LedgerHoldAccount *out);
-extern void ledger_hold_count(int64 account_id, int delta);
 extern void ledger_hold_set_limit(int64 account_id, int max_active_holds);
 extern bool ledger_hold_read(const pg_uuid_t *id, bool lock, LedgerHold *h);
 extern bool ledger_hold_insert(const LedgerHold *h, Interval *submit_within,
 							   TimestampTz created_at, const char *key, bytea *hash,
 							   Jsonb *metadata);
 extern bool ledger_hold_find_key(const char *key, pg_uuid_t *id, bytea **hash);
-extern void ledger_hold_update(const LedgerHold *h, TimestampTz now);
-extern bool ledger_hold_event(const LedgerHold *h, const char *event, TimestampTz at,
-							  Numeric amount, const pg_uuid_t *txid, const char *reason,
-							  const char *key, Jsonb *detail);
+extern bool ledger_hold_move(const LedgerHold *h, TimestampTz now, int count_delta,
+							 const char *event, Numeric amount, const pg_uuid_t *txid,
+							 const char *reason, const char *key, Jsonb *detail);
 extern bool ledger_hold_event_by_key(const char *key, pg_uuid_t *hold_id, char **event,
 									 Numeric *amount);
 
