@@ -1,5 +1,6 @@
 /* ledger--0.5.0--0.6.0.sql: holds (two-phase payments and reservations),
- * their timeline, limits, and statements imported from processors */
+ * their timeline, limits, and statements imported from processors; events
+ * applied up to a safe horizon */
 
 \echo Use "ALTER EXTENSION ledger UPDATE TO '0.6.0'" to load this file. \quit
 
@@ -390,3 +391,109 @@ REVOKE ALL ON FUNCTION ledger.hold(text, numeric, text, text, text, interval, in
                        ledger.schedule_hold_expiry(text), ledger.unschedule_hold_expiry(),
                        ledger.require_pg_cron(), ledger.unschedule_job(text)
     FROM PUBLIC;
+
+/*
+ * Events: requests accepted with one insert, applied later in sequence
+ * order up to the horizon below which none can still commit (src/event.c,
+ * src/horizon.c).  seq is given by the ledger, not by a SQL sequence.
+ */
+CREATE TABLE ledger.event (
+    seq              bigint PRIMARY KEY,
+    id               uuid NOT NULL UNIQUE,
+    stream           text NOT NULL,
+    type             text NOT NULL CHECK (type IN ('transfer', 'post', 'hold', 'mark_submitted',
+                                                   'capture', 'void', 'invalidate')),
+    payload          jsonb NOT NULL,
+    idempotency_key  text,
+    request_hash     bytea,
+    created_at       timestamptz NOT NULL DEFAULT now()
+);
+CREATE UNIQUE INDEX event_idempotency_key_idx ON ledger.event (idempotency_key)
+    WHERE idempotency_key IS NOT NULL;
+CREATE INDEX event_stream_idx ON ledger.event (stream, seq);
+COMMENT ON TABLE ledger.event IS
+    'Accepted requests (append-only): stream, type and payload (the named arguments of the ledger function of that type), in sequence order.';
+CREATE TRIGGER event_append_only
+    BEFORE UPDATE OR DELETE ON ledger.event
+    FOR EACH ROW EXECUTE FUNCTION ledger.guard_append_only();
+CREATE TRIGGER event_no_truncate
+    BEFORE TRUNCATE ON ledger.event
+    FOR EACH STATEMENT EXECUTE FUNCTION ledger.guard_append_only();
+ALTER TABLE ledger.event ENABLE ALWAYS TRIGGER event_append_only;
+ALTER TABLE ledger.event ENABLE ALWAYS TRIGGER event_no_truncate;
+
+CREATE TABLE ledger.projection (
+    name           text PRIMARY KEY,
+    last_sequence  bigint NOT NULL DEFAULT 0,
+    applied        bigint NOT NULL DEFAULT 0,
+    rejected       bigint NOT NULL DEFAULT 0,
+    updated_at     timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE ledger.projection IS
+    'The appliers'' pointer: the last event applied or rejected (row ''ledger'', made by the first apply_events).';
+
+CREATE TABLE ledger.event_rejection (
+    seq          bigint PRIMARY KEY REFERENCES ledger.event (seq),
+    event_id     uuid NOT NULL,
+    sqlstate     text NOT NULL,
+    message      text NOT NULL,
+    detail       text,
+    rejected_at  timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE ledger.event_rejection IS
+    'Events the ledger refused when applying them, with the SQLSTATE and message (append-only).';
+CREATE TRIGGER event_rejection_append_only
+    BEFORE UPDATE OR DELETE ON ledger.event_rejection
+    FOR EACH ROW EXECUTE FUNCTION ledger.guard_append_only();
+CREATE TRIGGER event_rejection_no_truncate
+    BEFORE TRUNCATE ON ledger.event_rejection
+    FOR EACH STATEMENT EXECUTE FUNCTION ledger.guard_append_only();
+ALTER TABLE ledger.event_rejection ENABLE ALWAYS TRIGGER event_rejection_append_only;
+ALTER TABLE ledger.event_rejection ENABLE ALWAYS TRIGGER event_rejection_no_truncate;
+
+SELECT pg_catalog.pg_extension_config_dump('ledger.event', '');
+SELECT pg_catalog.pg_extension_config_dump('ledger.projection', '');
+SELECT pg_catalog.pg_extension_config_dump('ledger.event_rejection', '');
+
+CREATE FUNCTION ledger.append_event(stream text, type text, payload jsonb,
+                                    idempotency_key text DEFAULT NULL)
+RETURNS uuid
+AS 'MODULE_PATHNAME', 'ledger_append_event'
+LANGUAGE C VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET enable_seqscan = off;
+COMMENT ON FUNCTION ledger.append_event(text, text, jsonb, text) IS
+    'Accepts a request as an event (one insert; the payload''s shape is checked for its type). Returns the event id; a retry with the same key returns it again.';
+
+CREATE FUNCTION ledger.apply_events(max_events integer DEFAULT 1000)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'ledger_apply_events'
+LANGUAGE C VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET enable_seqscan = off;
+COMMENT ON FUNCTION ledger.apply_events(integer) IS
+    'Applies up to max_events events after the pointer and up to the horizon, in order, each with the pointer in one subtransaction; refused events are recorded and alerted. Returns how many it applied or rejected.';
+
+CREATE FUNCTION ledger.event_horizon()
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'ledger_event_horizon'
+LANGUAGE C VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION ledger.event_horizon() IS
+    'The largest event number below which no event can still commit in this database.';
+
+CREATE FUNCTION ledger.projection_lag(OUT events bigint, OUT seconds double precision)
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT count(*),
+           COALESCE(extract(epoch FROM clock_timestamp() - min(e.created_at))::double precision, 0)
+      FROM ledger.event e
+     WHERE e.seq > COALESCE((SELECT p.last_sequence FROM ledger.projection p WHERE p.name = 'ledger'), 0)
+$$;
+COMMENT ON FUNCTION ledger.projection_lag() IS
+    'How far the appliers are behind: events after the pointer (committed ones), and the age of the oldest in seconds.';
+
+REVOKE ALL ON ledger.event, ledger.projection, ledger.event_rejection FROM PUBLIC;
+REVOKE ALL ON FUNCTION ledger.append_event(text, text, jsonb, text), ledger.apply_events(integer),
+                       ledger.event_horizon(), ledger.projection_lag() FROM PUBLIC;

@@ -31,6 +31,7 @@ _PG_init(void)
 	ledger_posting_init();
 	ledger_hot_init();
 	ledger_worker_init();
+	ledger_horizon_init();
 
 	MarkGUCPrefixReserved("ledger");
 }

@@ -7,13 +7,13 @@
  *	  within a layer, never in a circle):
  *
  *	    entry points     ledger.c catalog.c hotmode.c worker.c guard.c hold.c
- *	                     capture.c holdexpiry.c external.c
+ *	                     capture.c holdexpiry.c external.c event.c
  *	    posting and      posting.c invalidate.c reconcile.c rebuild.c fold.c
  *	      corrections
  *	    balance          balance.c (cold rows); escrowapply.c escrowload.c
  *	      strategies     escrow.c (hot)
- *	    storage helpers  store.c holdstore.c lookup.c cache.c schema.c spi.c alert.c
- *	                     validate.c amount.c ids.c
+ *	    storage helpers  store.c holdstore.c horizon.c lookup.c cache.c schema.c spi.c
+ *	                     alert.c validate.c amount.c ids.c
  *
  *-------------------------------------------------------------------------
  */
@@ -64,6 +64,8 @@
 #define ERRCODE_LEDGER_HOLD_HOT				MAKE_SQLSTATE('L','D','0','2','8')
 #define ERRCODE_LEDGER_CAPTURE_NOT_INVALIDATED MAKE_SQLSTATE('L','D','0','2','9')
 #define ERRCODE_LEDGER_INVALID_RECORD		MAKE_SQLSTATE('L','D','0','3','0')
+#define ERRCODE_LEDGER_EVENTS_UNAVAILABLE	MAKE_SQLSTATE('L','D','0','3','1')
+#define ERRCODE_LEDGER_INVALID_EVENT		MAKE_SQLSTATE('L','D','0','3','2')
 
 /* Amounts must stay below 10^LEDGER_MAX_AMOUNT_DIGITS in absolute value. */
 #define LEDGER_MAX_AMOUNT_DIGITS	30
@@ -296,6 +298,14 @@ extern void ledger_store_insert_hot_entry(LedgerStore *st, pg_uuid_t *txid, int6
 										  DateADT day, Numeric debits, Numeric credits,
 										  TimestampTz ts);
 extern void ledger_store_end(LedgerStore *st);
+
+/* horizon.c */
+extern void ledger_horizon_init(void);
+extern void ledger_horizon_require(void);
+extern bool ledger_horizon_loaded(void);
+extern void ledger_horizon_load(int64 max_seq);
+extern int64 ledger_horizon_next(void);
+extern int64 ledger_horizon(void);
 
 /* holdstore.c */
 extern void ledger_held(int64 account_id, TimestampTz now, LedgerHeld *out);

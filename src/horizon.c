@@ -1,0 +1,292 @@
+/*-------------------------------------------------------------------------
+ *
+ * horizon.c
+ *	  Event sequence numbers and the safe horizon below which no event can
+ *	  still commit, in shared memory.
+ *
+ * Every event gets its sequence number here (ledger_horizon_next), not
+ * from a SQL sequence: the number is allocated and this backend's claim on
+ * it recorded in one step under the spinlock, so no reader can see the
+ * number taken and the claim missing.  A backend's claim is the lowest
+ * number its open transaction allocated in this database; the commit and
+ * abort callbacks drop it.  Commit callbacks run after the transaction
+ * became visible to new snapshots, so:
+ *
+ *	  horizon = (lowest claim of any open transaction in this database) - 1,
+ *	            or the last number allocated when there is no claim.
+ *
+ * Every event numbered at or below the horizon is committed and visible
+ * to a snapshot taken after the horizon was read, or aborted for good.  A
+ * reader takes the horizon first, then its snapshot.  Nothing else holds
+ * it back: not other databases, not long transactions that append nothing,
+ * not the time of day.
+ *
+ * After a start (or a crash restart, which clears shared memory and every
+ * open transaction) a database's counter is loaded from max(seq) of its
+ * ledger.event before the first number is given out (ledger_horizon_load).
+ * A transaction that appended events cannot be prepared (two-phase
+ * commit would carry its claim to another backend or past a restart).
+ *
+ * Locking: one spinlock guards everything here; it is held only to read
+ * or write these fields, never across anything that can fail.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "ledger.h"
+
+#include "access/xact.h"
+#include "miscadmin.h"
+#include "storage/ipc.h"
+#include "storage/lwlock.h"
+#include "storage/shmem.h"
+#include "storage/spin.h"
+
+/* Databases whose events one server numbers. */
+#define HORIZON_MAX_DBS 32
+
+typedef struct HorizonDb
+{
+	Oid			dboid;			/* InvalidOid: free */
+	int64		last;			/* last number given out */
+} HorizonDb;
+
+typedef struct HorizonClaim
+{
+	Oid			dboid;
+	int64		lowest;			/* 0: no claim */
+} HorizonClaim;
+
+typedef struct HorizonShared
+{
+	slock_t		mutex;
+	HorizonDb	dbs[HORIZON_MAX_DBS];
+	int			nclaims;
+	HorizonClaim claims[FLEXIBLE_ARRAY_MEMBER];	/* one per backend id */
+} HorizonShared;
+
+static HorizonShared *horizon = NULL;
+static bool claimed = false;	/* this backend holds a claim */
+
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
+static Size
+horizon_size(void)
+{
+	return add_size(offsetof(HorizonShared, claims),
+					mul_size(sizeof(HorizonClaim), MaxBackends));
+}
+
+static void
+horizon_shmem_request(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+	RequestAddinShmemSpace(horizon_size());
+}
+
+static void
+horizon_shmem_startup(void)
+{
+	bool		found;
+
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	horizon = ShmemInitStruct("ledger event horizon", horizon_size(), &found);
+	if (!found)
+	{
+		memset(horizon, 0, horizon_size());
+		SpinLockInit(&horizon->mutex);
+		horizon->nclaims = MaxBackends;
+	}
+	LWLockRelease(AddinShmemInitLock);
+}
+
+static HorizonClaim *
+my_claim(void)
+{
+	Assert(MyBackendId >= 1 && MyBackendId <= horizon->nclaims);
+	return &horizon->claims[MyBackendId - 1];
+}
+
+/* The database's entry, or NULL; under the spinlock. */
+static HorizonDb *
+find_db(Oid dboid)
+{
+	int			i;
+
+	for (i = 0; i < HORIZON_MAX_DBS; i++)
+		if (horizon->dbs[i].dboid == dboid)
+			return &horizon->dbs[i];
+	return NULL;
+}
+
+static void
+drop_claim(void)
+{
+	if (!claimed)
+		return;
+	SpinLockAcquire(&horizon->mutex);
+	my_claim()->lowest = 0;
+	my_claim()->dboid = InvalidOid;
+	SpinLockRelease(&horizon->mutex);
+	claimed = false;
+}
+
+static void
+horizon_xact_callback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_PRE_PREPARE:
+			if (claimed)
+				ereport(ERROR,
+						(errcode(ERRCODE_LEDGER_EVENTS_UNAVAILABLE),
+						 errmsg("cannot PREPARE a transaction that appended events"),
+						 errdetail("Its events hold back the horizon of event appliers until it ends in this backend."),
+						 errhint("Append events in transactions that commit directly.")));
+			break;
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_PARALLEL_COMMIT:
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+			drop_claim();
+			break;
+		default:
+			break;
+	}
+}
+
+void
+ledger_horizon_init(void)
+{
+	if (!process_shared_preload_libraries_in_progress)
+		return;
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = horizon_shmem_request;
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = horizon_shmem_startup;
+	RegisterXactCallback(horizon_xact_callback, NULL);
+}
+
+/* LD031 unless the library was preloaded (events need shared memory). */
+void
+ledger_horizon_require(void)
+{
+	if (horizon == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_LEDGER_EVENTS_UNAVAILABLE),
+				 errmsg("events need ledger in shared_preload_libraries"),
+				 errdetail("Event numbers and the applier's horizon live in shared memory."),
+				 errhint("Add 'ledger' to shared_preload_libraries and restart.")));
+}
+
+/* Has this database's counter been loaded since the server started? */
+bool
+ledger_horizon_loaded(void)
+{
+	bool		loaded;
+
+	ledger_horizon_require();
+	SpinLockAcquire(&horizon->mutex);
+	loaded = find_db(MyDatabaseId) != NULL;
+	SpinLockRelease(&horizon->mutex);
+	return loaded;
+}
+
+/*
+ * Load this database's counter from the largest number stored; a no-op if
+ * another backend did it first.  The caller read max_seq under a lock
+ * that keeps appenders out (none can append before the load anyway).
+ */
+void
+ledger_horizon_load(int64 max_seq)
+{
+	HorizonDb  *db;
+	bool		full = false;
+	int			i;
+
+	ledger_horizon_require();
+	SpinLockAcquire(&horizon->mutex);
+	db = find_db(MyDatabaseId);
+	if (db == NULL)
+	{
+		for (i = 0; i < HORIZON_MAX_DBS && db == NULL; i++)
+			if (horizon->dbs[i].dboid == InvalidOid)
+				db = &horizon->dbs[i];
+		if (db != NULL)
+		{
+			db->dboid = MyDatabaseId;
+			db->last = max_seq;
+		}
+		else
+			full = true;
+	}
+	SpinLockRelease(&horizon->mutex);
+	if (full)
+		ereport(ERROR,
+				(errcode(ERRCODE_LEDGER_EVENTS_UNAVAILABLE),
+				 errmsg("events are served in at most %d databases of one server", HORIZON_MAX_DBS),
+				 errdetail("Database %u would be one more.", MyDatabaseId)));
+}
+
+/*
+ * The next event number of this database, claimed by this transaction in
+ * the same step.  The counter must be loaded.
+ */
+int64
+ledger_horizon_next(void)
+{
+	HorizonDb  *db;
+	HorizonClaim *c;
+	int64		seq = 0;
+
+	ledger_horizon_require();
+	SpinLockAcquire(&horizon->mutex);
+	db = find_db(MyDatabaseId);
+	if (db != NULL)
+	{
+		seq = ++db->last;
+		c = my_claim();
+		if (c->lowest == 0)
+		{
+			c->dboid = MyDatabaseId;
+			c->lowest = seq;
+		}
+		Assert(c->dboid == MyDatabaseId && c->lowest <= seq);
+	}
+	SpinLockRelease(&horizon->mutex);
+	if (db == NULL)
+		elog(ERROR, "event numbers of database %u are not loaded", MyDatabaseId);
+	claimed = true;
+	return seq;
+}
+
+/*
+ * The horizon of this database: every event numbered at or below it is
+ * committed or aborted for good.  0 before the counter is loaded (nothing
+ * to apply yet: the loader sees every committed event).
+ */
+int64
+ledger_horizon(void)
+{
+	HorizonDb  *db;
+	int64		h = 0;
+	int			i;
+
+	ledger_horizon_require();
+	SpinLockAcquire(&horizon->mutex);
+	db = find_db(MyDatabaseId);
+	if (db != NULL)
+	{
+		h = db->last;
+		for (i = 0; i < horizon->nclaims; i++)
+			if (horizon->claims[i].lowest != 0 && horizon->claims[i].dboid == MyDatabaseId &&
+				horizon->claims[i].lowest - 1 < h)
+				h = horizon->claims[i].lowest - 1;
+	}
+	SpinLockRelease(&horizon->mutex);
+	Assert(h >= 0);
+	return h;
+}
