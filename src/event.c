@@ -16,12 +16,12 @@
  * take turns and never wait on each other in a circle; then the horizon is
  * read, then the events above the pointer and at or below the horizon are
  * read with a snapshot taken after it (READ COMMITTED only).  Each event
- * runs in a subtransaction: the ledger call its type names, then the
- * pointer moves to it, conditionally on its previous value.  An event the
+ * runs in a subtransaction: the ledger call its type names.  An event the
  * ledger refuses is rolled back alone, recorded in ledger.event_rejection
- * with its SQLSTATE and message, alerted (event_rejected, naming the
- * stream's account and owner when the stream is an account), and the
- * pointer moves on.  Only refusals (SQLSTATE class LD) and bad data in
+ * with its SQLSTATE and message, and alerted (event_rejected, naming the
+ * stream's account and owner when the stream is an account).  Then the
+ * pointer moves past the batch, conditionally on its previous value, in
+ * the same transaction: events and pointer commit together.  Only refusals (SQLSTATE class LD) and bad data in
  * the event (class 22) reject it; any other error (a deadlock, a
  * serialization failure, a cancel) fails the whole call, so the event is
  * applied by a later one.  An event is applied or rejected exactly once.
@@ -463,11 +463,11 @@ read_pending(int64 last, int64 horizon, int max, int *n)
 }
 
 /*
- * Apply one event and move the pointer to it, in a subtransaction; NULL
- * on success, else the error (the subtransaction rolled back).
+ * Apply one event in a subtransaction; NULL on success, else the error
+ * (the subtransaction rolled back).
  */
 static ErrorData *
-try_event(Pending *e, int64 last)
+try_event(Pending *e)
 {
 	MemoryContext caller = CurrentMemoryContext;
 	ResourceOwner owner = CurrentResourceOwner;
@@ -482,7 +482,6 @@ try_event(Pending *e, int64 last)
 		if (t == NULL)
 			elog(ERROR, "unknown event type \"%s\"", e->type);
 		run_event(t, e->payload);
-		move_pointer(last, e->seq, 1, 0);
 		ReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(caller);
 		CurrentResourceOwner = owner;
@@ -510,7 +509,8 @@ ledger_apply_events(PG_FUNCTION_ARGS)
 	int64		horizon;
 	Pending    *p;
 	int			n;
-	int			done = 0;
+	int			applied = 0;
+	int			rejected = 0;
 	int			i;
 
 	LEDGER_REQUIRE_ARG(0, "max_events");
@@ -537,22 +537,31 @@ ledger_apply_events(PG_FUNCTION_ARGS)
 	{
 		ErrorData  *err;
 
-		Assert(p[i].seq > last && p[i].seq <= horizon);
-		err = try_event(&p[i], last);
+		Assert(p[i].seq > (i == 0 ? last : p[i - 1].seq) && p[i].seq <= horizon);
+		err = try_event(&p[i]);
 		if (err != NULL && !is_refusal(err->sqlerrcode))
 			ReThrowError(err);	/* not the event's fault: retried by the next call */
 		if (err != NULL)
 		{
 			/* refused: recorded, alerted, and the pointer moves on */
 			reject(&p[i], err);
-			move_pointer(last, p[i].seq, 0, 1);
 			FreeErrorData(err);
+			rejected++;
 		}
-		last = p[i].seq;
-		done++;
+		else
+			applied++;
 	}
+	/*
+	 * The pointer moves past every event of the batch, in the transaction
+	 * that applied them, conditionally on where it was: the events and the
+	 * pointer commit together or not at all.  (Once per batch: a row
+	 * updated once per event in one transaction makes each update walk
+	 * every earlier version.)
+	 */
+	if (n > 0)
+		move_pointer(last, p[n - 1].seq, applied, rejected);
 	SPI_finish();
-	PG_RETURN_INT32(done);
+	PG_RETURN_INT32(applied + rejected);
 }
 
 PG_FUNCTION_INFO_V1(ledger_event_horizon);
