@@ -40,19 +40,7 @@ RESULTS=$BENCH_DIR/results
 DB=ledger_bench
 mkdir -p "$RESULTS"
 
-ledger_packages
-[ "${BENCH_SKIP_BUILD:-0}" = 1 ] || ledger_build
-WORK=$(mktemp -d /tmp/ledger-connect.XXXXXX)
-chmod 755 "$WORK"
-CLUSTER_CONF="$BENCH_SERVER_CONF
-shared_preload_libraries = 'ledger'
-ledger.database = '$DB'" cluster_start "$WORK/cluster"
-trap 'cluster_stop; rm -rf "$WORK"' EXIT
-q() { "$PGBIN/psql" -X -q -At -v ON_ERROR_STOP=1 -d "$DB" "$@"; }
-runuser -u postgres -- "$PGBIN/createdb" "$DB"
-q -c 'CREATE EXTENSION ledger'
-echo "== loading bench/load.sql"
-q -f "$BENCH_DIR/load.sql" >/dev/null
+bench_cluster connect
 
 # Grow to n accounts (USD, unfunded; the first-posting transfer credits
 # them from world-usd).  Rows straight into the tables, as a bulk import

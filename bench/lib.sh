@@ -7,6 +7,11 @@
 #   ratio A B           A / B with two decimals ("n/a" when B is 0)
 #   pgbench_tps FILE    pgbench's tps (without initial connection time, or
 #                       with -C including the reconnections)
+#   bench_cluster NAME  build (unless BENCH_SKIP_BUILD=1), start a cluster
+#                       with these settings and ledger preloaded in
+#                       /tmp/ledger-NAME.*, create database $DB with the
+#                       extension and bench/load.sql's data; defines q
+#                       (psql on $DB) and sets WORK
 
 BENCH_SERVER_CONF="shared_buffers = 1GB
 max_connections = 100
@@ -33,4 +38,20 @@ ratio() {
 
 pgbench_tps() {
 	sed -n 's/^tps = \([0-9.]*\) (\(without initial connection\|including reconnection\).*/\1/p' "$1" | head -1
+}
+
+bench_cluster() {
+	ledger_packages
+	[ "${BENCH_SKIP_BUILD:-0}" = 1 ] || ledger_build
+	WORK=$(mktemp -d "/tmp/ledger-$1.XXXXXX")
+	chmod 755 "$WORK"
+	CLUSTER_CONF="$BENCH_SERVER_CONF
+shared_preload_libraries = 'ledger'
+ledger.database = '$DB'" cluster_start "$WORK/cluster"
+	trap 'cluster_stop; rm -rf "$WORK"' EXIT
+	q() { "$PGBIN/psql" -X -q -At -v ON_ERROR_STOP=1 -d "$DB" "$@"; }
+	runuser -u postgres -- "$PGBIN/createdb" "$DB"
+	q -c 'CREATE EXTENSION ledger'
+	echo "== loading bench/load.sql"
+	q -f "$BENCH_DIR/load.sql" >/dev/null
 }
