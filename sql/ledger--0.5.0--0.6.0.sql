@@ -406,6 +406,7 @@ CREATE TABLE ledger.event (
     payload          jsonb NOT NULL,
     idempotency_key  text,
     request_hash     bytea,
+    appended_by      text NOT NULL,
     created_at       timestamptz NOT NULL DEFAULT now()
 );
 CREATE UNIQUE INDEX event_idempotency_key_idx ON ledger.event (idempotency_key)

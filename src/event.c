@@ -55,30 +55,48 @@ typedef struct EventType
 	const char *name;
 	EventKey	keys[9];
 	const char *call;
+	const char *function;		/* whose EXECUTE right the appender needs */
 } EventType;
 
 static const EventType types[] = {
 	{"transfer", {{"from_account", 's', true}, {"to_account", 's', true}, {"amount", 's', true},
 	 {"idempotency_key", 's', false}, {"metadata", 'o', false}},
-	"SELECT ledger.transfer($1, $2, $3::pg_catalog.numeric, $4, COALESCE($5::pg_catalog.jsonb, '{}'))"},
+	"SELECT ledger.transfer($1, $2, $3::pg_catalog.numeric, $4, COALESCE($5::pg_catalog.jsonb, '{}'))",
+	"ledger.transfer(text, text, numeric, text, jsonb)"},
 	{"post", {{"legs", 'a', true}, {"idempotency_key", 's', false}, {"metadata", 'o', false}},
-	"SELECT ledger.post($1::pg_catalog.jsonb, $2, COALESCE($3::pg_catalog.jsonb, '{}'))"},
+	"SELECT ledger.post($1::pg_catalog.jsonb, $2, COALESCE($3::pg_catalog.jsonb, '{}'))",
+	"ledger.post(jsonb, text, jsonb)"},
 	{"hold", {{"from_account", 's', true}, {"amount", 's', true}, {"to_account", 's', false},
 	 {"mode", 's', false}, {"external_ref", 's', false}, {"submit_within", 's', false},
 	 {"confirm_within", 's', false}, {"idempotency_key", 's', false}, {"metadata", 'o', false}},
 	"SELECT ledger.hold($1, $2::pg_catalog.numeric, $3, COALESCE($4, 'exclusive'), $5, "
 	"COALESCE($6::pg_catalog.interval, '3 minutes'), COALESCE($7::pg_catalog.interval, '6 minutes'), "
-	"$8, COALESCE($9::pg_catalog.jsonb, '{}'))"},
+	"$8, COALESCE($9::pg_catalog.jsonb, '{}'))",
+	"ledger.hold(text, numeric, text, text, text, interval, interval, text, jsonb)"},
 	{"mark_submitted", {{"hold_id", 's', true}, {"external_ref", 's', false}},
-	"SELECT ledger.mark_submitted($1::pg_catalog.uuid, $2)"},
+	"SELECT ledger.mark_submitted($1::pg_catalog.uuid, $2)",
+	"ledger.mark_submitted(uuid, text)"},
 	{"capture", {{"hold_id", 's', true}, {"amount", 's', false}, {"idempotency_key", 's', false}},
-	"SELECT ledger.capture($1::pg_catalog.uuid, $2::pg_catalog.numeric, $3)"},
+	"SELECT ledger.capture($1::pg_catalog.uuid, $2::pg_catalog.numeric, $3)",
+	"ledger.capture(uuid, numeric, text)"},
 	{"void", {{"hold_id", 's', true}, {"reason", 's', true}, {"idempotency_key", 's', false}},
-	"SELECT ledger.void($1::pg_catalog.uuid, $2, $3)"},
+	"SELECT ledger.void($1::pg_catalog.uuid, $2, $3)",
+	"ledger.void(uuid, text, text)"},
 	{"invalidate", {{"transaction_id", 's', true}, {"reason", 's', true}, {"force", 'b', false}},
 	"SELECT pg_catalog.count(*) FROM ledger.invalidate($1::pg_catalog.uuid, $2, "
-	"COALESCE($3::pg_catalog.bool, false))"},
+	"COALESCE($3::pg_catalog.bool, false))",
+	"ledger.invalidate(uuid, text, boolean)"},
 };
+
+typedef struct Pending
+{
+	int64		seq;
+	pg_uuid_t	id;
+	char	   *stream;
+	char	   *type;
+	Jsonb	   *payload;
+	char	   *appended_by;	/* the role that appended it */
+} Pending;
 
 #define NTYPES lengthof(types)
 static SPIPlanPtr call_plans[NTYPES];
@@ -199,8 +217,8 @@ ledger_append_event(PG_FUNCTION_ARGS)
 	Jsonb	   *payload;
 	char	   *key = NULL;
 	bytea	   *hash = NULL;
-	Datum		values[7];
-	char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	Datum		values[8];
+	char		nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	pg_uuid_t  *id = palloc(sizeof(pg_uuid_t));
 
 	LEDGER_REQUIRE_ARG(0, "stream");
@@ -239,10 +257,11 @@ ledger_append_event(PG_FUNCTION_ARGS)
 	if (insert_plan == NULL)
 	{
 		insert_plan = ledger_prepare(
-			"INSERT INTO ledger.event (seq, id, stream, type, payload, idempotency_key, request_hash) "
-			"VALUES ($1, $2, $3, $4, $5, $6, $7) "
+			"INSERT INTO ledger.event (seq, id, stream, type, payload, idempotency_key, request_hash, "
+			"  appended_by) "
+			"VALUES ($1, $2, $3, $4, $5, $6, $7, $8) "
 			"ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING",
-			7, (Oid[]) {INT8OID, UUIDOID, TEXTOID, TEXTOID, JSONBOID, TEXTOID, BYTEAOID});
+			8, (Oid[]) {INT8OID, UUIDOID, TEXTOID, TEXTOID, JSONBOID, TEXTOID, BYTEAOID, TEXTOID});
 		key_plan = ledger_prepare(
 			"SELECT id, request_hash FROM ledger.event WHERE idempotency_key = $1",
 			1, (Oid[]) {TEXTOID});
@@ -257,6 +276,8 @@ ledger_append_event(PG_FUNCTION_ARGS)
 	nulls[5] = key ? ' ' : 'n';
 	values[6] = hash ? PointerGetDatum(hash) : (Datum) 0;
 	nulls[6] = hash ? ' ' : 'n';
+	/* the calling role (outside SECURITY DEFINER): the event runs with its rights */
+	values[7] = CStringGetTextDatum(GetUserNameFromId(GetOuterUserId(), false));
 	ledger_spi_exec(insert_plan, values, nulls, SPI_OK_INSERT);
 	if (SPI_processed == 0)
 	{
@@ -301,6 +322,37 @@ payload_arg(Jsonb *payload, const EventKey *k, Datum *value, char *null)
 		*value = CStringGetTextDatum(JsonbToCString(NULL, v.val.binary.data, v.val.binary.len));
 }
 
+/*
+ * The appender must be allowed to make the call itself: appending is no
+ * way around a missing EXECUTE right (an application role that may append
+ * must not get an invalidation with force run by the applier's rights).
+ * A role that no longer exists may do nothing.
+ */
+static void
+check_appender(const EventType *t, Pending *e)
+{
+	static SPIPlanPtr plan = NULL;
+	Datum		values[2];
+	bool		isnull;
+	bool		allowed;
+
+	if (plan == NULL)
+		plan = ledger_prepare(
+			"SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1) "
+			"   AND pg_catalog.has_function_privilege($1, $2, 'EXECUTE')",
+			2, (Oid[]) {TEXTOID, TEXTOID});
+	values[0] = CStringGetTextDatum(e->appended_by);
+	values[1] = CStringGetTextDatum(t->function);
+	ledger_spi_exec(plan, values, NULL, SPI_OK_SELECT);
+	allowed = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	if (isnull || !allowed)
+		ereport(ERROR,
+				(errcode(ERRCODE_LEDGER_INVALID_EVENT),
+				 errmsg("role \"%s\" may not call %s", e->appended_by, t->function),
+				 errdetail("Event %ld was appended by role \"%s\", which lacks EXECUTE on %s.",
+						   (long) e->seq, e->appended_by, t->function)));
+}
+
 /* Run one event's call. */
 static void
 run_event(const EventType *t, Jsonb *payload)
@@ -322,25 +374,21 @@ run_event(const EventType *t, Jsonb *payload)
 	ledger_spi_exec(call_plans[idx], values, nulls, SPI_OK_SELECT);
 }
 
-typedef struct Pending
-{
-	int64		seq;
-	pg_uuid_t	id;
-	char	   *stream;
-	char	   *type;
-	Jsonb	   *payload;
-} Pending;
 
 /*
  * Is an error the ledger's refusal of the event (class LD: insufficient
- * funds, an unknown account, an illegal hold move, ...) or bad data in it
- * (class 22: an amount or id that does not parse)?  Anything else (a
+ * funds, an unknown account, an illegal hold move, ...; not the retryable
+ * LD019 and LD020) or bad data in it (class 22: an amount or id that does
+ * not parse)?  Anything else (a
  * deadlock, a serialization failure, a cancel, no memory) is not the
  * event's fault: the whole call fails and the event is applied later.
  */
 static bool
 is_refusal(int sqlerrcode)
 {
+	/* a hot account changing mode or not yet loaded: retry, do not reject */
+	if (sqlerrcode == ERRCODE_LEDGER_MODE_CHANGED || sqlerrcode == ERRCODE_LEDGER_HOT_NOT_READY)
+		return false;
 	return ERRCODE_TO_CATEGORY(sqlerrcode) == MAKE_SQLSTATE('L', 'D', '0', '0', '0') ||
 		ERRCODE_TO_CATEGORY(sqlerrcode) == ERRCODE_DATA_EXCEPTION;
 }
@@ -437,7 +485,7 @@ read_pending(int64 last, int64 horizon, int max, int *n)
 
 	if (plan == NULL)
 		plan = ledger_prepare(
-			"SELECT seq, id, stream, type, payload FROM ledger.event "
+			"SELECT seq, id, stream, type, payload, appended_by FROM ledger.event "
 			" WHERE seq > $1 AND seq <= $2 ORDER BY seq LIMIT $3",
 			3, (Oid[]) {INT8OID, INT8OID, INT4OID});
 	values[0] = Int64GetDatum(last);
@@ -457,6 +505,7 @@ read_pending(int64 last, int64 horizon, int max, int *n)
 		p[i].stream = TextDatumGetCString(SPI_getbinval(tup, desc, 3, &isnull));
 		p[i].type = TextDatumGetCString(SPI_getbinval(tup, desc, 4, &isnull));
 		p[i].payload = DatumGetJsonbPCopy(SPI_getbinval(tup, desc, 5, &isnull));
+		p[i].appended_by = TextDatumGetCString(SPI_getbinval(tup, desc, 6, &isnull));
 	}
 	SPI_freetuptable(SPI_tuptable);
 	return p;
@@ -481,6 +530,7 @@ try_event(Pending *e)
 
 		if (t == NULL)
 			elog(ERROR, "unknown event type \"%s\"", e->type);
+		check_appender(t, e);
 		run_event(t, e->payload);
 		ReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(caller);

@@ -82,6 +82,27 @@ SELECT try($$SELECT ledger.apply_events(NULL)$$);
 BEGIN ISOLATION LEVEL REPEATABLE READ;
 SELECT try($$SELECT ledger.apply_events()$$);
 ROLLBACK;
+-- an event runs only if the role that appended it may make the call: an
+-- application role that may append and transfer cannot get an
+-- invalidation run by the applier
+CREATE ROLE regress_ledger_app;
+GRANT USAGE ON SCHEMA ledger TO regress_ledger_app;
+GRANT EXECUTE ON FUNCTION ledger.append_event(text, text, jsonb, text),
+                          ledger.transfer(text, text, numeric, text, jsonb) TO regress_ledger_app;
+SET ROLE regress_ledger_app;
+SELECT ledger.append_event('e-bob', 'transfer', '{"from_account": "e-world", "to_account": "e-bob", "amount": "3.00"}') IS NOT NULL AS appended_transfer;
+SELECT ledger.append_event('e-bob', 'invalidate', jsonb_build_object('transaction_id', (SELECT ledger.new_id()), 'reason', 'x', 'force', true)) IS NOT NULL AS appended_invalidate;
+RESET ROLE;
+SELECT appended_by FROM ledger.event ORDER BY seq DESC LIMIT 1;
+SELECT ledger.apply_events() AS applied;
+SELECT e.type, r.sqlstate, r.message FROM ledger.event_rejection r JOIN ledger.event e USING (seq)
+ WHERE e.appended_by = 'regress_ledger_app' ORDER BY r.seq;
+SELECT ledger.balance('e-bob') AS bob;
+REVOKE ALL ON FUNCTION ledger.append_event(text, text, jsonb, text),
+                       ledger.transfer(text, text, numeric, text, jsonb) FROM regress_ledger_app;
+REVOKE USAGE ON SCHEMA ledger FROM regress_ledger_app;
+DROP ROLE regress_ledger_app;
+
 -- an appending transaction cannot be prepared
 BEGIN;
 SELECT ledger.append_event('e-bob', 'transfer', '{"from_account": "e-world", "to_account": "e-bob", "amount": "1.00"}') IS NOT NULL AS appended;
