@@ -428,10 +428,14 @@ CREATE TABLE ledger.projection (
     last_sequence  bigint NOT NULL DEFAULT 0,
     applied        bigint NOT NULL DEFAULT 0,
     rejected       bigint NOT NULL DEFAULT 0,
+    stuck_seq      bigint,
+    stuck_attempts integer NOT NULL DEFAULT 0,
+    stuck_sqlstate text,
+    stuck_message  text,
     updated_at     timestamptz NOT NULL DEFAULT now()
 );
 COMMENT ON TABLE ledger.projection IS
-    'The appliers'' pointer: the last event applied or rejected (row ''ledger'', made by the first apply_events).';
+    'The appliers'' pointer: the last event applied or rejected (row ''ledger'', made by the first apply_events), and the event that last failed otherwise than by a refusal, with its attempts (rejected after 5).';
 
 CREATE TABLE ledger.event_rejection (
     seq          bigint PRIMARY KEY REFERENCES ledger.event (seq),

@@ -21,7 +21,12 @@
  * with its SQLSTATE and message, and alerted (event_rejected, naming the
  * stream's account and owner when the stream is an account).  Then the
  * pointer moves past the batch, conditionally on its previous value, in
- * the same transaction: events and pointer commit together.  Only refusals (SQLSTATE class LD) and bad data in
+ * the same transaction: events and pointer commit together.  An event
+ * that fails otherwise (a deadlock, an internal error) ends the batch
+ * before it; the attempt is counted on the projection's row, and after
+ * EVENT_MAX_ATTEMPTS failures in a row the event is rejected.  A cancel,
+ * a shutdown or no memory fails the whole call.  Events run with the
+ * rights of the role that appended them (checked at append and apply).  Only refusals (SQLSTATE class LD) and bad data in
  * the event (class 22) reject it; any other error (a deadlock, a
  * serialization failure, a cancel) fails the whole call, so the event is
  * applied by a later one.  An event is applied or rejected exactly once.
@@ -34,10 +39,12 @@
 #include "ledger.h"
 
 #include "access/xact.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/resowner.h"
 
@@ -99,6 +106,11 @@ typedef struct Pending
 } Pending;
 
 #define NTYPES lengthof(types)
+
+/* An event that fails otherwise than by a refusal this many times is rejected. */
+#define EVENT_MAX_ATTEMPTS 5
+
+static void check_rights(const char *role, const EventType *t, int64 seq);
 static SPIPlanPtr call_plans[NTYPES];
 
 static int
@@ -187,21 +199,28 @@ check_payload(const EventType *t, Jsonb *payload)
 						t->name, t->name)));
 }
 
-/* The counter of this database's event numbers, loaded on first use. */
-static void
+/*
+ * This database's ledger.event, and its counter of event numbers, loaded
+ * on first use (and again when the table is another one).
+ */
+static Oid
 ensure_loaded(void)
 {
 	static SPIPlanPtr max_plan = NULL;
+	Oid			relid = get_relname_relid("event", get_namespace_oid("ledger", false));
 	bool		isnull;
 	Datum		d;
 
-	if (ledger_horizon_loaded())
-		return;
+	if (!OidIsValid(relid))
+		elog(ERROR, "table ledger.event does not exist");
+	if (ledger_horizon_loaded(relid))
+		return relid;
 	if (max_plan == NULL)
 		max_plan = ledger_prepare("SELECT max(seq) FROM ledger.event", 0, NULL);
 	ledger_spi_exec(max_plan, NULL, NULL, SPI_OK_SELECT);
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	ledger_horizon_load(isnull ? 0 : DatumGetInt64(d));
+	ledger_horizon_load(relid, isnull ? 0 : DatumGetInt64(d));
+	return relid;
 }
 
 PG_FUNCTION_INFO_V1(ledger_append_event);
@@ -217,6 +236,7 @@ ledger_append_event(PG_FUNCTION_ARGS)
 	Jsonb	   *payload;
 	char	   *key = NULL;
 	bytea	   *hash = NULL;
+	Oid			relid;
 	Datum		values[8];
 	char		nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	pg_uuid_t  *id = palloc(sizeof(pg_uuid_t));
@@ -244,13 +264,15 @@ ledger_append_event(PG_FUNCTION_ARGS)
 	ledger_horizon_require();
 
 	SPI_connect();
-	ensure_loaded();
+	relid = ensure_loaded();
+	check_rights(GetUserNameFromId(GetOuterUserId(), false), t, -1);
 	if (key)
 	{
 		StringInfoData buf;
 
 		initStringInfo(&buf);
-		appendStringInfo(&buf, "event\n%zu:%s\n%s\n", strlen(stream), stream, t->name);
+		appendStringInfo(&buf, "event\n%u\n%zu:%s\n%s\n", GetOuterUserId(), strlen(stream), stream,
+						 t->name);
 		appendStringInfoString(&buf, JsonbToCString(NULL, &payload->root, VARSIZE(payload)));
 		hash = ledger_fingerprint(buf.data, buf.len);
 	}
@@ -267,7 +289,7 @@ ledger_append_event(PG_FUNCTION_ARGS)
 			1, (Oid[]) {TEXTOID});
 	}
 	ledger_uuidv7(id);
-	values[0] = Int64GetDatum(ledger_horizon_next());
+	values[0] = Int64GetDatum(ledger_horizon_next(relid));
 	values[1] = UUIDPGetDatum(id);
 	values[2] = CStringGetTextDatum(stream);
 	values[3] = CStringGetTextDatum(t->name);
@@ -326,10 +348,12 @@ payload_arg(Jsonb *payload, const EventKey *k, Datum *value, char *null)
  * The appender must be allowed to make the call itself: appending is no
  * way around a missing EXECUTE right (an application role that may append
  * must not get an invalidation with force run by the applier's rights).
- * A role that no longer exists may do nothing.
+ * Checked when appending (seq -1) and again when applying, since rights
+ * may have been revoked meanwhile; a role that no longer exists may do
+ * nothing.
  */
 static void
-check_appender(const EventType *t, Pending *e)
+check_rights(const char *role, const EventType *t, int64 seq)
 {
 	static SPIPlanPtr plan = NULL;
 	Datum		values[2];
@@ -341,16 +365,22 @@ check_appender(const EventType *t, Pending *e)
 			"SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1) "
 			"   AND pg_catalog.has_function_privilege($1, $2, 'EXECUTE')",
 			2, (Oid[]) {TEXTOID, TEXTOID});
-	values[0] = CStringGetTextDatum(e->appended_by);
+	values[0] = CStringGetTextDatum(role);
 	values[1] = CStringGetTextDatum(t->function);
 	ledger_spi_exec(plan, values, NULL, SPI_OK_SELECT);
 	allowed = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	if (isnull || !allowed)
+	if (!isnull && allowed)
+		return;
+	if (seq < 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_INVALID_EVENT),
-				 errmsg("role \"%s\" may not call %s", e->appended_by, t->function),
-				 errdetail("Event %ld was appended by role \"%s\", which lacks EXECUTE on %s.",
-						   (long) e->seq, e->appended_by, t->function)));
+				 errmsg("role \"%s\" may not call %s", role, t->function),
+				 errdetail("Events of type %s run with the rights of the role that appends them.", t->name)));
+	ereport(ERROR,
+			(errcode(ERRCODE_LEDGER_INVALID_EVENT),
+			 errmsg("role \"%s\" may not call %s", role, t->function),
+			 errdetail("Event " INT64_FORMAT " was appended by role \"%s\", which lacks EXECUTE on %s.",
+					   seq, role, t->function)));
 }
 
 /* Run one event's call. */
@@ -378,7 +408,7 @@ run_event(const EventType *t, Jsonb *payload)
 /*
  * Is an error the ledger's refusal of the event (class LD: insufficient
  * funds, an unknown account, an illegal hold move, ...; not the retryable
- * LD019 and LD020) or bad data in it (class 22: an amount or id that does
+ * LD019, LD020 and LD021) or bad data in it (class 22: an amount or id that does
  * not parse)?  Anything else (a
  * deadlock, a serialization failure, a cancel, no memory) is not the
  * event's fault: the whole call fails and the event is applied later.
@@ -386,8 +416,9 @@ run_event(const EventType *t, Jsonb *payload)
 static bool
 is_refusal(int sqlerrcode)
 {
-	/* a hot account changing mode or not yet loaded: retry, do not reject */
-	if (sqlerrcode == ERRCODE_LEDGER_MODE_CHANGED || sqlerrcode == ERRCODE_LEDGER_HOT_NOT_READY)
+	/* a hot account changing mode, not yet loaded or not served here: retry */
+	if (sqlerrcode == ERRCODE_LEDGER_MODE_CHANGED || sqlerrcode == ERRCODE_LEDGER_HOT_NOT_READY ||
+		sqlerrcode == ERRCODE_LEDGER_HOT_UNAVAILABLE)
 		return false;
 	return ERRCODE_TO_CATEGORY(sqlerrcode) == MAKE_SQLSTATE('L', 'D', '0', '0', '0') ||
 		ERRCODE_TO_CATEGORY(sqlerrcode) == ERRCODE_DATA_EXCEPTION;
@@ -428,6 +459,31 @@ reject(Pending *e, ErrorData *err)
 	ledger_raise_alert("warning", "event_rejected",
 					   ledger_lookup_account(e->stream, &a, &xmin) ? a.id : 0,
 					   ledger_json_end(j));
+}
+
+/*
+ * Count a failed attempt at an event on the projection's row (locked):
+ * returns how many times in a row it has failed.
+ */
+static int
+count_attempt(Pending *e, ErrorData *err)
+{
+	static SPIPlanPtr plan = NULL;
+	Datum		values[3];
+	bool		isnull;
+
+	if (plan == NULL)
+		plan = ledger_prepare(
+			"UPDATE ledger.projection SET "
+			"  stuck_attempts = CASE WHEN stuck_seq = $1 THEN stuck_attempts + 1 ELSE 1 END, "
+			"  stuck_seq = $1, stuck_sqlstate = $2, stuck_message = $3, updated_at = pg_catalog.now() "
+			" WHERE name = 'ledger' RETURNING stuck_attempts",
+			3, (Oid[]) {INT8OID, TEXTOID, TEXTOID});
+	values[0] = Int64GetDatum(e->seq);
+	values[1] = CStringGetTextDatum(unpack_sql_state(err->sqlerrcode));
+	values[2] = CStringGetTextDatum(err->message ? err->message : "");
+	ledger_spi_exec(plan, values, NULL, SPI_OK_UPDATE_RETURNING);
+	return DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 }
 
 static void
@@ -530,7 +586,7 @@ try_event(Pending *e)
 
 		if (t == NULL)
 			elog(ERROR, "unknown event type \"%s\"", e->type);
-		check_appender(t, e);
+		check_rights(e->appended_by, t, e->seq);
 		run_event(t, e->payload);
 		ReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(caller);
@@ -562,6 +618,7 @@ ledger_apply_events(PG_FUNCTION_ARGS)
 	int			applied = 0;
 	int			rejected = 0;
 	int			i;
+	Oid			relid;
 
 	LEDGER_REQUIRE_ARG(0, "max_events");
 	max = PG_GETARG_INT32(0);
@@ -579,9 +636,9 @@ ledger_apply_events(PG_FUNCTION_ARGS)
 	ledger_horizon_require();
 
 	SPI_connect();
-	ensure_loaded();
+	relid = ensure_loaded();
 	last = lock_pointer();
-	horizon = ledger_horizon();	/* first the horizon, then the snapshot */
+	horizon = ledger_horizon(relid);	/* first the horizon, then the snapshot */
 	p = read_pending(last, horizon, max, &n);
 	for (i = 0; i < n; i++)
 	{
@@ -590,7 +647,30 @@ ledger_apply_events(PG_FUNCTION_ARGS)
 		Assert(p[i].seq > (i == 0 ? last : p[i - 1].seq) && p[i].seq <= horizon);
 		err = try_event(&p[i]);
 		if (err != NULL && !is_refusal(err->sqlerrcode))
-			ReThrowError(err);	/* not the event's fault: retried by the next call */
+		{
+			/* a cancel, a shutdown, no memory: this call ends here */
+			if (ERRCODE_TO_CATEGORY(err->sqlerrcode) == ERRCODE_OPERATOR_INTERVENTION ||
+				ERRCODE_TO_CATEGORY(err->sqlerrcode) == ERRCODE_INSUFFICIENT_RESOURCES)
+				ReThrowError(err);
+			/*
+			 * Not the event's fault, as far as we know (a deadlock, a
+			 * serialization failure, an internal error): stop before it,
+			 * keeping what the batch applied, and count the attempt.  The
+			 * next call tries again; after EVENT_MAX_ATTEMPTS failures in a
+			 * row the event is rejected, so one bad event cannot stop
+			 * every later one for good.
+			 */
+			if (count_attempt(&p[i], err) < EVENT_MAX_ATTEMPTS)
+			{
+				ereport(WARNING,
+						(errmsg("event " INT64_FORMAT " could not be applied: %s", p[i].seq, err->message),
+						 errdetail("It is retried by the next call of ledger.apply_events; after %d failures in a row it is rejected.",
+								   EVENT_MAX_ATTEMPTS)));
+				FreeErrorData(err);
+				n = i;			/* the batch ends before it */
+				break;
+			}
+		}
 		if (err != NULL)
 		{
 			/* refused: recorded, alerted, and the pointer moves on */
@@ -619,9 +699,11 @@ PG_FUNCTION_INFO_V1(ledger_event_horizon);
 Datum
 ledger_event_horizon(PG_FUNCTION_ARGS)
 {
+	Oid			relid;
+
 	ledger_horizon_require();
 	SPI_connect();
-	ensure_loaded();
+	relid = ensure_loaded();
 	SPI_finish();
-	PG_RETURN_INT64(ledger_horizon());
+	PG_RETURN_INT64(ledger_horizon(relid));
 }

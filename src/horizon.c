@@ -17,13 +17,16 @@
  *
  * Every event numbered at or below the horizon is committed and visible
  * to a snapshot taken after the horizon was read, or aborted for good.  A
- * reader takes the horizon first, then its snapshot.  Nothing else holds
- * it back: not other databases, not long transactions that append nothing,
- * not the time of day.
+ * reader takes the horizon first, then its snapshot.  Only transactions
+ * that appended hold it back (until they end); nothing else does: not
+ * other databases, not long transactions that append nothing, not the
+ * time of day.
  *
  * After a start (or a crash restart, which clears shared memory and every
  * open transaction) a database's counter is loaded from max(seq) of its
- * ledger.event before the first number is given out (ledger_horizon_load).
+ * ledger.event before the first number is given out (ledger_horizon_load),
+ * and again whenever that table is another one (its relid changed: the
+ * extension was dropped and created again, or a restore made it anew).
  * A transaction that appended events cannot be prepared (two-phase
  * commit would carry its claim to another backend or past a restart).
  *
@@ -47,6 +50,7 @@
 typedef struct HorizonDb
 {
 	Oid			dboid;			/* InvalidOid: free */
+	Oid			relid;			/* the ledger.event it numbers */
 	int64		last;			/* last number given out */
 } HorizonDb;
 
@@ -182,26 +186,33 @@ ledger_horizon_require(void)
 				 errhint("Add 'ledger' to shared_preload_libraries and restart.")));
 }
 
-/* Has this database's counter been loaded since the server started? */
+/*
+ * Has this database's counter been loaded for this ledger.event (relid)
+ * since the server started?  A table made again (DROP and CREATE
+ * EXTENSION, pg_restore --clean) is another table: its counter is loaded
+ * afresh.
+ */
 bool
-ledger_horizon_loaded(void)
+ledger_horizon_loaded(Oid relid)
 {
+	HorizonDb  *db;
 	bool		loaded;
 
 	ledger_horizon_require();
 	SpinLockAcquire(&horizon->mutex);
-	loaded = find_db(MyDatabaseId) != NULL;
+	db = find_db(MyDatabaseId);
+	loaded = db != NULL && db->relid == relid;
 	SpinLockRelease(&horizon->mutex);
 	return loaded;
 }
 
 /*
- * Load this database's counter from the largest number stored; a no-op if
- * another backend did it first.  The caller read max_seq under a lock
- * that keeps appenders out (none can append before the load anyway).
+ * Load this database's counter for ledger.event (relid) from the largest
+ * number stored; a no-op if another backend did it first.  No lock is
+ * needed: nobody appends to that table before its counter is loaded.
  */
 void
-ledger_horizon_load(int64 max_seq)
+ledger_horizon_load(Oid relid, int64 max_seq)
 {
 	HorizonDb  *db;
 	bool		full = false;
@@ -218,10 +229,17 @@ ledger_horizon_load(int64 max_seq)
 		if (db != NULL)
 		{
 			db->dboid = MyDatabaseId;
+			db->relid = relid;
 			db->last = max_seq;
 		}
 		else
 			full = true;
+	}
+	else if (db->relid != relid)
+	{
+		/* the table was made again: its numbers start after what it holds */
+		db->relid = relid;
+		db->last = max_seq;
 	}
 	SpinLockRelease(&horizon->mutex);
 	if (full)
@@ -236,7 +254,7 @@ ledger_horizon_load(int64 max_seq)
  * the same step.  The counter must be loaded.
  */
 int64
-ledger_horizon_next(void)
+ledger_horizon_next(Oid relid)
 {
 	HorizonDb  *db;
 	HorizonClaim *c;
@@ -245,12 +263,15 @@ ledger_horizon_next(void)
 	ledger_horizon_require();
 	SpinLockAcquire(&horizon->mutex);
 	db = find_db(MyDatabaseId);
+	if (db != NULL && db->relid != relid)
+		db = NULL;
 	if (db != NULL)
 	{
 		seq = ++db->last;
 		c = my_claim();
-		if (c->lowest == 0)
+		if (!claimed)
 		{
+			/* this transaction's first number: its claim */
 			c->dboid = MyDatabaseId;
 			c->lowest = seq;
 		}
@@ -269,7 +290,7 @@ ledger_horizon_next(void)
  * to apply yet: the loader sees every committed event).
  */
 int64
-ledger_horizon(void)
+ledger_horizon(Oid relid)
 {
 	HorizonDb  *db;
 	int64		h = 0;
@@ -278,7 +299,7 @@ ledger_horizon(void)
 	ledger_horizon_require();
 	SpinLockAcquire(&horizon->mutex);
 	db = find_db(MyDatabaseId);
-	if (db != NULL)
+	if (db != NULL && db->relid == relid)
 	{
 		h = db->last;
 		for (i = 0; i < horizon->nclaims; i++)

@@ -302,10 +302,10 @@ extern void ledger_store_end(LedgerStore *st);
 /* horizon.c */
 extern void ledger_horizon_init(void);
 extern void ledger_horizon_require(void);
-extern bool ledger_horizon_loaded(void);
-extern void ledger_horizon_load(int64 max_seq);
-extern int64 ledger_horizon_next(void);
-extern int64 ledger_horizon(void);
+extern bool ledger_horizon_loaded(Oid relid);
+extern void ledger_horizon_load(Oid relid, int64 max_seq);
+extern int64 ledger_horizon_next(Oid relid);
+extern int64 ledger_horizon(Oid relid);
 
 /* holdstore.c */
 extern void ledger_held(int64 account_id, TimestampTz now, LedgerHeld *out);

@@ -16,6 +16,10 @@
 #            rejections and the events are there; apply_events applies
 #            exactly the pending ones (none twice: balances match), new
 #            events get numbers after the restored ones and are applied.
+#            Then pg_restore --clean of the same dump into that live
+#            database, after its extension was made again and appended to:
+#            the counter is loaded afresh for the restored table, so new
+#            numbers follow the restored ones (none reused or skipped).
 # Each part ends with the invariants of test/invariants.sql.
 source "$LEDGER_ROOT/test/lib.sh"
 test_begin events
@@ -127,4 +131,30 @@ SQL
 )
 check_rows "restore: " <<<"$rows"
 check_invariants "$COPY" ev "restore: invariants"
+
+# restored into a live database whose counter was loaded for the table
+# the restore replaces: the counter is loaded afresh from what it holds
+C >/dev/null <<'SQL' || fail "live restore: preparing"
+SET client_min_messages = warning;
+DROP EXTENSION ledger CASCADE;
+CREATE EXTENSION ledger;
+SELECT ledger.create_asset('USD', 2);
+SELECT ledger.create_account('world', 'USD', min_balance => NULL);
+SELECT ledger.create_account('alice', 'USD');
+SELECT ledger.append_event('alice', 'transfer', '{"from_account": "world", "to_account": "alice", "amount": "1.00"}');
+SQL
+[ "$(C -c "SELECT max(seq) FROM ledger.event")" = 1 ] && ok "live restore: the new table's counter started at 1" ||
+	fail "live restore: the new table's counter did not start at 1"
+"$PGBIN/pg_restore" -U postgres -h "$COPY" -p "$(node_port "$COPY")" --clean --if-exists -d ev "$DIR/ev.dump" \
+	2>"$DIR/restore2.err" || fail "live restore: pg_restore --clean: $(head -3 "$DIR/restore2.err")"
+C -c "SELECT ledger.append_event('alice', 'transfer', '{\"from_account\": \"world\", \"to_account\": \"alice\", \"amount\": \"5.00\"}')" >/dev/null ||
+	fail "live restore: append after pg_restore --clean"
+rows=$(C -F '|' <<SQL
+SELECT 'numbers go on after the restored ones', max(seq) > $src_max, 'max ' || max(seq) FROM ledger.event;
+SELECT 'the pending and the new events are applied', ledger.apply_events() = 5, 'applied';
+SELECT 'and credited once', ledger.balance('alice') = 73, 'balance ' || ledger.balance('alice');
+SQL
+)
+check_rows "live restore: " <<<"$rows"
+check_invariants "$COPY" ev "live restore: invariants"
 test_done

@@ -82,17 +82,21 @@ SELECT try($$SELECT ledger.apply_events(NULL)$$);
 BEGIN ISOLATION LEVEL REPEATABLE READ;
 SELECT try($$SELECT ledger.apply_events()$$);
 ROLLBACK;
--- an event runs only if the role that appended it may make the call: an
--- application role that may append and transfer cannot get an
--- invalidation run by the applier
+-- an event runs only if the role that appended it may make the call:
+-- checked when it is appended, and again when it is applied (a right
+-- revoked in between counts), so EXECUTE on append_event is no way to an
+-- invalidation with force run by the applier
 CREATE ROLE regress_ledger_app;
 GRANT USAGE ON SCHEMA ledger TO regress_ledger_app;
 GRANT EXECUTE ON FUNCTION ledger.append_event(text, text, jsonb, text),
-                          ledger.transfer(text, text, numeric, text, jsonb) TO regress_ledger_app;
+                          ledger.transfer(text, text, numeric, text, jsonb),
+                          ledger.invalidate(uuid, text, boolean) TO regress_ledger_app;
 SET ROLE regress_ledger_app;
 SELECT ledger.append_event('e-bob', 'transfer', '{"from_account": "e-world", "to_account": "e-bob", "amount": "3.00"}') IS NOT NULL AS appended_transfer;
 SELECT ledger.append_event('e-bob', 'invalidate', jsonb_build_object('transaction_id', (SELECT ledger.new_id()), 'reason', 'x', 'force', true)) IS NOT NULL AS appended_invalidate;
+SELECT try($$SELECT ledger.append_event('e-bob', 'void', '{"hold_id": "00000000-0000-0000-0000-000000000000", "reason": "x"}')$$);
 RESET ROLE;
+REVOKE EXECUTE ON FUNCTION ledger.invalidate(uuid, text, boolean) FROM regress_ledger_app;
 SELECT appended_by FROM ledger.event ORDER BY seq DESC LIMIT 1;
 SELECT ledger.apply_events() AS applied;
 SELECT e.type, r.sqlstate, r.message FROM ledger.event_rejection r JOIN ledger.event e USING (seq)
