@@ -63,6 +63,14 @@ report_insufficient(LedgerDelta *d, Numeric balance)
 					   ledger_numeric_str(ledger_numeric_neg(d->delta)))));
 }
 
+/* What of amount (a balance) its active holds leave free: amount - exclusive - largest shared. */
+Numeric
+ledger_not_held(Numeric amount, const LedgerHeld *held)
+{
+	return ledger_numeric_add(ledger_numeric_add(amount, ledger_numeric_neg(held->exclusive)),
+							  ledger_numeric_neg(held->shared));
+}
+
 /*
  * The hold rule, for an account whose balance row this transaction has
  * locked: after the change,
@@ -85,9 +93,8 @@ ledger_check_room(const LedgerAccount *a, Numeric balance, Numeric debit,
 	if (a->unbounded)
 		return;
 	/* what the balance can give beyond the floor and what is held now */
-	available = ledger_numeric_add(balance, ledger_numeric_neg(a->min_balance));
-	available = ledger_numeric_add(available, ledger_numeric_neg(excl));
-	available = ledger_numeric_add(available, ledger_numeric_neg(sh));
+	available = ledger_numeric_add(held ? ledger_not_held(balance, held) : balance,
+								   ledger_numeric_neg(a->min_balance));
 	/* what this request takes of it: a debit, a new exclusive hold, or a
 	 * shared hold's excess over the largest shared hold */
 	need = debit ? debit : zero;
@@ -122,9 +129,7 @@ check_capture(LedgerDelta *d, int open_holds)
 	Assert(open_holds > 0);		/* the captured hold itself */
 	ledger_held(d->account->id, GetCurrentTimestamp(), &held);
 	/* the captured hold's part leaves the exclusive sum as it leaves the balance */
-	kept = ledger_numeric_add(d->new_balance, ledger_numeric_neg(held.exclusive));
-	kept = ledger_numeric_add(kept, ledger_numeric_neg(d->delta));
-	kept = ledger_numeric_add(kept, ledger_numeric_neg(held.shared));
+	kept = ledger_numeric_add(ledger_not_held(d->new_balance, &held), ledger_numeric_neg(d->delta));
 	if (ledger_numeric_cmp(kept, d->account->min_balance) < 0)
 	{
 		LedgerJson *j = ledger_json_begin();

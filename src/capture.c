@@ -32,11 +32,6 @@
 #include "miscadmin.h"
 #include "utils/builtins.h"
 
-static char *
-uuid_str(const pg_uuid_t *id)
-{
-	return DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(id)));
-}
 
 /* Fingerprint of a capture request: the hold and the amount asked for. */
 static bytea *
@@ -45,7 +40,7 @@ capture_hash(const pg_uuid_t *hold, Numeric amount)
 	StringInfoData buf;
 
 	initStringInfo(&buf);
-	appendStringInfo(&buf, "capture\n%s\n%s", uuid_str(hold),
+	appendStringInfo(&buf, "capture\n%s\n%s", ledger_uuid_str(hold),
 					 amount ? numeric_normalize(amount) : "rest");
 	return ledger_fingerprint(buf.data, buf.len);
 }
@@ -74,19 +69,15 @@ ledger_capture(PG_FUNCTION_ARGS)
 
 	LEDGER_REQUIRE_ARG(0, "hold_id");
 	hold_id = PG_GETARG_UUID_P(0);
-	if (!PG_ARGISNULL(2))
-		key = ledger_check_code(PG_GETARG_TEXT_PP(2), "idempotency_key");
+	key = ledger_optional_code(fcinfo, 2, "idempotency_key");
 	PreventCommandIfReadOnly("ledger.capture");
 
 	SPI_connect();
-	if (!ledger_hold_read(hold_id, false, &h))
-		ereport(ERROR,
-				(errcode(ERRCODE_LEDGER_UNKNOWN_HOLD),
-				 errmsg("hold %s does not exist", uuid_str(hold_id))));
+	ledger_hold_get(hold_id, false, &h);
 	if (!h.exclusive)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_HOLD_SHARED),
-				 errmsg("hold %s is shared and cannot be captured", uuid_str(hold_id)),
+				 errmsg("hold %s is shared and cannot be captured", ledger_uuid_str(hold_id)),
 				 errdetail("Shared holds keep money in place on account \"%s\"; void it to release it.",
 						   h.account_code)));
 	legs[0].code = h.account_code;
@@ -118,28 +109,26 @@ ledger_capture(PG_FUNCTION_ARGS)
 	}
 
 	/* step 4: the hold as it is now */
-	if (!ledger_hold_read(hold_id, true, &h))
-		elog(ERROR, "hold %s disappeared", uuid_str(hold_id));
+	ledger_hold_get(hold_id, true, &h);
 	now = GetCurrentTimestamp();
 	state = ledger_hold_state(&h, now);
-	if (strcmp(state, "reserved") != 0 && strcmp(state, "submitted") != 0 &&
-		strcmp(state, "timed_out") != 0)
+	if (!ledger_hold_open(state))
 		ledger_hold_refuse(&h, state, "captured");
 	amount = asked ? asked : h.remaining;
 	if (ledger_numeric_cmp(amount, h.remaining) > 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_HOLD_EXCEEDED),
 				 errmsg("capture of %s exceeds what remains on hold %s",
-						ledger_numeric_str(amount), uuid_str(hold_id)),
+						ledger_numeric_str(amount), ledger_uuid_str(hold_id)),
 				 errdetail("Hold %s on account \"%s\" holds %s, of which %s was captured and %s remains.",
-						   uuid_str(hold_id), h.account_code, ledger_numeric_str(h.amount),
+						   ledger_uuid_str(hold_id), h.account_code, ledger_numeric_str(h.amount),
 						   ledger_numeric_str(h.captured), ledger_numeric_str(h.remaining))));
 	Assert(ledger_numeric_sign(amount) > 0);
 
 	/* step 5: the posting, then the hold */
 	ledger_uuidv7(txid);
 	meta = ledger_json_begin();
-	ledger_json_text(meta, "hold_id", uuid_str(hold_id));
+	ledger_json_text(meta, "hold_id", ledger_uuid_str(hold_id));
 	if (h.external_ref)
 		ledger_json_text(meta, "external_ref", h.external_ref);
 	metadata = ledger_json_end(meta);

@@ -88,8 +88,7 @@ ledger_create_account(PG_FUNCTION_ARGS)
 	LEDGER_REQUIRE_ARG(4, "metadata");
 	code = ledger_check_code(PG_GETARG_TEXT_PP(0), "account code");
 	asset = ledger_check_code(PG_GETARG_TEXT_PP(1), "asset code");
-	if (!PG_ARGISNULL(3))
-		owner = ledger_check_code(PG_GETARG_TEXT_PP(3), "owner_id");
+	owner = ledger_optional_code(fcinfo, 3, "owner_id");
 	metadata = PG_GETARG_JSONB_P(4);
 	ledger_check_metadata(metadata);
 

@@ -38,15 +38,11 @@
  */
 #include "ledger.h"
 
-#include "access/xact.h"
-#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
-#include "utils/lsyscache.h"
 #include "utils/memutils.h"
-#include "utils/resowner.h"
 
 /* A payload key: its name and JSON type ('s' string, 'o' object, 'a' array, 'b' boolean). */
 typedef struct EventKey
@@ -207,7 +203,8 @@ static Oid
 ensure_loaded(void)
 {
 	static SPIPlanPtr max_plan = NULL;
-	Oid			relid = get_relname_relid("event", get_namespace_oid("ledger", false));
+	const LedgerSchema *schema = ledger_schema();
+	Oid			relid = schema ? schema->event : InvalidOid;
 	bool		isnull;
 	Datum		d;
 
@@ -247,8 +244,7 @@ ledger_append_event(PG_FUNCTION_ARGS)
 	stream = ledger_check_code(PG_GETARG_TEXT_PP(0), "stream");
 	type = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	payload = PG_GETARG_JSONB_P(2);
-	if (!PG_ARGISNULL(3))
-		key = ledger_check_code(PG_GETARG_TEXT_PP(3), "idempotency_key");
+	key = ledger_optional_code(fcinfo, 3, "idempotency_key");
 	t = find_type(type);
 	if (t == NULL)
 		ereport(ERROR,
@@ -313,12 +309,7 @@ ledger_append_event(PG_FUNCTION_ARGS)
 		memcpy(id, DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
 											   &isnull)), sizeof(pg_uuid_t));
 		h = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
-		if (isnull || !DatumGetBool(DirectFunctionCall2(byteaeq, h, PointerGetDatum(hash))))
-			ereport(ERROR,
-					(errcode(ERRCODE_LEDGER_IDEMPOTENCY_CONFLICT),
-					 errmsg("idempotency key \"%s\" was already used for a different request", key),
-					 errdetail("The key belongs to event %s, whose request differs from this one.",
-							   DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(id))))));
+		ledger_require_same_request(key, isnull ? NULL : DatumGetByteaPP(h), hash, "event", id);
 	}
 	SPI_finish();
 	PG_RETURN_UUID_P(id);
@@ -449,8 +440,7 @@ reject(Pending *e, ErrorData *err)
 	ledger_spi_exec(plan, values, nulls, SPI_OK_INSERT);
 
 	j = ledger_json_begin();
-	ledger_json_text(j, "event_id", DatumGetCString(DirectFunctionCall1(uuid_out,
-																	   UUIDPGetDatum(&e->id))));
+	ledger_json_text(j, "event_id", ledger_uuid_str(&e->id));
 	ledger_json_int(j, "seq", e->seq);
 	ledger_json_text(j, "stream", e->stream);
 	ledger_json_text(j, "type", e->type);
@@ -567,42 +557,17 @@ read_pending(int64 last, int64 horizon, int max, int *n)
 	return p;
 }
 
-/*
- * Apply one event in a subtransaction; NULL on success, else the error
- * (the subtransaction rolled back).
- */
-static ErrorData *
-try_event(Pending *e)
+/* One event's call, with the appender's rights checked (run by ledger_try). */
+static void
+apply_one(void *arg)
 {
-	MemoryContext caller = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
-	ErrorData  *volatile err = NULL;
+	Pending    *e = (Pending *) arg;
+	const EventType *t = find_type(e->type);
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(caller);
-	PG_TRY();
-	{
-		const EventType *t = find_type(e->type);
-
-		if (t == NULL)
-			elog(ERROR, "unknown event type \"%s\"", e->type);
-		check_rights(e->appended_by, t, e->seq);
-		run_event(t, e->payload);
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(caller);
-		CurrentResourceOwner = owner;
-	}
-	PG_CATCH();
-	{
-		MemoryContextSwitchTo(caller);
-		err = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(caller);
-		CurrentResourceOwner = owner;
-	}
-	PG_END_TRY();
-	return err;
+	if (t == NULL)
+		elog(ERROR, "unknown event type \"%s\"", e->type);
+	check_rights(e->appended_by, t, e->seq);
+	run_event(t, e->payload);
 }
 
 PG_FUNCTION_INFO_V1(ledger_apply_events);
@@ -645,7 +610,7 @@ ledger_apply_events(PG_FUNCTION_ARGS)
 		ErrorData  *err;
 
 		Assert(p[i].seq > (i == 0 ? last : p[i - 1].seq) && p[i].seq <= horizon);
-		err = try_event(&p[i]);
+		err = ledger_try(apply_one, &p[i]);	/* its own subtransaction */
 		if (err != NULL && !is_refusal(err->sqlerrcode))
 		{
 			/* a cancel, a shutdown, no memory: this call ends here */

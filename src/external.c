@@ -33,13 +33,11 @@
  */
 #include "ledger.h"
 
-#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
-#include "utils/resowner.h"
 
 static const char *const statuses[] = {"pending", "succeeded", "failed", "reversed", NULL};
 
@@ -85,39 +83,32 @@ string_field(JsonbContainer *obj, const char *field, int n)
 	return pnstrdup(v.val.string.val, v.val.string.len);
 }
 
+typedef struct TimeParse
+{
+	const char *text;
+	TimestampTz ts;
+} TimeParse;
+
+static void
+parse_time_step(void *arg)
+{
+	TimeParse  *p = (TimeParse *) arg;
+
+	p->ts = DatumGetTimestampTz(DirectFunctionCall3(timestamptz_in, CStringGetDatum(p->text),
+													ObjectIdGetDatum(InvalidOid),
+													Int32GetDatum(-1)));
+}
+
 /* Parse a timestamptz, turning its input error into LD030. */
 static TimestampTz
 parse_time(const char *s, int n)
 {
-	MemoryContext caller = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
-	TimestampTz ts = 0;
-	bool		ok = true;
+	TimeParse	p = {s, 0};
+	ErrorData  *err = ledger_try(parse_time_step, &p);
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(caller);
-	PG_TRY();
-	{
-		ts = DatumGetTimestampTz(DirectFunctionCall3(timestamptz_in, CStringGetDatum(s),
-													 ObjectIdGetDatum(InvalidOid),
-													 Int32GetDatum(-1)));
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(caller);
-		CurrentResourceOwner = owner;
-	}
-	PG_CATCH();
-	{
-		MemoryContextSwitchTo(caller);
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(caller);
-		CurrentResourceOwner = owner;
-		ok = false;
-	}
-	PG_END_TRY();
-	if (!ok || TIMESTAMP_NOT_FINITE(ts))
+	if (err != NULL || TIMESTAMP_NOT_FINITE(p.ts))
 		bad_record(n, "occurred_at", "is not a finite timestamp");
-	return ts;
+	return p.ts;
 }
 
 static void

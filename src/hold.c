@@ -51,11 +51,6 @@ ledger_hold_state(const LedgerHold *h, TimestampTz now)
 	return h->state;
 }
 
-static char *
-uuid_str(const pg_uuid_t *id)
-{
-	return DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(id)));
-}
 
 /* Refuse a move of a hold that has finished (LD024), naming it and its state. */
 void
@@ -63,9 +58,9 @@ ledger_hold_refuse(const LedgerHold *h, const char *state, const char *move)
 {
 	ereport(ERROR,
 			(errcode(ERRCODE_LEDGER_HOLD_FINISHED),
-			 errmsg("hold %s is %s and cannot be %s", uuid_str(&h->id), state, move),
+			 errmsg("hold %s is %s and cannot be %s", ledger_uuid_str(&h->id), state, move),
 			 errdetail("Hold %s on account \"%s\" is %s: %s of %s was captured, %s remains.",
-					   uuid_str(&h->id), h->account_code, state,
+					   ledger_uuid_str(&h->id), h->account_code, state,
 					   ledger_numeric_str(h->captured), ledger_numeric_str(h->amount),
 					   ledger_numeric_str(h->remaining))));
 }
@@ -78,15 +73,36 @@ ledger_hold_refuse(const LedgerHold *h, const char *state, const char *move)
 bool
 ledger_hold_take(const pg_uuid_t *id, bool skip_locked, LedgerHold *h, LedgerHoldAccount *acct)
 {
-	if (!ledger_hold_read(id, false, h))
-		ereport(ERROR,
-				(errcode(ERRCODE_LEDGER_UNKNOWN_HOLD),
-				 errmsg("hold %s does not exist", uuid_str(id))));
+	ledger_hold_get(id, false, h);
 	if (!ledger_hold_lock_account(h->account_id, skip_locked, acct))
 		return false;
-	if (!ledger_hold_read(id, true, h))
-		elog(ERROR, "hold %s disappeared", uuid_str(id));
+	ledger_hold_get(id, true, h);
 	return true;
+}
+
+/*
+ * Read a hold (locked: FOR UPDATE, after its account's balance row);
+ * LD023 if there is none.  Holds are never deleted: one read unlocked is
+ * still there when read again locked.
+ */
+void
+ledger_hold_get(const pg_uuid_t *id, bool lock, LedgerHold *h)
+{
+	if (ledger_hold_read(id, lock, h))
+		return;
+	if (lock)
+		elog(ERROR, "hold %s disappeared", ledger_uuid_str(id));
+	ereport(ERROR,
+			(errcode(ERRCODE_LEDGER_UNKNOWN_HOLD),
+			 errmsg("hold %s does not exist", ledger_uuid_str(id))));
+}
+
+/* Does a hold in this (effective) state still keep money, and move? */
+bool
+ledger_hold_open(const char *state)
+{
+	return strcmp(state, "reserved") == 0 || strcmp(state, "submitted") == 0 ||
+		strcmp(state, "timed_out") == 0;
 }
 
 /* A deadline now + window, refused unless 0 < window <= HOLD_MAX_WINDOW_DAYS. */
@@ -105,14 +121,6 @@ window_end(TimestampTz now, Interval *window, const char *name)
 						   DatumGetCString(DirectFunctionCall1(interval_out,
 															   IntervalPGetDatum(window))))));
 	return end;
-}
-
-static char *
-optional_text(FunctionCallInfo fcinfo, int argno, const char *what)
-{
-	if (PG_ARGISNULL(argno))
-		return NULL;
-	return ledger_check_code(PG_GETARG_TEXT_PP(argno), what);
 }
 
 /* Fingerprint of a hold request, for its idempotency key. */
@@ -143,13 +151,7 @@ hold_replay(const char *key, bytea *hash, pg_uuid_t *id)
 
 	if (!ledger_hold_find_key(key, id, &taken))
 		return false;
-	if (taken == NULL ||
-		!DatumGetBool(DirectFunctionCall2(byteaeq, PointerGetDatum(taken), PointerGetDatum(hash))))
-		ereport(ERROR,
-				(errcode(ERRCODE_LEDGER_IDEMPOTENCY_CONFLICT),
-				 errmsg("idempotency key \"%s\" was already used for a different request", key),
-				 errdetail("The key belongs to hold %s, whose request differs from this one.",
-						   uuid_str(id))));
+	ledger_require_same_request(key, taken, hash, "hold", id);
 	return true;
 }
 
@@ -203,12 +205,12 @@ ledger_hold(PG_FUNCTION_ARGS)
 	LEDGER_REQUIRE_ARG(8, "metadata");
 	legs[0].code = ledger_check_code(PG_GETARG_TEXT_PP(0), "account code");
 	amount = PG_GETARG_NUMERIC(1);
-	legs[1].code = optional_text(fcinfo, 2, "account code");
+	legs[1].code = ledger_optional_code(fcinfo, 2, "account code");
 	mode = text_to_cstring(PG_GETARG_TEXT_PP(3));
-	ref = optional_text(fcinfo, 4, "external_ref");
+	ref = ledger_optional_code(fcinfo, 4, "external_ref");
 	submit = PG_GETARG_INTERVAL_P(5);
 	confirm = PG_GETARG_INTERVAL_P(6);
-	key = optional_text(fcinfo, 7, "idempotency_key");
+	key = ledger_optional_code(fcinfo, 7, "idempotency_key");
 	metadata = PG_GETARG_JSONB_P(8);
 	ledger_check_metadata(metadata);
 
@@ -317,7 +319,7 @@ ledger_mark_submitted(PG_FUNCTION_ARGS)
 
 	LEDGER_REQUIRE_ARG(0, "hold_id");
 	id = PG_GETARG_UUID_P(0);
-	ref = optional_text(fcinfo, 1, "external_ref");
+	ref = ledger_optional_code(fcinfo, 1, "external_ref");
 	PreventCommandIfReadOnly("ledger.mark_submitted");
 
 	SPI_connect();
@@ -327,9 +329,9 @@ ledger_mark_submitted(PG_FUNCTION_ARGS)
 	if (ref && h.external_ref && strcmp(ref, h.external_ref) != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT),
-				 errmsg("hold %s already has external_ref \"%s\"", uuid_str(&h.id), h.external_ref),
+				 errmsg("hold %s already has external_ref \"%s\"", ledger_uuid_str(&h.id), h.external_ref),
 				 errdetail("Hold %s on account \"%s\" was given external_ref \"%s\".",
-						   uuid_str(&h.id), h.account_code, ref)));
+						   ledger_uuid_str(&h.id), h.account_code, ref)));
 	if (strcmp(state, "submitted") == 0 || strcmp(state, "timed_out") == 0)
 	{
 		if (ref && !h.external_ref)
@@ -378,7 +380,7 @@ ledger_void(PG_FUNCTION_ARGS)
 	LEDGER_REQUIRE_ARG(1, "reason");
 	id = PG_GETARG_UUID_P(0);
 	reason = ledger_check_code(PG_GETARG_TEXT_PP(1), "reason");
-	key = optional_text(fcinfo, 2, "idempotency_key");
+	key = ledger_optional_code(fcinfo, 2, "idempotency_key");
 	PreventCommandIfReadOnly("ledger.void");
 
 	SPI_connect();
@@ -396,7 +398,7 @@ ledger_void(PG_FUNCTION_ARGS)
 						(errcode(ERRCODE_LEDGER_IDEMPOTENCY_CONFLICT),
 						 errmsg("idempotency key \"%s\" was already used for a different request", key),
 						 errdetail("The key belongs to the %s event of hold %s.",
-								   event, uuid_str(&other))));
+								   event, ledger_uuid_str(&other))));
 			amount = keep_numeric(caller, amount);
 			SPI_finish();
 			PG_RETURN_NUMERIC(amount);
@@ -404,8 +406,7 @@ ledger_void(PG_FUNCTION_ARGS)
 	}
 	now = GetCurrentTimestamp();
 	state = ledger_hold_state(&h, now);
-	if (strcmp(state, "reserved") != 0 && strcmp(state, "submitted") != 0 &&
-		strcmp(state, "timed_out") != 0)
+	if (!ledger_hold_open(state))
 		ledger_hold_refuse(&h, state, "voided");
 	released = h.remaining;
 	h.remaining = ledger_numeric_add(released, ledger_numeric_neg(released));	/* 0, at scale */
@@ -415,7 +416,7 @@ ledger_void(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_LEDGER_IDEMPOTENCY_CONFLICT),
 				 errmsg("idempotency key \"%s\" was already used for a different request", key),
 				 errdetail("The key was taken by a move of another hold while hold %s was voided.",
-						   uuid_str(&h.id))));
+						   ledger_uuid_str(&h.id))));
 	released = keep_numeric(caller, released);
 	SPI_finish();
 	PG_RETURN_NUMERIC(released);
@@ -499,9 +500,7 @@ ledger_available_balance(PG_FUNCTION_ARGS)
 		elog(ERROR, "account \"%s\" has no balance row", code);
 	v = DatumGetNumericCopy(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	ledger_held(a->id, GetCurrentTimestamp(), &held);
-	v = ledger_numeric_add(v, ledger_numeric_neg(a->min_balance));
-	v = ledger_numeric_add(v, ledger_numeric_neg(held.exclusive));
-	v = ledger_numeric_add(v, ledger_numeric_neg(held.shared));
+	v = ledger_numeric_add(ledger_not_held(v, &held), ledger_numeric_neg(a->min_balance));
 	v = keep_numeric(caller, v);
 	SPI_finish();
 	PG_RETURN_NUMERIC(v);

@@ -36,11 +36,6 @@
 
 static SPIPlanPtr due_plan = NULL;
 
-static char *
-uuid_str(const pg_uuid_t *id)
-{
-	return DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(id)));
-}
 
 /* A submitted hold past its deadline: timed out, alerted, still held. */
 static void
@@ -50,7 +45,7 @@ record_time_out(LedgerHold *h, TimestampTz now)
 
 	h->state = "timed_out";
 	(void) ledger_hold_move(h, now, 0, "timed_out", NULL, NULL, NULL, NULL, NULL);
-	ledger_json_text(j, "hold_id", uuid_str(&h->id));
+	ledger_json_text(j, "hold_id", ledger_uuid_str(&h->id));
 	if (h->external_ref)
 		ledger_json_text(j, "external_ref", h->external_ref);
 	ledger_json_numeric(j, "amount", h->amount);

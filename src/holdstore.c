@@ -38,7 +38,7 @@ static SPIPlanPtr read_plan = NULL;
 static SPIPlanPtr read_lock_plan = NULL;
 static SPIPlanPtr insert_plan = NULL;
 static SPIPlanPtr find_key_plan = NULL;
-static SPIPlanPtr update_plan = NULL;
+static SPIPlanPtr move_plan = NULL;
 static SPIPlanPtr event_key_plan = NULL;
 
 /*
@@ -306,8 +306,8 @@ ledger_hold_move(const LedgerHold *h, TimestampTz now, int count_delta, const ch
 	Datum		v[16];
 	char		n[16];
 
-	if (update_plan == NULL)
-		update_plan = ledger_prepare(
+	if (move_plan == NULL)
+		move_plan = ledger_prepare(
 			"WITH u AS ("
 			"  UPDATE ledger.hold SET state = $2, captured = $3, remaining = $4, "
 			"    external_ref = $5, "
@@ -327,33 +327,31 @@ ledger_hold_move(const LedgerHold *h, TimestampTz now, int count_delta, const ch
 			16, (Oid[]) {UUIDOID, TEXTOID, NUMERICOID, NUMERICOID, TEXTOID, TIMESTAMPTZOID,
 						 TIMESTAMPTZOID, INT8OID, INT4OID, TEXTOID, TEXTOID, NUMERICOID,
 						 UUIDOID, TEXTOID, TEXTOID, JSONBOID});
-	{
-		memset(n, ' ', sizeof(n));
-		v[0] = UUIDPGetDatum(&h->id);
-		v[1] = CStringGetTextDatum(h->state);
-		v[2] = NumericGetDatum(h->captured);
-		v[3] = NumericGetDatum(h->remaining);
-		v[4] = h->external_ref ? CStringGetTextDatum(h->external_ref) : (Datum) 0;
-		n[4] = h->external_ref ? ' ' : 'n';
-		v[5] = TimestampTzGetDatum(now);
-		v[6] = TimestampTzGetDatum(h->confirm_deadline);
-		n[6] = TIMESTAMP_IS_NOBEGIN(h->confirm_deadline) ? 'n' : ' ';
-		v[7] = Int64GetDatum(h->account_id);
-		v[8] = Int32GetDatum(count_delta);
-		v[9] = CStringGetTextDatum(event);
-		v[10] = actor();
-		v[11] = amount ? NumericGetDatum(amount) : (Datum) 0;
-		n[11] = amount ? ' ' : 'n';
-		v[12] = txid ? UUIDPGetDatum(txid) : (Datum) 0;
-		n[12] = txid ? ' ' : 'n';
-		v[13] = reason ? CStringGetTextDatum(reason) : (Datum) 0;
-		n[13] = reason ? ' ' : 'n';
-		v[14] = key ? CStringGetTextDatum(key) : (Datum) 0;
-		n[14] = key ? ' ' : 'n';
-		v[15] = detail ? JsonbPGetDatum(detail) : (Datum) 0;
-		n[15] = detail ? ' ' : 'n';
-		ledger_spi_exec(update_plan, v, n, SPI_OK_INSERT);
-	}
+	memset(n, ' ', sizeof(n));
+	v[0] = UUIDPGetDatum(&h->id);
+	v[1] = CStringGetTextDatum(h->state);
+	v[2] = NumericGetDatum(h->captured);
+	v[3] = NumericGetDatum(h->remaining);
+	v[4] = h->external_ref ? CStringGetTextDatum(h->external_ref) : (Datum) 0;
+	n[4] = h->external_ref ? ' ' : 'n';
+	v[5] = TimestampTzGetDatum(now);
+	v[6] = TimestampTzGetDatum(h->confirm_deadline);
+	n[6] = TIMESTAMP_IS_NOBEGIN(h->confirm_deadline) ? 'n' : ' ';
+	v[7] = Int64GetDatum(h->account_id);
+	v[8] = Int32GetDatum(count_delta);
+	v[9] = CStringGetTextDatum(event);
+	v[10] = actor();
+	v[11] = amount ? NumericGetDatum(amount) : (Datum) 0;
+	n[11] = amount ? ' ' : 'n';
+	v[12] = txid ? UUIDPGetDatum(txid) : (Datum) 0;
+	n[12] = txid ? ' ' : 'n';
+	v[13] = reason ? CStringGetTextDatum(reason) : (Datum) 0;
+	n[13] = reason ? ' ' : 'n';
+	v[14] = key ? CStringGetTextDatum(key) : (Datum) 0;
+	n[14] = key ? ' ' : 'n';
+	v[15] = detail ? JsonbPGetDatum(detail) : (Datum) 0;
+	n[15] = detail ? ' ' : 'n';
+	ledger_spi_exec(move_plan, v, n, SPI_OK_INSERT);
 	return SPI_processed == 1;
 }
 

@@ -10,6 +10,8 @@
  * and when the counter runs out the millisecond field is advanced.  Across
  * backends ids are ordered by millisecond only.
  *
+ * Also the text form of an id, for messages and JSON (ledger_uuid_str).
+ *
  * Locking: none; the state is backend-local.
  *
  *-------------------------------------------------------------------------
@@ -17,6 +19,7 @@
 #include "ledger.h"
 
 #include "fmgr.h"
+#include "utils/builtins.h"
 #include "utils/datetime.h"
 
 static int64 last_ms = 0;
@@ -79,4 +82,11 @@ ledger_new_id(PG_FUNCTION_ARGS)
 
 	ledger_uuidv7(id);
 	PG_RETURN_UUID_P(id);
+}
+
+/* The text form of an id, for messages and JSON details. */
+char *
+ledger_uuid_str(const pg_uuid_t *id)
+{
+	return DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(id)));
 }

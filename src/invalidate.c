@@ -73,11 +73,6 @@ prepare_invalidate_plans(void)
 		1, (Oid[]) {UUIDOID});
 }
 
-static char *
-uuid_str(pg_uuid_t *id)
-{
-	return DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(id)));
-}
 
 /* Lock the transaction row and refuse unknown or invalidated ones. */
 static void
@@ -93,13 +88,13 @@ lock_transaction(pg_uuid_t *id)
 	if (SPI_processed == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_UNKNOWN_TRANSACTION),
-				 errmsg("transaction %s does not exist", uuid_str(id))));
+				 errmsg("transaction %s does not exist", ledger_uuid_str(id))));
 	tup = SPI_tuptable->vals[0];
 	desc = SPI_tuptable->tupdesc;
 	if (DatumGetBool(SPI_getbinval(tup, desc, 1, &isnull)))
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_ALREADY_INVALIDATED),
-				 errmsg("transaction %s is already invalidated", uuid_str(id)),
+				 errmsg("transaction %s is already invalidated", ledger_uuid_str(id)),
 				 errdetail("It was invalidated at %s by %s: %s.",
 						   SPI_getvalue(tup, desc, 2),
 						   SPI_getvalue(tup, desc, 3),
@@ -107,7 +102,7 @@ lock_transaction(pg_uuid_t *id)
 	if (strcmp(SPI_getvalue(tup, desc, 5), "capture") == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_CAPTURE_NOT_INVALIDATED),
-				 errmsg("transaction %s is a capture of a hold and cannot be invalidated", uuid_str(id)),
+				 errmsg("transaction %s is a capture of a hold and cannot be invalidated", ledger_uuid_str(id)),
 				 errdetail("Invalidating it would put the money back on the account while its hold stays captured."),
 				 errhint("Record the reversal as a new transfer (a refund), so the hold, the processor's statement and the journal agree.")));
 }
@@ -199,8 +194,7 @@ check_floors(pg_uuid_t *id, Touched *t, int n, bool force, const char *reason)
 		{
 			/* under the balance row lock every hold move takes first */
 			ledger_held(t[i].id, GetCurrentTimestamp(), &held);
-			kept = ledger_numeric_add(kept, ledger_numeric_neg(held.exclusive));
-			kept = ledger_numeric_add(kept, ledger_numeric_neg(held.shared));
+			kept = ledger_not_held(kept, &held);
 		}
 		if (ledger_numeric_cmp(kept, t[i].min_balance) >= 0)
 			continue;
@@ -224,7 +218,7 @@ check_floors(pg_uuid_t *id, Touched *t, int n, bool force, const char *reason)
 		{
 			LedgerJson *j = ledger_json_begin();
 
-			ledger_json_text(j, "transaction_id", uuid_str(id));
+			ledger_json_text(j, "transaction_id", ledger_uuid_str(id));
 			ledger_json_numeric(j, "balance", t[i].after);
 			ledger_json_numeric(j, "not_held", kept);
 			ledger_json_numeric(j, "min_balance", t[i].min_balance);
@@ -240,7 +234,7 @@ check_floors(pg_uuid_t *id, Touched *t, int n, bool force, const char *reason)
 				 errmsg_plural("invalidation would leave %d account below its floor",
 							   "invalidation would leave %d accounts below their floor",
 							   below, below),
-				 errdetail("Invalidating transaction %s: %s.", uuid_str(id), detail.data),
+				 errdetail("Invalidating transaction %s: %s.", ledger_uuid_str(id), detail.data),
 				 errhint("Fund the accounts first, or pass force => true to invalidate anyway and raise an alert.")));
 }
 

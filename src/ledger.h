@@ -23,6 +23,7 @@
 #include "postgres.h"
 
 #include "executor/spi.h"
+#include "fmgr.h"
 #include "storage/spin.h"
 #include "utils/date.h"
 #include "utils/jsonb.h"
@@ -223,6 +224,8 @@ extern void ledger_worker_init(void);
 /* hold.c (ledger.hold, mark_submitted, void, set_account_limits, available_balance) */
 extern const char *ledger_hold_state(const LedgerHold *h, TimestampTz now);
 extern void ledger_hold_refuse(const LedgerHold *h, const char *state, const char *move);
+extern void ledger_hold_get(const pg_uuid_t *id, bool lock, LedgerHold *h);
+extern bool ledger_hold_open(const char *state);
 extern bool ledger_hold_take(const pg_uuid_t *id, bool skip_locked, LedgerHold *h,
 							 LedgerHoldAccount *acct);
 
@@ -258,6 +261,7 @@ extern void ledger_fold_record(int folded, int64 writes);
 extern void ledger_apply_balances(LedgerDelta *deltas, int ndeltas, pg_uuid_t *txid,
 								  LedgerLeg *legs, int nlegs, const char *kind,
 								  Jsonb *metadata);
+extern Numeric ledger_not_held(Numeric amount, const LedgerHeld *held);
 extern void ledger_check_room(const LedgerAccount *a, Numeric balance, Numeric debit,
 							  const LedgerHeld *held, Numeric add_exclusive, Numeric shared,
 							  const char *what);
@@ -353,6 +357,7 @@ typedef struct LedgerSchema
 	Oid			hot_entry;		/* InvalidOid before 0.3.0 */
 	bool		has_hot;		/* 0.3.0 and later */
 	bool		has_holds;		/* 0.6.0 and later */
+	Oid			event;			/* ledger.event; InvalidOid before 0.6.0 */
 	bool		account_trigger;	/* account_changed, ENABLE ALWAYS */
 } LedgerSchema;
 
@@ -368,6 +373,7 @@ extern void ledger_spi_exec(SPIPlanPtr plan, Datum *values, const char *nulls,
 extern int	ledger_keyed_begin(void);
 extern void ledger_keyed_end(int level);
 extern void ledger_lock_balance(int64 account_id);
+extern ErrorData *ledger_try(void (*fn) (void *arg), void *arg);
 
 /* alert.c */
 extern LedgerJson *ledger_json_begin(void);
@@ -388,6 +394,9 @@ extern Numeric ledger_check_numeric_finite(Numeric n, const char *what,
 										   const char *asset, int scale);
 extern Numeric ledger_parse_amount(const char *str, int len, int leg);
 extern void ledger_check_metadata(Jsonb *metadata);
+extern char *ledger_optional_code(FunctionCallInfo fcinfo, int argno, const char *what);
+extern void ledger_require_same_request(const char *key, bytea *taken, bytea *hash,
+										const char *what, const pg_uuid_t *owner);
 
 /* amount.c */
 extern Numeric ledger_numeric_add(Numeric a, Numeric b);
@@ -401,5 +410,6 @@ extern DateADT ledger_utc_day(TimestampTz ts);
 
 /* ids.c */
 extern void ledger_uuidv7(pg_uuid_t *out);
+extern char *ledger_uuid_str(const pg_uuid_t *id);
 
 #endif							/* LEDGER_H */

@@ -184,12 +184,7 @@ ledger_find_key(const char *key, bytea *hash, pg_uuid_t *id)
 	memcpy(id, DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
 										   &isnull)), sizeof(pg_uuid_t));
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
-	if (isnull || !DatumGetBool(DirectFunctionCall2(byteaeq, d, PointerGetDatum(hash))))
-		ereport(ERROR,
-				(errcode(ERRCODE_LEDGER_IDEMPOTENCY_CONFLICT),
-				 errmsg("idempotency key \"%s\" was already used for a different request", key),
-				 errdetail("The key belongs to transaction %s, whose request differs from this one.",
-						   DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(id))))));
+	ledger_require_same_request(key, isnull ? NULL : DatumGetByteaPP(d), hash, "transaction", id);
 	return true;
 }
 
@@ -363,14 +358,6 @@ post_legs(pg_uuid_t *id, const char *kind, LedgerLeg *legs, int nlegs,
 						  key == NULL ? kind : NULL, metadata);
 }
 
-static char *
-optional_key(FunctionCallInfo fcinfo, int argno)
-{
-	if (PG_ARGISNULL(argno))
-		return NULL;
-	return ledger_check_code(PG_GETARG_TEXT_PP(argno), "idempotency_key");
-}
-
 PG_FUNCTION_INFO_V1(ledger_transfer);
 
 Datum
@@ -389,7 +376,7 @@ ledger_transfer(PG_FUNCTION_ARGS)
 	legs[0].code = ledger_check_code(PG_GETARG_TEXT_PP(0), "account code");
 	legs[1].code = ledger_check_code(PG_GETARG_TEXT_PP(1), "account code");
 	amount = PG_GETARG_NUMERIC(2);
-	key = optional_key(fcinfo, 3);
+	key = ledger_optional_code(fcinfo, 3, "idempotency_key");
 	metadata = PG_GETARG_JSONB_P(4);
 	ledger_check_metadata(metadata);
 
@@ -489,7 +476,7 @@ ledger_post(PG_FUNCTION_ARGS)
 	LEDGER_REQUIRE_ARG(0, "legs");
 	LEDGER_REQUIRE_ARG(2, "metadata");
 	legs = parse_legs(PG_GETARG_JSONB_P(0), &nlegs);
-	key = optional_key(fcinfo, 1);
+	key = ledger_optional_code(fcinfo, 1, "idempotency_key");
 	metadata = PG_GETARG_JSONB_P(2);
 	ledger_check_metadata(metadata);
 

@@ -5,7 +5,8 @@
  *	  ledger.account, ledger.asset, ledger.account_balance and the unique
  *	  indexes on account and asset codes, the column numbers the direct
  *	  lookups read (lookup.c), and what the installed version has (hot
- *	  accounts from 0.3.0, the account_changed trigger from 0.4.0).
+ *	  accounts from 0.3.0, the account_changed trigger from 0.4.0, holds
+ *	  and ledger.event from 0.6.0).
  *
  * The library keeps serving a database whose extension has not been
  * updated yet, so callers pick their statements by what is here.
@@ -36,7 +37,7 @@ static void
 schema_invalidate(Datum arg, Oid relid)
 {
 	if (relid == InvalidOid || relid == schema.account ||
-		relid == schema.account_balance || relid == schema.asset)
+		relid == schema.account_balance || relid == schema.asset || relid == schema.event)
 		schema.valid = false;
 }
 
@@ -96,6 +97,7 @@ refresh(void)
 	s.transaction = rel(nsp, "transaction");
 	s.hot_entry = rel(nsp, "hot_entry");	/* 0.3.0 and later */
 	s.has_holds = OidIsValid(rel(nsp, "hold"));	/* 0.6.0 and later */
+	s.event = rel(nsp, "event");	/* 0.6.0 and later */
 	if (!OidIsValid(s.account) || !OidIsValid(s.account_code_index) ||
 		!OidIsValid(s.account_balance) || !OidIsValid(s.account_balance_index) ||
 		!OidIsValid(s.asset) || !OidIsValid(s.asset_code_index) ||

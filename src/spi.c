@@ -17,6 +17,9 @@
  *	  Planned with the server's settings, at first use.
  * No user input is ever put into SQL text: values travel as parameters.
  *
+ * Also ledger_try: run a step in a subtransaction and hand back its error
+ * instead of raising it (the pattern of PL/pgSQL's exception blocks).
+ *
  * Locking: the balance row lock of ledger_lock_balance (FOR UPDATE, until
  * the transaction ends); nothing else.
  *
@@ -24,6 +27,7 @@
  */
 #include "ledger.h"
 
+#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "utils/guc.h"
 #include "utils/plancache.h"
@@ -133,4 +137,38 @@ ledger_lock_balance(int64 account_id)
 	values[0] = Int64GetDatum(account_id);
 	ledger_spi_exec(plan, values, NULL, SPI_OK_SELECT);
 	SPI_freetuptable(SPI_tuptable);
+}
+
+/*
+ * Run fn(arg) in a subtransaction: NULL if it succeeded (its work stays),
+ * else its error, copied into the caller's memory context, with the
+ * subtransaction rolled back.  Usable inside SPI.
+ */
+ErrorData *
+ledger_try(void (*fn) (void *arg), void *arg)
+{
+	MemoryContext caller = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	ErrorData  *volatile err = NULL;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(caller);
+	PG_TRY();
+	{
+		fn(arg);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(caller);
+		CurrentResourceOwner = owner;
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(caller);
+		err = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(caller);
+		CurrentResourceOwner = owner;
+	}
+	PG_END_TRY();
+	return err;
 }

@@ -266,7 +266,8 @@ slot_col(LedgerStore *st, TupleTableSlot *slot, int rti, const char *name, bool 
 /*
  * Lock an account's balance row (see the header for the snapshot rules)
  * and return its balance; *hot gets the row's hot flag (false before
- * 0.3.0), *open_holds its count of unfinished holds (0 before 0.6.0).  The row stays current for ledger_store_set_balance.
+ * 0.3.0), *open_holds its count of unfinished holds (0 before 0.6.0).
+ * The row stays current for ledger_store_set_balance.
  */
 Numeric
 ledger_store_lock_balance(LedgerStore *st, int64 account_id, bool *hot, int *open_holds)

@@ -181,3 +181,31 @@ ledger_check_metadata(Jsonb *metadata)
 				 errdetail("The metadata is %u bytes; the limit is %d.",
 						   (unsigned int) VARSIZE(metadata), LEDGER_MAX_METADATA_SIZE)));
 }
+
+/* An optional code argument (an owner, a key, a reference): NULL, or checked as a code. */
+char *
+ledger_optional_code(FunctionCallInfo fcinfo, int argno, const char *what)
+{
+	if (PG_ARGISNULL(argno))
+		return NULL;
+	return ledger_check_code(PG_GETARG_TEXT_PP(argno), what);
+}
+
+/*
+ * An idempotency key found taken by a transaction, hold or event (what,
+ * owner): the request stored with it (taken, NULL if none) must be this
+ * one (hash), else LD007.
+ */
+void
+ledger_require_same_request(const char *key, bytea *taken, bytea *hash, const char *what,
+							const pg_uuid_t *owner)
+{
+	if (taken != NULL &&
+		DatumGetBool(DirectFunctionCall2(byteaeq, PointerGetDatum(taken), PointerGetDatum(hash))))
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_LEDGER_IDEMPOTENCY_CONFLICT),
+			 errmsg("idempotency key \"%s\" was already used for a different request", key),
+			 errdetail("The key belongs to %s %s, whose request differs from this one.",
+					   what, ledger_uuid_str(owner))));
+}
