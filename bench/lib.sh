@@ -11,7 +11,8 @@
 #                       with these settings and ledger preloaded in
 #                       /tmp/ledger-NAME.*, create database $DB with the
 #                       extension and bench/load.sql's data; defines q
-#                       (psql on $DB) and sets WORK
+#                       (psql on $DB) and sets WORK; more settings
+#                       from $BENCH_EXTRA_CONF
 
 BENCH_SERVER_CONF="shared_buffers = 1GB
 max_connections = 100
@@ -47,7 +48,8 @@ bench_cluster() {
 	chmod 755 "$WORK"
 	CLUSTER_CONF="$BENCH_SERVER_CONF
 shared_preload_libraries = 'ledger'
-ledger.database = '$DB'" cluster_start "$WORK/cluster"
+ledger.database = '$DB'
+${BENCH_EXTRA_CONF:-}" cluster_start "$WORK/cluster"
 	trap 'cluster_stop; rm -rf "$WORK"' EXIT
 	q() { "$PGBIN/psql" -X -q -At -v ON_ERROR_STOP=1 -d "$DB" "$@"; }
 	runuser -u postgres -- "$PGBIN/createdb" "$DB"

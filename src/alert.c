@@ -9,6 +9,8 @@
  * was rolled back.  The payload is a JSON object naming the alert id,
  * severity, kind, account, owner and details; if that exceeds NOTIFY's
  * limit the details are left out of the payload (they stay in the table).
+ * Every alert is also an outbox message (topic ledger.alert), for
+ * consumers that must not miss one.
  *
  * Details are built from values (LedgerJson below, jsonb's own builder):
  * numbers go in as numerics, text as JSON strings, never pasted from
@@ -23,6 +25,8 @@
 
 #include "catalog/pg_type.h"
 #include "commands/async.h"
+#include "utils/datetime.h"
+#include "utils/json.h"
 #include "fmgr.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
@@ -97,6 +101,17 @@ ledger_json_text(LedgerJson *j, const char *key, const char *s)
 	put(j, key, &v);
 }
 
+/* A timestamp as an ISO 8601 string in UTC, whatever the session's DateStyle and TimeZone. */
+void
+ledger_json_timestamptz(LedgerJson *j, const char *key, TimestampTz ts)
+{
+	char		buf[MAXDATELEN + 1];
+	int			utc = 0;
+
+	JsonEncodeDateTime(buf, TimestampTzGetDatum(ts), TIMESTAMPTZOID, &utc);
+	ledger_json_text(j, key, pstrdup(buf));	/* kept until ledger_json_end */
+}
+
 void
 ledger_json_bool(LedgerJson *j, const char *key, bool b)
 {
@@ -128,7 +143,9 @@ ledger_json_end(LedgerJson *j)
 }
 
 /*
- * Write an alert and queue its NOTIFY.  account_id 0 means no account.
+ * Write an alert, queue its NOTIFY, and write it as an outbox message
+ * (topic ledger.alert, key the account code or "ledger": outboxstore.c).
+ * account_id 0 means no account.
  * Must be called inside SPI.  Returns the alert id.
  */
 int64
@@ -140,6 +157,8 @@ ledger_raise_alert(const char *severity, const char *kind, int64 account_id,
 	bool		isnull;
 	int64		id;
 	char	   *payload;
+	Jsonb	   *message;
+	char	   *key;
 
 	if (insert_alert_plan == NULL)
 		insert_alert_plan = ledger_prepare(
@@ -150,7 +169,11 @@ ledger_raise_alert(const char *severity, const char *kind, int64 account_id,
 			"'kind', kind, 'account', account, 'owner_id', owner_id, "
 			"'details', details)::text, "
 			"pg_catalog.jsonb_build_object('alert_id', id, 'severity', severity, "
-			"'kind', kind, 'account', account, 'owner_id', owner_id)::text",
+			"'kind', kind, 'account', account, 'owner_id', owner_id)::text, "
+			"pg_catalog.jsonb_build_object('alert_id', id, 'severity', severity, "
+			"'kind', kind, 'account', account, 'owner_id', owner_id, "
+			"'details', details, 'created_at', created_at), "
+			"COALESCE(account, 'ledger')",
 			4, (Oid[]) {TEXTOID, TEXTOID, INT8OID, JSONBOID});
 
 	values[0] = CStringGetTextDatum(severity);
@@ -165,7 +188,11 @@ ledger_raise_alert(const char *severity, const char *kind, int64 account_id,
 	if (strlen(payload) > MAX_PAYLOAD)
 		payload = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3);
 	Async_Notify(ALERT_CHANNEL, payload);
+	message = DatumGetJsonbPCopy(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4, &isnull));
+	key = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 5);
 	SPI_freetuptable(SPI_tuptable);
+	/* and an outbox message, topic ledger.alert, keyed by the account */
+	(void) ledger_outbox_put("ledger.alert", key, message);
 
 	return id;
 }

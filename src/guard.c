@@ -13,6 +13,13 @@
  * created ENABLE ALWAYS, so they fire for superusers and under
  * session_replication_role = replica too.
  *
+ * Also ledger.stamp_event(), the trigger that records on a transaction or
+ * hold which event (apply.c's current event, horizon.c) created or last
+ * changed it: event_id and event_seq.  Outside the applier they are
+ * kept as they are on UPDATE (LD006 if changed) and taken as given on
+ * INSERT (a restore); inside it they are set, and an event older than the
+ * recorded one is refused (LD033): the number only moves forward.
+ *
  * Locking: none beyond the row lock the UPDATE or DELETE already holds.
  *
  *-------------------------------------------------------------------------
@@ -25,6 +32,7 @@
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/rel.h"
+#include "access/htup_details.h"
 
 /* The row's "id" column (else its first column) as text, for messages. */
 static char *
@@ -186,4 +194,74 @@ ledger_guard_append_only(PG_FUNCTION_ARGS)
 
 	/* INSERT: nothing to guard */
 	return PointerGetDatum(trigdata->tg_trigtuple);
+}
+
+/* A row's event_seq (0 when NULL) and event_id (NULL when NULL). */
+static int64
+row_event(HeapTuple tup, TupleDesc desc, int seq_att, int id_att, pg_uuid_t **id)
+{
+	bool		isnull;
+	Datum		d;
+
+	d = heap_getattr(tup, id_att, desc, &isnull);
+	*id = isnull ? NULL : DatumGetUUIDP(d);
+	d = heap_getattr(tup, seq_att, desc, &isnull);
+	return isnull ? 0 : DatumGetInt64(d);
+}
+
+PG_FUNCTION_INFO_V1(ledger_stamp_event);
+
+Datum
+ledger_stamp_event(PG_FUNCTION_ARGS)
+{
+	TriggerData *td = (TriggerData *) fcinfo->context;
+	TupleDesc	desc;
+	HeapTuple	newtup;
+	int			cols[2];
+	Datum		values[2];
+	bool		nulls[2] = {false, false};
+	int64		seq;
+	pg_uuid_t	id;
+	bool		applying;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_BEFORE(td->tg_event) ||
+		!TRIGGER_FIRED_FOR_ROW(td->tg_event) || TRIGGER_FIRED_BY_DELETE(td->tg_event))
+		elog(ERROR, "ledger.stamp_event must be a BEFORE INSERT OR UPDATE row trigger");
+	desc = RelationGetDescr(td->tg_relation);
+	cols[0] = SPI_fnumber(desc, "event_seq");
+	cols[1] = SPI_fnumber(desc, "event_id");
+	if (cols[0] <= 0 || cols[1] <= 0)
+		elog(ERROR, "table \"%s\" has no event_seq and event_id",
+			 RelationGetRelationName(td->tg_relation));
+	newtup = TRIGGER_FIRED_BY_UPDATE(td->tg_event) ? td->tg_newtuple : td->tg_trigtuple;
+	applying = ledger_event_context(&seq, &id);
+	if (TRIGGER_FIRED_BY_UPDATE(td->tg_event))
+	{
+		pg_uuid_t  *old_id;
+		pg_uuid_t  *new_id;
+		int64		old_seq = row_event(td->tg_trigtuple, desc, cols[0], cols[1], &old_id);
+		int64		new_seq = row_event(newtup, desc, cols[0], cols[1], &new_id);
+
+		if (old_seq != new_seq || (old_id == NULL) != (new_id == NULL) ||
+			(old_id != NULL && memcmp(old_id, new_id, sizeof(pg_uuid_t)) != 0))
+			ereport(ERROR,
+					(errcode(ERRCODE_LEDGER_IMMUTABLE_RECORD),
+					 errmsg("event_seq and event_id of \"%s\" are set only by the event applier",
+							RelationGetRelationName(td->tg_relation)),
+					 errdetail("Row %s was last changed by event " INT64_FORMAT ".",
+							   row_id(td->tg_trigtuple, desc), old_seq)));
+		if (applying && old_seq > seq)
+			ereport(ERROR,
+					(errcode(ERRCODE_LEDGER_STALE_EVENT),
+					 errmsg("event " INT64_FORMAT " is older than the event that last changed this %s",
+							seq, RelationGetRelationName(td->tg_relation)),
+					 errdetail("Row %s of %s was last changed by event " INT64_FORMAT ".",
+							   row_id(td->tg_trigtuple, desc),
+							   RelationGetRelationName(td->tg_relation), old_seq)));
+	}
+	if (!applying)
+		return PointerGetDatum(newtup);
+	values[0] = Int64GetDatum(seq);
+	values[1] = UUIDPGetDatum(&id);
+	return PointerGetDatum(heap_modify_tuple_by_cols(newtup, desc, 2, cols, values, nulls));
 }

@@ -9,6 +9,8 @@
  *	    the processor may have paid, so the money stays held.  Each one is
  *	    alerted (ledger.alert, kind hold_timed_out, NOTIFY ledger_alerts at
  *	    commit, naming account and owner) and listed by stale_holds().
+ *	  Each expired hold is an outbox message (topic ledger.hold_expired);
+ *	  each timed-out one is one through its alert (topic ledger.alert).
  *	Scheduled by ledger.schedule_hold_expiry (pg_cron).  Nothing depends on
  *	it running: every check reads the effective state.
  *
@@ -50,10 +52,24 @@ record_time_out(LedgerHold *h, TimestampTz now)
 		ledger_json_text(j, "external_ref", h->external_ref);
 	ledger_json_numeric(j, "amount", h->amount);
 	ledger_json_numeric(j, "remaining", h->remaining);
-	ledger_json_text(j, "confirm_deadline",
-					 DatumGetCString(DirectFunctionCall1(timestamptz_out,
-														 TimestampTzGetDatum(h->confirm_deadline))));
+	ledger_json_timestamptz(j, "confirm_deadline", h->confirm_deadline);
 	ledger_raise_alert("warning", "hold_timed_out", h->account_id, ledger_json_end(j));
+}
+
+/* A reserved hold never sent: an outbox message (ledger.hold_expired), keyed by its account. */
+static void
+record_expiry(LedgerHold *h, Numeric released)
+{
+	LedgerJson *j = ledger_json_begin();
+
+	ledger_json_text(j, "hold_id", ledger_uuid_str(&h->id));
+	ledger_json_text(j, "account", h->account_code);
+	if (h->external_ref)
+		ledger_json_text(j, "external_ref", h->external_ref);
+	ledger_json_numeric(j, "amount", h->amount);
+	ledger_json_numeric(j, "released", released);
+	ledger_json_timestamptz(j, "submit_deadline", h->submit_deadline);
+	(void) ledger_outbox_put("ledger.hold_expired", h->account_code, ledger_json_end(j));
 }
 
 PG_FUNCTION_INFO_V1(ledger_expire_holds);
@@ -117,6 +133,7 @@ ledger_expire_holds(PG_FUNCTION_ARGS)
 			h.state = "expired";
 			h.remaining = ledger_numeric_add(released, ledger_numeric_neg(released));
 			(void) ledger_hold_move(&h, now, -1, "expired", released, NULL, NULL, NULL, NULL);
+			record_expiry(&h, released);
 			moved++;
 		}
 		else if (strcmp(state, "timed_out") == 0 && strcmp(h.state, "submitted") == 0)

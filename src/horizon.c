@@ -30,8 +30,16 @@
  * A transaction that appended events cannot be prepared (two-phase
  * commit would carry its claim to another backend or past a restart).
  *
+ * Also here, beside the numbers: the event worker's latch, which the
+ * commit of a transaction that appended sets (so the worker applies
+ * within milliseconds, not at its next poll); a condition variable the
+ * worker broadcasts after each batch (ledger.catch_up sleeps on it); the
+ * worker's counters; and this backend's event being applied, which
+ * ledger.stamp_event records on the rows it touches.
+ *
  * Locking: one spinlock guards everything here; it is held only to read
- * or write these fields, never across anything that can fail.
+ * or write these fields, never across anything that can fail (the latch
+ * is set, and the condition variable broadcast, after it is released).
  *
  *-------------------------------------------------------------------------
  */
@@ -39,10 +47,14 @@
 
 #include "access/xact.h"
 #include "miscadmin.h"
+#include "catalog/pg_type.h"
+#include "storage/condition_variable.h"
 #include "storage/ipc.h"
+#include "storage/latch.h"
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
 #include "storage/spin.h"
+#include "utils/wait_event.h"
 
 /* Databases whose events one server numbers. */
 #define HORIZON_MAX_DBS 32
@@ -64,12 +76,19 @@ typedef struct HorizonShared
 {
 	slock_t		mutex;
 	HorizonDb	dbs[HORIZON_MAX_DBS];
+	Latch	   *applier_latch;	/* the event worker's, while it runs */
+	LedgerApplierStats applier;
+	ConditionVariable applied;	/* broadcast after each worker batch */
 	int			nclaims;
 	HorizonClaim claims[FLEXIBLE_ARRAY_MEMBER];	/* one per backend id */
 } HorizonShared;
 
 static HorizonShared *horizon = NULL;
 static bool claimed = false;	/* this backend holds a claim */
+
+/* The event this backend is applying (ledger_event_context_set). */
+static int64 current_seq = 0;
+static pg_uuid_t current_id;
 
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
@@ -102,6 +121,7 @@ horizon_shmem_startup(void)
 	{
 		memset(horizon, 0, horizon_size());
 		SpinLockInit(&horizon->mutex);
+		ConditionVariableInit(&horizon->applied);
 		horizon->nclaims = MaxBackends;
 	}
 	LWLockRelease(AddinShmemInitLock);
@@ -153,6 +173,24 @@ horizon_xact_callback(XactEvent event, void *arg)
 			break;
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
+			if (claimed)
+			{
+				Latch	   *latch;
+
+				/*
+				 * Events committed: drop the claim, then wake the worker
+				 * (SetLatch never errors).  In this order: a worker woken
+				 * while the claim stood would read a horizon below these
+				 * events, apply nothing and sleep.
+				 */
+				drop_claim();
+				SpinLockAcquire(&horizon->mutex);
+				latch = horizon->applier_latch;
+				SpinLockRelease(&horizon->mutex);
+				if (latch != NULL)
+					SetLatch(latch);
+			}
+			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
 			drop_claim();
@@ -310,4 +348,141 @@ ledger_horizon(Oid relid)
 	SpinLockRelease(&horizon->mutex);
 	Assert(h >= 0);
 	return h;
+}
+
+/*
+ * This database's ledger.event, and its counter of event numbers, loaded
+ * on first use (and again when the table is another one).  Inside SPI.
+ */
+Oid
+ledger_event_relid(void)
+{
+	static SPIPlanPtr max_plan = NULL;
+	const LedgerSchema *schema = ledger_schema();
+	Oid			relid = schema ? schema->event : InvalidOid;
+	bool		isnull;
+	Datum		d;
+
+	if (!OidIsValid(relid))
+		elog(ERROR, "table ledger.event does not exist");
+	if (ledger_horizon_loaded(relid))
+		return relid;
+	if (max_plan == NULL)
+		max_plan = ledger_prepare("SELECT max(seq) FROM ledger.event", 0, NULL);
+	ledger_spi_exec(max_plan, NULL, NULL, SPI_OK_SELECT);
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	ledger_horizon_load(relid, isnull ? 0 : DatumGetInt64(d));
+	return relid;
+}
+
+/* Does this transaction hold a claim (it appended events)? */
+bool
+ledger_horizon_claimed(void)
+{
+	return claimed;
+}
+
+/*
+ * The event this backend applies now, recorded by ledger.stamp_event on
+ * the transactions and holds it writes; seq 0 clears it.
+ */
+void
+ledger_event_context_set(int64 seq, const pg_uuid_t *id)
+{
+	current_seq = seq;
+	if (seq > 0)
+		memcpy(&current_id, id, sizeof(pg_uuid_t));
+}
+
+bool
+ledger_event_context(int64 *seq, pg_uuid_t *id)
+{
+	if (current_seq <= 0)
+		return false;
+	*seq = current_seq;
+	memcpy(id, &current_id, sizeof(pg_uuid_t));
+	return true;
+}
+
+/*
+ * The event worker's state: set by the worker (state, and its latch while
+ * it runs), read by ledger.event_worker_status.
+ */
+void
+ledger_applier_set(LedgerApplierState state, Latch *latch)
+{
+	ledger_horizon_require();
+	SpinLockAcquire(&horizon->mutex);
+	horizon->applier.state = state;
+	horizon->applier.pid = state == APPLIER_NOT_RUNNING ? 0 : MyProcPid;
+	horizon->applier.dboid = MyDatabaseId;
+	horizon->applier_latch = latch;
+	SpinLockRelease(&horizon->mutex);
+}
+
+/* Count a worker batch (error: why it failed, or NULL), then wake catch_up. */
+void
+ledger_applier_record(int applied, int rejected, const char *error)
+{
+	TimestampTz now = GetCurrentTimestamp();
+
+	SpinLockAcquire(&horizon->mutex);
+	horizon->applier.batches++;
+	horizon->applier.applied += applied;
+	horizon->applier.rejected += rejected;
+	horizon->applier.last_batch_at = now;
+	if (error != NULL)
+	{
+		horizon->applier.errors++;
+		strlcpy(horizon->applier.last_error, error, sizeof(horizon->applier.last_error));
+		horizon->applier.last_error_at = now;
+	}
+	SpinLockRelease(&horizon->mutex);
+	ConditionVariableBroadcast(&horizon->applied);
+}
+
+/* A copy of the worker's state; false if the library was not preloaded. */
+bool
+ledger_applier_read(LedgerApplierStats *out)
+{
+	if (horizon == NULL)
+	{
+		memset(out, 0, sizeof(*out));
+		return false;
+	}
+	SpinLockAcquire(&horizon->mutex);
+	*out = horizon->applier;
+	SpinLockRelease(&horizon->mutex);
+	return true;
+}
+
+/*
+ * Wake the event worker if it runs and applies in this database; false if
+ * it does not (the caller applies itself).
+ */
+bool
+ledger_applier_wake(void)
+{
+	Latch	   *latch;
+
+	if (horizon == NULL)
+		return false;
+	SpinLockAcquire(&horizon->mutex);
+	latch = (horizon->applier.state == APPLIER_APPLYING ||
+			 horizon->applier.state == APPLIER_IDLE) &&
+		horizon->applier.dboid == MyDatabaseId ? horizon->applier_latch : NULL;
+	SpinLockRelease(&horizon->mutex);
+	if (latch == NULL)
+		return false;
+	SetLatch(latch);
+	return true;
+}
+
+/* Sleep until the worker's next batch ends, or timeout_ms. */
+void
+ledger_applier_wait(long timeout_ms)
+{
+	ConditionVariablePrepareToSleep(&horizon->applied);
+	(void) ConditionVariableTimedSleep(&horizon->applied, timeout_ms, PG_WAIT_EXTENSION);
+	ConditionVariableCancelSleep();
 }

@@ -32,6 +32,8 @@ _PG_init(void)
 	ledger_hot_init();
 	ledger_worker_init();
 	ledger_horizon_init();
+	ledger_event_worker_init();
+	ledger_outbox_init();
 
 	MarkGUCPrefixReserved("ledger");
 }

@@ -8,11 +8,13 @@
  *
  *	    entry points     ledger.c catalog.c hotmode.c worker.c guard.c hold.c
  *	                     capture.c holdexpiry.c external.c event.c
+ *	                     eventworker.c outbox.c
  *	    posting and      posting.c invalidate.c reconcile.c rebuild.c fold.c
- *	      corrections
+ *	      corrections    apply.c eventtype.c
  *	    balance          balance.c (cold rows); escrowapply.c escrowload.c
  *	      strategies     escrow.c (hot)
- *	    storage helpers  store.c holdstore.c horizon.c lookup.c cache.c schema.c spi.c
+ *	    storage helpers  store.c holdstore.c horizon.c outboxstore.c lookup.c cache.c
+ *	                     schema.c spi.c
  *	                     alert.c validate.c amount.c ids.c
  *
  *-------------------------------------------------------------------------
@@ -67,6 +69,9 @@
 #define ERRCODE_LEDGER_INVALID_RECORD		MAKE_SQLSTATE('L','D','0','3','0')
 #define ERRCODE_LEDGER_EVENTS_UNAVAILABLE	MAKE_SQLSTATE('L','D','0','3','1')
 #define ERRCODE_LEDGER_INVALID_EVENT		MAKE_SQLSTATE('L','D','0','3','2')
+#define ERRCODE_LEDGER_STALE_EVENT			MAKE_SQLSTATE('L','D','0','3','3')
+#define ERRCODE_LEDGER_CATCH_UP_TIMEOUT		MAKE_SQLSTATE('L','D','0','3','4')
+#define ERRCODE_LEDGER_OUTBOX_STATE			MAKE_SQLSTATE('L','D','0','3','5')
 
 /* Amounts must stay below 10^LEDGER_MAX_AMOUNT_DIGITS in absolute value. */
 #define LEDGER_MAX_AMOUNT_DIGITS	30
@@ -199,6 +204,33 @@ typedef struct LedgerEscrowView
 	int64		debits_refused;
 } LedgerEscrowView;
 
+/* The event worker's state and counters, in horizon.c's shared memory. */
+typedef enum LedgerApplierState
+{
+	APPLIER_NOT_RUNNING = 0,
+	APPLIER_STARTING,
+	APPLIER_DISABLED,			/* ledger.event_worker = off */
+	APPLIER_APPLYING,
+	APPLIER_IDLE
+} LedgerApplierState;
+
+typedef struct LedgerApplierStats
+{
+	LedgerApplierState state;
+	int			pid;
+	Oid			dboid;			/* the database it applies in */
+	int64		batches;
+	int64		applied;
+	int64		rejected;
+	int64		errors;			/* batches that failed */
+	TimestampTz last_batch_at;
+	TimestampTz last_error_at;
+	char		last_error[256];
+} LedgerApplierStats;
+
+/* An event type (eventtype.c). */
+typedef struct LedgerEventType LedgerEventType;
+
 /* A JSON object under construction (alert.c). */
 typedef struct LedgerJson LedgerJson;
 
@@ -220,6 +252,14 @@ extern void ledger_posting_init(void);
 
 /* worker.c */
 extern void ledger_worker_init(void);
+extern void ledger_register_worker(const char *function, const char *name);
+extern void ledger_worker_connect(const char *name);
+
+/* eventworker.c (the event worker, ledger.catch_up, ledger.event_worker_status) */
+extern void ledger_event_worker_init(void);
+
+/* outbox.c (ledger.enqueue, outbox_claim, outbox_ack, outbox_fail, outbox_retry) */
+extern void ledger_outbox_init(void);
 
 /* hold.c (ledger.hold, mark_submitted, void, set_account_limits, available_balance) */
 extern const char *ledger_hold_state(const LedgerHold *h, TimestampTz now);
@@ -239,6 +279,18 @@ extern bool ledger_claim_key(pg_uuid_t *id, const char *kind, const char *key, b
 							 Jsonb *metadata);
 extern LedgerDelta *ledger_build_deltas(LedgerLeg *legs, int nlegs, int *ndeltas);
 extern void ledger_check_same_asset(LedgerLeg *legs);
+
+/* eventtype.c */
+extern const LedgerEventType *ledger_event_type(const char *name);
+extern const char *ledger_event_type_name(const LedgerEventType *t);
+extern void ledger_event_check_payload(const LedgerEventType *t, Jsonb *payload);
+extern void ledger_event_check_rights(const char *role, const LedgerEventType *t, int64 seq);
+extern void ledger_event_run(const LedgerEventType *t, Jsonb *payload);
+
+/* apply.c */
+extern int	ledger_apply_batch(int max, bool skip_locked, bool *locked, int *applied,
+							   int *rejected);
+extern int64 ledger_projection_pointer(void);
 
 /* rebuild.c */
 extern int	ledger_rebuild_account(int64 account_id, TimestampTz from, Numeric *balance);
@@ -310,6 +362,19 @@ extern bool ledger_horizon_loaded(Oid relid);
 extern void ledger_horizon_load(Oid relid, int64 max_seq);
 extern int64 ledger_horizon_next(Oid relid);
 extern int64 ledger_horizon(Oid relid);
+extern Oid	ledger_event_relid(void);
+extern bool ledger_horizon_claimed(void);
+extern void ledger_event_context_set(int64 seq, const pg_uuid_t *id);
+extern bool ledger_event_context(int64 *seq, pg_uuid_t *id);
+struct Latch;
+extern void ledger_applier_set(LedgerApplierState state, struct Latch *latch);
+extern void ledger_applier_record(int applied, int rejected, const char *error);
+extern bool ledger_applier_read(LedgerApplierStats *out);
+extern bool ledger_applier_wake(void);
+extern void ledger_applier_wait(long timeout_ms);
+
+/* outboxstore.c */
+extern int64 ledger_outbox_put(const char *topic, const char *key, Jsonb *payload);
 
 /* holdstore.c */
 extern void ledger_held(int64 account_id, TimestampTz now, LedgerHeld *out);
@@ -358,6 +423,7 @@ typedef struct LedgerSchema
 	bool		has_hot;		/* 0.3.0 and later */
 	bool		has_holds;		/* 0.6.0 and later */
 	Oid			event;			/* ledger.event; InvalidOid before 0.6.0 */
+	bool		has_outbox;		/* 0.7.0 and later */
 	bool		account_trigger;	/* account_changed, ENABLE ALWAYS */
 } LedgerSchema;
 
@@ -381,6 +447,7 @@ extern void ledger_json_numeric(LedgerJson *j, const char *key, Numeric n);
 extern void ledger_json_int(LedgerJson *j, const char *key, int64 i);
 extern void ledger_json_text(LedgerJson *j, const char *key, const char *s);
 extern void ledger_json_bool(LedgerJson *j, const char *key, bool b);
+extern void ledger_json_timestamptz(LedgerJson *j, const char *key, TimestampTz ts);
 extern void ledger_json_jsonb(LedgerJson *j, const char *key, Jsonb *doc);
 extern Jsonb *ledger_json_end(LedgerJson *j);
 extern int64 ledger_raise_alert(const char *severity, const char *kind,

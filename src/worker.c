@@ -169,10 +169,7 @@ ledger_worker_main(Datum main_arg)
 {
 	MemoryContext round_cxt;
 
-	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	pqsignal(SIGTERM, die);
-	BackgroundWorkerUnblockSignals();
-	BackgroundWorkerInitializeConnection(ledger_database, NULL, 0);
+	ledger_worker_connect("ledger fold worker");
 	/* every statement of the fold is keyed: see ledger_keyed_begin */
 	SetConfigOption("enable_seqscan", "off", PGC_USERSET, PGC_S_OVERRIDE);
 	/* and a plan that must scan would cost enough to be compiled each round */
@@ -188,7 +185,6 @@ ledger_worker_main(Datum main_arg)
 	SetConfigOption("synchronous_commit", "off", PGC_USERSET, PGC_S_OVERRIDE);
 	on_shmem_exit(worker_exit, (Datum) 0);
 	set_state(WORKER_STARTING);
-	pgstat_report_appname("ledger fold worker");
 
 	round_cxt = AllocSetContextCreate(TopMemoryContext, "ledger fold round",
 									  ALLOCSET_DEFAULT_SIZES);
@@ -266,8 +262,6 @@ ledger_worker_main(Datum main_arg)
 void
 ledger_worker_init(void)
 {
-	BackgroundWorker worker;
-
 	DefineCustomIntVariable("ledger.fold_interval",
 							"How long the fold worker sleeps between fold rounds.",
 							NULL,
@@ -288,13 +282,37 @@ ledger_worker_init(void)
 	if (!process_shared_preload_libraries_in_progress)
 		return;
 
+	ledger_register_worker("ledger_worker_main", "ledger fold worker");
+}
+
+/*
+ * Register one of the ledger's background workers (at preload): connected
+ * to a database, started once recovery is over, restarted a second after
+ * it dies.
+ */
+void
+ledger_register_worker(const char *function, const char *name)
+{
+	BackgroundWorker worker;
+
 	memset(&worker, 0, sizeof(worker));
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
 	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
 	worker.bgw_restart_time = 1;
 	snprintf(worker.bgw_library_name, BGW_MAXLEN, "ledger");
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "ledger_worker_main");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "ledger fold worker");
-	snprintf(worker.bgw_type, BGW_MAXLEN, "ledger fold worker");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "%s", function);
+	snprintf(worker.bgw_name, BGW_MAXLEN, "%s", name);
+	snprintf(worker.bgw_type, BGW_MAXLEN, "%s", name);
 	RegisterBackgroundWorker(&worker);
+}
+
+/* A worker's start: its signals, its connection to ledger.database, its name. */
+void
+ledger_worker_connect(const char *name)
+{
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnection(ledger_database, NULL, 0);
+	pgstat_report_appname(name);
 }

@@ -91,6 +91,25 @@ SELECT 'hold amounts add up',
  WHERE h.amount <> h.captured + h.remaining + coalesce(r.released, 0)
     OR (h.state IN ('captured', 'voided', 'expired')) <> (h.remaining = 0 AND h.finished_at IS NOT NULL)
 UNION ALL
+-- a transaction or hold that names an event names one that exists, at or
+-- below the appliers' pointer
+SELECT 'rows name applied events', format('%s %s: event %s (%s)', r.what, r.id, r.event_seq, r.event_id)
+  FROM (SELECT 'transaction' AS what, id, event_seq, event_id FROM ledger.transaction
+         WHERE event_seq IS NOT NULL
+        UNION ALL
+        SELECT 'hold', id, event_seq, event_id FROM ledger.hold WHERE event_seq IS NOT NULL) r
+  LEFT JOIN ledger.event e ON e.seq = r.event_seq AND e.id = r.event_id
+ WHERE e.seq IS NULL
+    OR r.event_seq > (SELECT coalesce(max(last_sequence), 0) FROM ledger.projection)
+UNION ALL
+-- an outbox message's state agrees with its columns
+SELECT 'outbox states are whole', format('message %s: %s, leased until %s, delivered at %s',
+                                         id, state, leased_until, delivered_at)
+  FROM ledger.outbox
+ WHERE (state = 'leased') <> (leased_until IS NOT NULL)
+    OR (state = 'delivered') <> (delivered_at IS NOT NULL)
+    OR attempts < 0
+UNION ALL
 -- with nothing in flight, a hot account's escrow is its balance
 SELECT 'escrow equals balance',
        format('%s: escrow %s, reserved %s, in flight %s, balance %s',

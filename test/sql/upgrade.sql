@@ -63,6 +63,19 @@ SELECT count(*) AS clean FROM ledger.reconcile();
 SELECT c.relname FROM pg_extension e, unnest(e.extconfig) r, pg_class c
  WHERE e.extname = 'ledger' AND c.oid = r AND c.relname ~ 'hold|external' ORDER BY c.relname;
 
+ALTER EXTENSION ledger UPDATE TO '0.7.0';
+SELECT extversion FROM pg_extension WHERE extname = 'ledger';
+-- rows written before 0.7.0 name no event; the outbox works
+SELECT count(*) FILTER (WHERE event_seq IS NULL) AS unstamped, count(*) AS total
+  FROM ledger.transaction;
+SELECT ledger.enqueue('upgrade', 'k', '{"v": 1}') > 0 AS enqueued_on_0_7_0;
+SELECT topic, key, payload, attempts FROM ledger.outbox_claim('c1');
+-- holds keep working on the upgraded ledger
+SELECT ledger.hold('u-a', 1.00, 'u-world') IS NOT NULL AS held_on_0_7_0;
+SELECT count(*) AS clean FROM ledger.reconcile();
+SELECT c.relname FROM pg_extension e, unnest(e.extconfig) r, pg_class c
+ WHERE e.extname = 'ledger' AND c.oid = r AND c.relname ~ 'outbox' ORDER BY c.relname;
+
 -- every object of the upgraded extension has a comment
 SELECT p.proname FROM pg_proc p
  WHERE p.pronamespace = 'ledger'::regnamespace AND obj_description(p.oid, 'pg_proc') IS NULL;
