@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
-# bench/cold_ab.sh: what hot-account support costs cold postings.  One
-# cluster, two databases loaded alike: one at extension version 0.2.0 (the
-# schema before hot accounts; the library then uses its pre-hot statements)
-# and one at the current version.  transfer_uniform at 32 clients runs in
+# bench/cold_ab.sh: what a schema version's additions cost cold postings.
+# One cluster, two databases loaded alike: one at extension version
+# $BENCH_AB_OLD (default 0.2.0, the schema before hot accounts; the library
+# then uses its pre-hot statements; 0.6.0: before the event stamp trigger
+# of 0.7.0) and one at the current version.  transfer_uniform at 32 clients runs in
 # each, interleaved, BENCH_ROUNDS times; prints TPS per round and the ratio.
 #     bash bench/cold_ab.sh
 source "$(dirname "$0")/../test/lib.sh"
 ROUNDS=${BENCH_ROUNDS:-3}
+OLD=${BENCH_AB_OLD:-0.2.0}
 DURATION=${BENCH_DURATION:-12}
 ledger_packages
-ledger_build
+[ "${BENCH_SKIP_BUILD:-0}" = 1 ] || ledger_build
 DIR=$(mktemp -d /tmp/ledger-bench-ab.XXXXXX)
 chmod 755 "$DIR"
 CLUSTER_CONF="shared_buffers = 1GB
@@ -23,7 +25,7 @@ ledger.database = 'ab_new'" cluster_start "$DIR/cluster"
 for db in ab_old ab_new; do
 	runuser -u postgres -- "$PGBIN/createdb" "$db"
 done
-"$PGBIN/psql" -X -q -d ab_old -c "CREATE EXTENSION ledger VERSION '0.2.0'"
+"$PGBIN/psql" -X -q -d ab_old -c "CREATE EXTENSION ledger VERSION '$OLD'"
 "$PGBIN/psql" -X -q -d ab_new -c "CREATE EXTENSION ledger"
 for db in ab_old ab_new; do
 	"$PGBIN/psql" -X -q -d "$db" -v ON_ERROR_STOP=1 >/dev/null <<'SQL'
@@ -38,7 +40,7 @@ END $$;
 VACUUM ANALYZE;
 SQL
 done
-echo "| round | 0.2.0 schema (before hot accounts) TPS | current schema TPS | current / before |"
+echo "| round | $OLD schema TPS | current schema TPS | current / before |"
 echo "|---|---:|---:|---:|"
 sum_old=0; sum_new=0
 for r in $(seq 1 "$ROUNDS"); do

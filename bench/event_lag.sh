@@ -112,8 +112,8 @@ for r in $(seq 1 "$ROUNDS"); do
 
 	for i in $(seq 1 9); do fresh "$APPEND"; done >"$WORK/first-append"
 	for i in $(seq 1 9); do fresh "$INSERT"; done >"$WORK/first-insert"
-	fa=$(median <"$WORK/first-append")
-	fi_=$(median <"$WORK/first-insert")
+	fa=$(median <"$WORK/first-append" | xargs printf '%.1f')
+	fi_=$(median <"$WORK/first-insert" | xargs printf '%.1f')
 	ci=$(run C-insert baseline_insert 8 -C)
 	ca=$(run C-append event_append 8 -C)
 	q -c "SELECT ledger.catch_up(NULL, '10 min')" >/dev/null
