@@ -12,8 +12,9 @@
 # or outruns its lease, leaves the message to be sent again.  Each email
 # has "X-Ledger-Message-Id: <id>" (ids are per database) for receivers to
 # deduplicate on.  A key's messages come in order.  On SIGTERM or SIGINT it
-# ends the message in hand and exits 0; what it leased and did not send
-# comes back when the lease ends.  It reconnects when PostgreSQL goes away
+# ends the message in hand, gives what it leased and did not send back with
+# ledger.outbox_release (no attempt counted), and exits 0; the same when a
+# batch outruns most of its lease.  It reconnects when PostgreSQL goes away
 # (with --once it exits 1).  Messages with an owner_id go to --owner-to,
 # the rest to --to; ledger.alert emails start with a summary line.  The
 # SMTP server is a relay needing no TLS or login (e.g. a local MTA).
@@ -168,7 +169,10 @@ class Consumer:
         try:
             for n, (msg_id, topic, key, payload, attempts) in enumerate(rows):
                 if self.stopping or time.monotonic() > deadline:
-                    log.info("left %d leased messages to come back after their lease", len(rows) - n)
+                    # give the rest back unsent: no attempt counted, no lease to wait out
+                    for row in rows[n:]:
+                        self.settle("SELECT ledger.outbox_release(%s, %s)", row[0], a.consumer)
+                    log.info("gave %d unsent messages back", len(rows) - n)
                     break
                 self.deliver(msg_id, topic, key, payload, attempts)
         finally:

@@ -11,6 +11,12 @@
  */
 ALTER TABLE ledger.transaction ADD COLUMN event_id uuid, ADD COLUMN event_seq bigint;
 ALTER TABLE ledger.hold ADD COLUMN event_id uuid, ADD COLUMN event_seq bigint;
+COMMENT ON COLUMN ledger.transaction.event_id IS
+    'The event that made or last changed this transaction (NULL: direct calls only).';
+COMMENT ON COLUMN ledger.hold.event_id IS
+    'The event that made or last changed this hold (direct calls leave it as it was).';
+-- which rows did an event make: the invariants and operators ask
+CREATE INDEX transaction_event_idx ON ledger.transaction (event_id) WHERE event_id IS NOT NULL;
 
 CREATE FUNCTION ledger.stamp_event()
 RETURNS trigger
@@ -55,7 +61,8 @@ COMMENT ON FUNCTION ledger.event_worker_status() IS
 
 CREATE VIEW ledger.event_worker AS
 SELECT w.state, w.pid, w.batches, w.applied, w.rejected, w.errors, w.last_batch_at,
-       w.last_error, w.last_error_at, ledger.event_horizon() AS horizon,
+       w.last_error, w.last_error_at,
+       CASE WHEN w.state <> 'not preloaded' THEN ledger.event_horizon() END AS horizon,
        COALESCE((SELECT p.last_sequence FROM ledger.projection p WHERE p.name = 'ledger'), 0)
            AS last_sequence,
        l.events AS lag_events, l.seconds AS lag_seconds
@@ -125,6 +132,14 @@ SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION ledger.outbox_fail(bigint, text, text) IS
     'Gives a leased message back after a failed delivery: retried after a backoff (pending), or dead after ledger.outbox_max_attempts attempts. Returns the new state. With consumer, only the holder of the lease may.';
 
+CREATE FUNCTION ledger.outbox_release(id bigint, consumer text DEFAULT NULL)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'ledger_outbox_release'
+LANGUAGE C VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION ledger.outbox_release(bigint, text) IS
+    'Gives a leased message back unsent (a consumer shutting down), without counting the attempt; with consumer, only the holder of the lease may.';
+
 CREATE FUNCTION ledger.outbox_retry(id bigint)
 RETURNS boolean
 AS 'MODULE_PATHNAME', 'ledger_outbox_retry'
@@ -160,4 +175,5 @@ REVOKE ALL ON FUNCTION ledger.catch_up(text, interval), ledger.event_worker_stat
                        ledger.enqueue(text, text, jsonb),
                        ledger.outbox_claim(text, integer, interval, text[]),
                        ledger.outbox_ack(bigint, text), ledger.outbox_fail(bigint, text, text),
+                       ledger.outbox_release(bigint, text),
                        ledger.outbox_retry(bigint) FROM PUBLIC;

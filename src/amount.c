@@ -43,6 +43,23 @@ ledger_numeric_add(Numeric a, Numeric b)
 }
 
 Numeric
+ledger_numeric_mul(Numeric a, Numeric b)
+{
+	return DatumGetNumeric(DirectFunctionCall2(numeric_mul,
+											   NumericGetDatum(a),
+											   NumericGetDatum(b)));
+}
+
+/* a cut to scale decimals, toward zero (never up for a positive amount) */
+Numeric
+ledger_numeric_trunc(Numeric a, int scale)
+{
+	return DatumGetNumeric(DirectFunctionCall2(numeric_trunc,
+											   NumericGetDatum(a),
+											   Int32GetDatum(scale)));
+}
+
+Numeric
 ledger_numeric_neg(Numeric a)
 {
 	return DatumGetNumeric(DirectFunctionCall1(numeric_uminus, NumericGetDatum(a)));

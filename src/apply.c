@@ -62,11 +62,17 @@ typedef struct Pending
  * event's fault: the whole call fails and the event is applied later.
  */
 static bool
+retryable(int sqlerrcode)
+{
+	/* a hot account changing mode, not yet loaded or not served here */
+	return sqlerrcode == ERRCODE_LEDGER_MODE_CHANGED || sqlerrcode == ERRCODE_LEDGER_HOT_NOT_READY ||
+		sqlerrcode == ERRCODE_LEDGER_HOT_UNAVAILABLE;
+}
+
+static bool
 is_refusal(int sqlerrcode)
 {
-	/* a hot account changing mode, not yet loaded or not served here: retry */
-	if (sqlerrcode == ERRCODE_LEDGER_MODE_CHANGED || sqlerrcode == ERRCODE_LEDGER_HOT_NOT_READY ||
-		sqlerrcode == ERRCODE_LEDGER_HOT_UNAVAILABLE)
+	if (retryable(sqlerrcode))
 		return false;
 	return ERRCODE_TO_CATEGORY(sqlerrcode) == MAKE_SQLSTATE('L', 'D', '0', '0', '0') ||
 		ERRCODE_TO_CATEGORY(sqlerrcode) == ERRCODE_DATA_EXCEPTION;
@@ -116,19 +122,29 @@ static int
 count_attempt(Pending *e, ErrorData *err)
 {
 	static SPIPlanPtr plan = NULL;
-	Datum		values[3];
+	Datum		values[4];
 	bool		isnull;
 
+	/*
+	 * An attempt counts only a second or more after the last one (appliers
+	 * retry within milliseconds: five quick failures are one passing
+	 * condition), and a hot account not ready or changing mode
+	 * (LD019-LD021) never counts: it is retried until it goes through.
+	 */
 	if (plan == NULL)
 		plan = ledger_prepare(
 			"UPDATE ledger.projection SET "
-			"  stuck_attempts = CASE WHEN stuck_seq = $1 THEN stuck_attempts + 1 ELSE 1 END, "
+			"  stuck_attempts = CASE WHEN NOT $4 THEN 0 "
+			"    WHEN stuck_seq IS DISTINCT FROM $1 THEN 1 "
+			"    WHEN updated_at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) "
+			"         interval '1 s') THEN stuck_attempts + 1 ELSE stuck_attempts END, "
 			"  stuck_seq = $1, stuck_sqlstate = $2, stuck_message = $3, updated_at = pg_catalog.now() "
 			" WHERE name = 'ledger' RETURNING stuck_attempts",
-			3, (Oid[]) {INT8OID, TEXTOID, TEXTOID});
+			4, (Oid[]) {INT8OID, TEXTOID, TEXTOID, BOOLOID});
 	values[0] = Int64GetDatum(e->seq);
 	values[1] = CStringGetTextDatum(unpack_sql_state(err->sqlerrcode));
 	values[2] = CStringGetTextDatum(err->message ? err->message : "");
+	values[3] = BoolGetDatum(!retryable(err->sqlerrcode));
 	ledger_spi_exec(plan, values, NULL, SPI_OK_UPDATE_RETURNING);
 	return DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 }
@@ -276,12 +292,22 @@ ledger_apply_batch(int max, bool skip_locked, bool *locked, int *applied, int *r
 	int			i;
 	Oid			relid;
 	int64		to = 0;
+	pg_uuid_t	current;
 
 	*applied = *rejected = 0;
+	/* the horizon is read after the snapshot of a REPEATABLE READ transaction: events would be missed */
+	if (IsolationUsesXactSnapshot())
+		elog(ERROR, "events are applied under READ COMMITTED only");
+	if (ledger_event_context(&last, &current))
+		ereport(ERROR,
+				(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT),
+				 errmsg("events cannot be applied from inside an event"),
+				 errdetail("This backend is applying event " INT64_FORMAT ".", last)));
 	relid = ledger_event_relid();
 	*locked = lock_pointer(skip_locked, &last);
 	if (!*locked)
 		return 0;
+	ledger_projection_locked_set();	/* until this transaction ends */
 	horizon = ledger_horizon(relid);	/* first the horizon, then the snapshot */
 	p = read_pending(last, horizon, max, &n);
 	nread = n;

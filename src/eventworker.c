@@ -185,7 +185,8 @@ ledger_catch_up(PG_FUNCTION_ARGS)
 							   pointer, stream ? "stream's last event is" : "last event is",
 							   target, ledger_horizon(ledger_event_relid())),
 					 errhint("See ledger.event_worker: an open transaction that appended events holds the horizon back, or the applier is stopped or failing.")));
-		if (ledger_applier_wake())
+		/* the worker applies, unless this transaction holds the projection's row */
+		if (!ledger_projection_locked() && ledger_applier_wake())
 			ledger_applier_wait(Min(left, 10));
 		else
 		{
@@ -198,7 +199,7 @@ ledger_catch_up(PG_FUNCTION_ARGS)
 			{
 				/* another applier has the batch, or the horizon is held back */
 				(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-								 Min(left, 1), PG_WAIT_EXTENSION);
+								 Min(left, 10), PG_WAIT_EXTENSION);
 				ResetLatch(MyLatch);
 			}
 		}
@@ -273,6 +274,8 @@ ledger_event_worker_main(Datum main_arg)
 
 			SetCurrentStatementStartTimestamp();
 			StartTransactionCommand();
+			/* whatever default_transaction_isolation says: see apply.c */
+			XactIsoLevel = XACT_READ_COMMITTED;
 			SPI_connect();
 			PushActiveSnapshot(GetTransactionSnapshot());
 			pgstat_report_activity(STATE_RUNNING, "ledger apply events");
@@ -294,7 +297,6 @@ ledger_event_worker_main(Datum main_arg)
 			FlushErrorState();
 			AbortCurrentTransaction();
 			batch_n = batch_applied = batch_rejected = 0;
-			sleep_ms = EVENT_RETRY_MS;
 		}
 		PG_END_TRY();
 		pgstat_report_activity(STATE_IDLE, NULL);
@@ -302,6 +304,21 @@ ledger_event_worker_main(Datum main_arg)
 		ledger_applier_set(APPLIER_IDLE, MyLatch);
 		if (batch_n >= event_batch)
 			continue;			/* a full batch: more is waiting */
+		if (error[0])
+		{
+			/* a failed batch waits out its delay, whatever commits meanwhile */
+			TimestampTz until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), EVENT_RETRY_MS);
+			long		left;
+
+			while ((left = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), until)) > 0)
+			{
+				(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+								 left, PG_WAIT_EXTENSION);
+				ResetLatch(MyLatch);
+				CHECK_FOR_INTERRUPTS();
+			}
+			continue;
+		}
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 sleep_ms, PG_WAIT_EXTENSION);
 	}

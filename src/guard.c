@@ -18,7 +18,10 @@
  * changed it: event_id and event_seq.  Outside the applier they are
  * kept as they are on UPDATE (LD006 if changed) and taken as given on
  * INSERT (a restore); inside it they are set, and an event older than the
- * recorded one is refused (LD033): the number only moves forward.
+ * recorded one is refused (LD033): the number only moves forward.  A
+ * direct call (no event) leaves them as they are: they name the last
+ * event that changed the row.  Under session_replication_role = replica
+ * (a logical subscriber) rows are taken as the publisher wrote them.
  *
  * Locking: none beyond the row lock the UPDATE or DELETE already holds.
  *
@@ -234,6 +237,9 @@ ledger_stamp_event(PG_FUNCTION_ARGS)
 		elog(ERROR, "table \"%s\" has no event_seq and event_id",
 			 RelationGetRelationName(td->tg_relation));
 	newtup = TRIGGER_FIRED_BY_UPDATE(td->tg_event) ? td->tg_newtuple : td->tg_trigtuple;
+	/* a logical replication subscriber applies the publisher's rows as they are */
+	if (SessionReplicationRole == SESSION_REPLICATION_ROLE_REPLICA)
+		return PointerGetDatum(newtup);
 	applying = ledger_event_context(&seq, &id);
 	if (TRIGGER_FIRED_BY_UPDATE(td->tg_event))
 	{

@@ -90,6 +90,9 @@ static bool claimed = false;	/* this backend holds a claim */
 static int64 current_seq = 0;
 static pg_uuid_t current_id;
 
+/* This transaction holds the projection's row (it applied events). */
+static bool projection_locked = false;
+
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
@@ -173,6 +176,8 @@ horizon_xact_callback(XactEvent event, void *arg)
 			break;
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
+			current_seq = 0;
+			projection_locked = false;
 			if (claimed)
 			{
 				Latch	   *latch;
@@ -193,6 +198,8 @@ horizon_xact_callback(XactEvent event, void *arg)
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
+			current_seq = 0;
+			projection_locked = false;
 			drop_claim();
 			break;
 		default:
@@ -392,6 +399,19 @@ ledger_event_context_set(int64 seq, const pg_uuid_t *id)
 	current_seq = seq;
 	if (seq > 0)
 		memcpy(&current_id, id, sizeof(pg_uuid_t));
+}
+
+/* This transaction locked the projection's row: another applier cannot apply. */
+void
+ledger_projection_locked_set(void)
+{
+	projection_locked = true;
+}
+
+bool
+ledger_projection_locked(void)
+{
+	return projection_locked;
 }
 
 bool

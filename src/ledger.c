@@ -34,6 +34,7 @@ _PG_init(void)
 	ledger_horizon_init();
 	ledger_event_worker_init();
 	ledger_outbox_init();
+	ledger_rates_init();
 
 	MarkGUCPrefixReserved("ledger");
 }

@@ -8,7 +8,7 @@
  *
  *	    entry points     ledger.c catalog.c hotmode.c worker.c guard.c hold.c
  *	                     capture.c holdexpiry.c external.c event.c
- *	                     eventworker.c outbox.c
+ *	                     eventworker.c outbox.c rates.c exchange.c
  *	    posting and      posting.c invalidate.c reconcile.c rebuild.c fold.c
  *	      corrections    apply.c eventtype.c
  *	    balance          balance.c (cold rows); escrowapply.c escrowload.c
@@ -72,6 +72,9 @@
 #define ERRCODE_LEDGER_STALE_EVENT			MAKE_SQLSTATE('L','D','0','3','3')
 #define ERRCODE_LEDGER_CATCH_UP_TIMEOUT		MAKE_SQLSTATE('L','D','0','3','4')
 #define ERRCODE_LEDGER_OUTBOX_STATE			MAKE_SQLSTATE('L','D','0','3','5')
+#define ERRCODE_LEDGER_EXCHANGE_NOT_CONFIGURED MAKE_SQLSTATE('L','D','0','3','6')
+#define ERRCODE_LEDGER_STALE_RATE			MAKE_SQLSTATE('L','D','0','3','7')
+#define ERRCODE_LEDGER_INVALID_RATE			MAKE_SQLSTATE('L','D','0','3','8')
 
 /* Amounts must stay below 10^LEDGER_MAX_AMOUNT_DIGITS in absolute value. */
 #define LEDGER_MAX_AMOUNT_DIGITS	30
@@ -261,6 +264,13 @@ extern void ledger_event_worker_init(void);
 /* outbox.c (ledger.enqueue, outbox_claim, outbox_ack, outbox_fail, outbox_retry) */
 extern void ledger_outbox_init(void);
 
+/* rates.c (ledger.set_exchange_rate, set_exchange_accounts, check_rate_feeds) */
+extern int	ledger_max_rate_age_s;
+extern void ledger_rates_init(void);
+extern bool ledger_newest_rate(const char *base, const char *quote, Numeric *rate,
+							   TimestampTz *observed_at);
+extern int	ledger_rate_feeds_check(const char *base, const char *quote, bool stale_too);
+
 /* hold.c (ledger.hold, mark_submitted, void, set_account_limits, available_balance) */
 extern const char *ledger_hold_state(const LedgerHold *h, TimestampTz now);
 extern void ledger_hold_refuse(const LedgerHold *h, const char *state, const char *move);
@@ -279,6 +289,8 @@ extern bool ledger_claim_key(pg_uuid_t *id, const char *kind, const char *key, b
 							 Jsonb *metadata);
 extern LedgerDelta *ledger_build_deltas(LedgerLeg *legs, int nlegs, int *ndeltas);
 extern void ledger_check_same_asset(LedgerLeg *legs);
+extern bool ledger_post_legs(pg_uuid_t *id, const char *kind, LedgerLeg *legs, int nlegs,
+							 const char *key, bytea *hash, Jsonb *metadata, bool transfer);
 
 /* eventtype.c */
 extern const LedgerEventType *ledger_event_type(const char *name);
@@ -366,6 +378,8 @@ extern Oid	ledger_event_relid(void);
 extern bool ledger_horizon_claimed(void);
 extern void ledger_event_context_set(int64 seq, const pg_uuid_t *id);
 extern bool ledger_event_context(int64 *seq, pg_uuid_t *id);
+extern void ledger_projection_locked_set(void);
+extern bool ledger_projection_locked(void);
 struct Latch;
 extern void ledger_applier_set(LedgerApplierState state, struct Latch *latch);
 extern void ledger_applier_record(int applied, int rejected, const char *error);
@@ -424,6 +438,7 @@ typedef struct LedgerSchema
 	bool		has_holds;		/* 0.6.0 and later */
 	Oid			event;			/* ledger.event; InvalidOid before 0.6.0 */
 	bool		has_outbox;		/* 0.7.0 and later */
+	bool		has_rates;		/* 0.8.0 and later */
 	bool		account_trigger;	/* account_changed, ENABLE ALWAYS */
 } LedgerSchema;
 
@@ -460,6 +475,7 @@ extern Numeric ledger_check_amount(Numeric amount, const LedgerAccount *account,
 extern Numeric ledger_check_numeric_finite(Numeric n, const char *what,
 										   const char *asset, int scale);
 extern Numeric ledger_parse_amount(const char *str, int len, int leg);
+extern Numeric ledger_max_amount(void);
 extern void ledger_check_metadata(Jsonb *metadata);
 extern char *ledger_optional_code(FunctionCallInfo fcinfo, int argno, const char *what);
 extern void ledger_require_same_request(const char *key, bytea *taken, bytea *hash,
@@ -468,6 +484,8 @@ extern void ledger_require_same_request(const char *key, bytea *taken, bytea *ha
 /* amount.c */
 extern Numeric ledger_numeric_add(Numeric a, Numeric b);
 extern Numeric ledger_numeric_neg(Numeric a);
+extern Numeric ledger_numeric_mul(Numeric a, Numeric b);
+extern Numeric ledger_numeric_trunc(Numeric a, int scale);
 extern int	ledger_numeric_cmp(Numeric a, Numeric b);
 extern int	ledger_numeric_sign(Numeric a);
 extern char *ledger_numeric_str(Numeric n);

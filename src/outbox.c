@@ -15,8 +15,12 @@
  * ledger.outbox_max_backoff; after ledger.outbox_max_attempts attempts
  * (failed, or leases run out) it is dead.  Only the oldest unfinished
  * message of each topic and key can be claimed, so a key's messages of a
- * topic are delivered in order (a dead message no longer holds its key
- * back).  ack and fail may name the consumer: then only the one holding the
+ * topic are delivered one at a time, in the order they became visible
+ * (by id among those committed: a message whose transaction commits after
+ * a later-numbered one of its key went out is the head again, but never
+ * while another of its key is leased), and a dead message no longer holds
+ * its key back.  outbox_release gives a leased message back unsent,
+ * without counting the attempt.  ack and fail may name the consumer: then only the one holding the
  * lease settles the message (a consumer whose lease ran out and was taken
  * over cannot undo the new holder's work).
  *
@@ -71,6 +75,7 @@ require_outbox(void)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_OUTBOX_STATE),
 				 errmsg("the installed ledger has no outbox"),
+				 errdetail("The outbox came with version 0.7.0 of the extension."),
 				 errhint("ALTER EXTENSION ledger UPDATE.")));
 }
 
@@ -147,7 +152,8 @@ ledger_outbox_claim(PG_FUNCTION_ARGS)
 	if (!PG_ARGISNULL(3) && array_contains_nulls(PG_GETARG_ARRAYTYPE_P(3)))
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT),
-				 errmsg("topics must not contain NULL")));
+				 errmsg("topics must not contain NULL"),
+				 errdetail("Consumer \"%s\" gave a topic list with a NULL element.", consumer)));
 	PreventCommandIfReadOnly("ledger.outbox_claim");
 	InitMaterializedSRF(fcinfo, 0);
 
@@ -172,6 +178,10 @@ ledger_outbox_claim(PG_FUNCTION_ARGS)
 			"   WHERE ((o.state = 'pending' AND o.available_at OPERATOR(pg_catalog.<=) pg_catalog.now()) "
 			"       OR (o.state = 'leased' AND o.leased_until OPERATOR(pg_catalog.<=) pg_catalog.now())) "
 			"     AND ($4 IS NULL OR o.topic OPERATOR(pg_catalog.=) ANY ($4)) "
+			/* none of the key in flight: a message committed late with a smaller id is a head again */
+			"     AND NOT EXISTS (SELECT 1 FROM ledger.outbox l WHERE l.topic = o.topic AND l.key = o.key "
+			"       AND l.state = 'leased' AND l.id <> o.id "
+			"       AND l.leased_until OPERATOR(pg_catalog.>) pg_catalog.now()) "
 			"   ORDER BY o.id LIMIT $2 FOR UPDATE OF o SKIP LOCKED), "
 			"claimed AS ("
 			"  UPDATE ledger.outbox o SET state = 'leased', attempts = o.attempts + 1, "
@@ -341,6 +351,36 @@ ledger_outbox_fail(PG_FUNCTION_ARGS)
 	r = SPI_datumTransfer(r, false, -1);
 	SPI_finish();
 	PG_RETURN_DATUM(r);
+}
+
+PG_FUNCTION_INFO_V1(ledger_outbox_release);
+
+Datum
+ledger_outbox_release(PG_FUNCTION_ARGS)
+{
+	static SPIPlanPtr plan = NULL;
+	Datum		values[2];
+	char		nulls[2] = {' ', ' '};
+	char	   *consumer;
+	bool		done;
+
+	LEDGER_REQUIRE_ARG(0, "id");
+	consumer = optional_consumer(fcinfo, 1, &values[1], &nulls[1]);
+	PreventCommandIfReadOnly("ledger.outbox_release");
+	SPI_connect();
+	require_outbox();
+	if (plan == NULL)
+		plan = ledger_prepare(
+			"UPDATE ledger.outbox SET state = 'pending', leased_until = NULL, "
+			"  attempts = GREATEST(attempts OPERATOR(pg_catalog.-) 1, 0), "
+			"  available_at = pg_catalog.now() "
+			" WHERE id = $1 AND state = 'leased' AND ($2 IS NULL OR leased_by = $2) RETURNING true",
+			2, (Oid[]) {INT8OID, TEXTOID});
+	values[0] = PG_GETARG_DATUM(0);
+	(void) settle(plan, values, nulls, PG_GETARG_INT64(0), "outbox_release", "leased", consumer,
+				  &done);
+	SPI_finish();
+	PG_RETURN_BOOL(done);
 }
 
 PG_FUNCTION_INFO_V1(ledger_outbox_retry);

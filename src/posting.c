@@ -315,13 +315,16 @@ ledger_build_deltas(LedgerLeg *legs, int nlegs, int *ndeltas)
 
 /*
  * Post legs: resolve, check amounts and balance, claim the key, apply.
- * Runs inside SPI; returns the transaction id in *id.  For a transfer,
- * legs[1] carries the positive amount the caller gave and legs[0] its
- * negation.
+ * Runs inside SPI; returns the transaction id in *id, and false when the
+ * key was taken by the same request (an idempotent replay: nothing
+ * written).  hash is the request's fingerprint when the caller computes it
+ * (an exchange's legs depend on the rate, its request does not), NULL to
+ * take it from the legs.  For a transfer, legs[1] carries the positive
+ * amount the caller gave and legs[0] its negation.
  */
-static void
-post_legs(pg_uuid_t *id, const char *kind, LedgerLeg *legs, int nlegs,
-		  const char *key, Jsonb *metadata, bool transfer)
+bool
+ledger_post_legs(pg_uuid_t *id, const char *kind, LedgerLeg *legs, int nlegs,
+				 const char *key, bytea *hash, Jsonb *metadata, bool transfer)
 {
 	LedgerDelta *deltas;
 	int			ndeltas;
@@ -332,7 +335,7 @@ post_legs(pg_uuid_t *id, const char *kind, LedgerLeg *legs, int nlegs,
 	 * refuse a read-only transaction (a standby) before touching the
 	 * escrow.
 	 */
-	PreventCommandIfReadOnly(transfer ? "ledger.transfer" : "ledger.post");
+	PreventCommandIfReadOnly(psprintf("ledger.%s", kind));
 	ledger_uuidv7(id);
 	ledger_resolve_accounts(legs, nlegs);
 
@@ -349,13 +352,15 @@ post_legs(pg_uuid_t *id, const char *kind, LedgerLeg *legs, int nlegs,
 	}
 	check_balanced(legs, nlegs);
 	if (key != NULL &&
-		!ledger_claim_key(id, kind, key, request_hash(kind, legs, nlegs, metadata), metadata))
-		return;					/* idempotent replay: nothing to write */
+		!ledger_claim_key(id, kind, key,
+						  hash ? hash : request_hash(kind, legs, nlegs, metadata), metadata))
+		return false;			/* idempotent replay: nothing to write */
 
 	deltas = ledger_build_deltas(legs, nlegs, &ndeltas);
 	/* with a key, claim_key wrote the transaction row; else the last statement does */
 	ledger_apply_balances(deltas, ndeltas, id, legs, nlegs,
 						  key == NULL ? kind : NULL, metadata);
+	return true;
 }
 
 PG_FUNCTION_INFO_V1(ledger_transfer);
@@ -391,7 +396,7 @@ ledger_transfer(PG_FUNCTION_ARGS)
 	legs[1].amount = amount;
 
 	SPI_connect();
-	post_legs(id, "transfer", legs, 2, key, metadata, true);
+	(void) ledger_post_legs(id, "transfer", legs, 2, key, NULL, metadata, true);
 	SPI_finish();
 
 	PG_RETURN_UUID_P(id);
@@ -481,7 +486,7 @@ ledger_post(PG_FUNCTION_ARGS)
 	ledger_check_metadata(metadata);
 
 	SPI_connect();
-	post_legs(id, "post", legs, nlegs, key, metadata, false);
+	(void) ledger_post_legs(id, "post", legs, nlegs, key, NULL, metadata, false);
 	SPI_finish();
 
 	PG_RETURN_UUID_P(id);

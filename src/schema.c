@@ -6,7 +6,7 @@
  *	  indexes on account and asset codes, the column numbers the direct
  *	  lookups read (lookup.c), and what the installed version has (hot
  *	  accounts from 0.3.0, the account_changed trigger from 0.4.0, holds
- *	  and ledger.event from 0.6.0, the outbox from 0.7.0).
+ *	  and ledger.event from 0.6.0, the outbox from 0.7.0, rates from 0.8.0).
  *
  * The library keeps serving a database whose extension has not been
  * updated yet, so callers pick their statements by what is here.
@@ -100,6 +100,7 @@ refresh(void)
 	s.has_holds = OidIsValid(rel(nsp, "hold"));	/* 0.6.0 and later */
 	s.event = rel(nsp, "event");	/* 0.6.0 and later */
 	s.has_outbox = OidIsValid(rel(nsp, "outbox"));	/* 0.7.0 and later */
+	s.has_rates = OidIsValid(rel(nsp, "rate_feed"));	/* 0.8.0 and later */
 	if (!OidIsValid(s.account) || !OidIsValid(s.account_code_index) ||
 		!OidIsValid(s.account_balance) || !OidIsValid(s.account_balance_index) ||
 		!OidIsValid(s.asset) || !OidIsValid(s.asset_code_index) ||

@@ -48,8 +48,9 @@ ledger_check_code(text *t, const char *what)
 	return s;
 }
 
-static Numeric
-get_max_amount(void)
+/* 10^LEDGER_MAX_AMOUNT_DIGITS: amounts and rates stay below it. */
+Numeric
+ledger_max_amount(void)
 {
 	if (max_amount == NULL)
 	{
@@ -83,7 +84,7 @@ ledger_check_numeric_finite(Numeric n, const char *what, const char *asset, int 
 				 errdetail("The %s given is %s.", what, ledger_numeric_str(n))));
 
 	abs = DatumGetNumeric(DirectFunctionCall1(numeric_abs, NumericGetDatum(n)));
-	if (ledger_numeric_cmp(abs, get_max_amount()) >= 0)
+	if (ledger_numeric_cmp(abs, ledger_max_amount()) >= 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_INVALID_AMOUNT),
 				 errmsg("%s is too large", what),

@@ -5,7 +5,8 @@
  *	  start it rebuilds the hot-account escrow from the tables
  *	  (escrowload.c), then runs a fold round (fold.c) every
  *	  ledger.fold_interval, and raises a fold_lag alert when the oldest
- *	  unfolded entry is older than ledger.fold_lag_alert.  Also
+ *	  unfolded entry is older than ledger.fold_lag_alert, and once a second
+ *	  announces stale and recovered exchange rate feeds (rates.c).  Also
  *	  ledger.fold_worker_status().
  *
  * Each round is one transaction; a failed round (a concurrent fold won the
@@ -159,8 +160,38 @@ check_lag(TimestampTz *last_alert)
 	}
 }
 
+/* The rate monitor's check, in a subtransaction of the round. */
+static void
+rate_check(void *arg)
+{
+	(void) ledger_rate_feeds_check(NULL, NULL, true);
+}
+
+/*
+ * Announce stale and recovered rate feeds (rates.c) once a second; a
+ * failure is logged and leaves the fold round alone.
+ */
+static void
+check_rates(TimestampTz *last_check)
+{
+	const LedgerSchema *schema = ledger_schema();
+	ErrorData  *err;
+
+	if (schema == NULL || !schema->has_rates ||
+		!TimestampDifferenceExceeds(*last_check, GetCurrentTimestamp(), 1000))
+		return;
+	*last_check = GetCurrentTimestamp();
+	err = ledger_try(rate_check, NULL);
+	if (err != NULL)
+	{
+		ereport(LOG, (errmsg("ledger fold worker: rate check failed: %s", err->message)));
+		FreeErrorData(err);
+	}
+}
+
 /* The worker loop's state lives outside its PG_TRY block. */
 static TimestampTz last_alert = 0;
+static TimestampTz last_rate_check = 0;
 static int	round_folded = 0;
 static int64 round_writes = 0;
 
@@ -226,6 +257,7 @@ ledger_worker_main(Datum main_arg)
 				set_state(WORKER_FOLDING);
 				round_folded = ledger_fold_round(FOLD_BATCH, &round_writes, true);
 				check_lag(&last_alert);
+				check_rates(&last_rate_check);
 			}
 			else if (!ledger_hot_is_ready())
 				ledger_hot_load_empty();

@@ -110,6 +110,18 @@ SELECT 'outbox states are whole', format('message %s: %s, leased until %s, deliv
     OR (state = 'delivered') <> (delivered_at IS NOT NULL)
     OR attempts < 0
 UNION ALL
+-- an exchange's token row matches its legs and the rounding rule
+SELECT 'token rows match their legs', format('token row %s of transaction %s', k.id, k.transaction_id)
+  FROM ledger.token_transaction k JOIN ledger.asset q ON q.code = k.quote_asset
+ WHERE NOT k.is_invalidated AND k.spread IS NOT NULL
+   AND (k.quote_amount <> trunc(k.token_amount * k.rate, q.scale)
+        OR k.spread_amount <> trunc(k.quote_amount * k.spread, q.scale)
+        OR (SELECT sum(j.amount) FROM ledger.journal_entry j
+             WHERE j.transaction_id = k.transaction_id AND j.account_id = k.account_id) <> -k.token_amount
+        OR (SELECT sum(j.amount) FROM ledger.journal_entry j
+             WHERE j.transaction_id = k.transaction_id AND j.account_id = k.to_account_id)
+           <> k.quote_amount - k.spread_amount)
+UNION ALL
 -- with nothing in flight, a hot account's escrow is its balance
 SELECT 'escrow equals balance',
        format('%s: escrow %s, reserved %s, in flight %s, balance %s',

@@ -16,6 +16,7 @@
 --   asset netting to zero), amounts as JSON numbers or strings; some
 --   requests carry idempotency keys and are retried later, written
 --   differently, or reused for a different request (LD007);
+--   then 300 exchanges of BTC into USD with random spreads (tap_exchange_one),
 --   then 150 random ledger.invalidate calls (force => false), a third of
 --   them on backdated transactions.
 -- Every call's outcome is predicted by a model (tap_model) that tracks each
@@ -385,6 +386,37 @@ BEGIN
 END
 $$;
 
+-- One exchange of a random bounded BTC account's BTC into a random bounded
+-- USD account (not usd-00, the spread account), at the fixed rate, with a
+-- random spread.  The model predicts LD001 exactly when the BTC account
+-- would go below its floor; a success applies the journal's legs to it.
+CREATE FUNCTION tap_exchange_one() RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_from text := format('btc-%s', to_char(floor(random() * 19)::int, 'FM00'));
+    v_to text := format('usd-%s', to_char(1 + floor(random() * 18)::int, 'FM00'));
+    v_amount numeric := tap_amount('BTC', tap_max('BTC') / 4);
+    v_spread numeric := (ARRAY[0, 0.001, 0.0125, 0.05])[1 + floor(random() * 4)::int];
+    v_expect boolean;
+    v_txn uuid;
+BEGIN
+    SELECT m.bal - v_amount >= m.floor INTO v_expect FROM tap_model m WHERE m.code = v_from;
+    BEGIN
+        v_txn := ledger.exchange(v_from, v_to, v_amount, spread => v_spread);
+    EXCEPTION WHEN SQLSTATE 'LD001' THEN
+        PERFORM tap_count(CASE WHEN v_expect THEN 'unexpected_failure' ELSE 'exchange_failed' END);
+        RETURN;
+    END;
+    IF NOT v_expect THEN
+        PERFORM tap_count('unexpected_success');
+    END IF;
+    UPDATE tap_model m SET bal = m.bal + j.amount
+      FROM ledger.journal_entry j JOIN ledger.account a ON a.id = j.account_id
+     WHERE j.transaction_id = v_txn AND m.code = a.code;
+    PERFORM tap_count('exchange_ok');
+END
+$$;
+
 -- Setup: assets, accounts, initial funding from the sources.
 DO $$
 DECLARE
@@ -454,11 +486,16 @@ CALL tap_workload(1000);
 CALL tap_workload(1000);
 CALL tap_workload(1000);
 CALL tap_workload(1000);
+-- Exchanges of BTC into USD at a fixed rate, with spreads (0.8.0).
+SELECT ledger.set_exchange_accounts('BTC', 'btc-src', 'btc-00');
+SELECT ledger.set_exchange_accounts('USD', 'usd-src', 'usd-00');
+SELECT ledger.set_exchange_rate('BTC', 'USD', 30123.45678901) > 0;
+DO $$ BEGIN FOR i IN 1 .. 300 LOOP PERFORM tap_exchange_one(); END LOOP; END $$;
 -- Then some invalidations, after every posting: the journal's history in id
 -- order is the history the postings applied.
 DO $$ BEGIN FOR i IN 1 .. 150 LOOP PERFORM tap_invalidate_one(); END LOOP; END $$;
 
-SELECT plan(33);
+SELECT plan(35);
 
 SELECT diag(string_agg(format('%s = %s', name, n), ', ' ORDER BY name)) FROM tap_stats;
 
@@ -529,7 +566,7 @@ SELECT is_empty(
           OR NOT EXISTS (SELECT 1 FROM ledger.account a WHERE a.id = j.account_id)$$,
     'every journal entry belongs to a transaction and an account');
 SELECT is((SELECT count(*) FROM ledger.transaction),
-          tap_stat('transfer_ok') + tap_stat('post_ok') + tap_stat('backdated'),
+          tap_stat('transfer_ok') + tap_stat('post_ok') + tap_stat('backdated') + tap_stat('exchange_ok'),
           'one transaction per successful call (first use of a key included), none for failed calls or replays');
 SELECT is_empty(
     $$SELECT id, prev_id FROM (
@@ -629,6 +666,20 @@ SELECT is_empty(
     'a transaction and its journal entries are invalidated together');
 SELECT is((SELECT count(*) FROM ledger.transaction WHERE is_invalidated), tap_stat('invalidate_ok'),
           'one invalidated transaction per successful invalidate, none for refused ones');
+SELECT ok(tap_stat('exchange_ok') > 100, 'many exchanges succeeded');
+SELECT is_empty(
+    $$SELECT k.id FROM ledger.token_transaction k
+        JOIN ledger.asset q ON q.code = k.quote_asset
+       WHERE NOT k.is_invalidated
+         AND (k.quote_amount <> trunc(k.token_amount * k.rate, q.scale)
+              OR k.spread_amount <> trunc(k.quote_amount * k.spread, q.scale)
+              OR (SELECT sum(j.amount) FROM ledger.journal_entry j
+                   WHERE j.transaction_id = k.transaction_id AND j.account_id = k.account_id)
+                 <> -k.token_amount
+              OR (SELECT sum(j.amount) FROM ledger.journal_entry j
+                   WHERE j.transaction_id = k.transaction_id AND j.account_id = k.to_account_id)
+                 <> k.quote_amount - k.spread_amount)$$,
+    'every token row matches its legs: quote = token amount x rate cut to the quote scale, spread = quote x spread cut, the customer legs -token amount and +quote - spread');
 SELECT is_empty($$SELECT * FROM ledger.reconcile(repair => false)$$,
                 'ledger.reconcile(repair => false) finds no mismatch');
 

@@ -31,6 +31,16 @@ SELECT ledger.outbox_ack(:m1) AS acked_again;
 SELECT ledger.outbox_ack(:m1, 'c2') AS acked_again_named;
 SELECT payload FROM ledger.outbox_claim('c1', 10, '30 s', ARRAY['mail']);
 
+-- release: a leased message given back unsent, its attempt not counted
+SELECT ledger.enqueue('mail', 'user-9', '{"n": 9}') AS m9 \gset
+SELECT attempts FROM ledger.outbox_claim('c1', 10, '30 s', ARRAY['mail']) WHERE id = :m9;
+SELECT regexp_replace(try(format('SELECT ledger.outbox_release(%s, %L)', :m9, 'c2')), 'message [0-9]+', 'message N', 'g') AS try;
+SELECT ledger.outbox_release(:m9, 'c1') AS released;
+SELECT state, attempts, leased_until IS NULL AS no_lease FROM ledger.outbox WHERE id = :m9;
+SELECT regexp_replace(try(format('SELECT ledger.outbox_release(%s)', :m9)), 'message [0-9]+', 'message N', 'g') AS try;
+SELECT attempts FROM ledger.outbox_claim('c2', 10, '30 s', ARRAY['mail']) WHERE id = :m9;
+SELECT ledger.outbox_ack(:m9, 'c2') AS acked;
+
 -- fail: back to pending after the backoff, dead after max attempts
 SELECT ledger.outbox_fail(:m3, 'smtp 451') AS state;
 SELECT attempts, last_error, state FROM ledger.outbox WHERE id = :m3;
@@ -87,7 +97,7 @@ SELECT ledger.hold('ob-a', 4.00, 'ob-world', submit_within => '1 ms') AS h \gset
 SELECT pg_sleep(0.01);
 SELECT ledger.expire_holds() >= 1 AS expired;
 SELECT topic, key, payload ->> 'amount' AS amount, payload ->> 'released' AS released,
-       regexp_replace(payload ->> 'submit_deadline', '[0-9]', 'N', 'g') AS deadline_iso_utc
+       regexp_replace(regexp_replace(payload ->> 'submit_deadline', '(\.[0-9]+)?([+-][0-9]{2}:[0-9]{2})$', '.F\2'), '[0-9]', 'N', 'g') AS deadline_iso_utc
   FROM ledger.outbox WHERE topic = 'ledger.hold_expired' AND payload ->> 'hold_id' = :'h';
 
 -- bad input

@@ -76,6 +76,14 @@ SELECT count(*) AS clean FROM ledger.reconcile();
 SELECT c.relname FROM pg_extension e, unnest(e.extconfig) r, pg_class c
  WHERE e.extname = 'ledger' AND c.oid = r AND c.relname ~ 'outbox' ORDER BY c.relname;
 
+ALTER EXTENSION ledger UPDATE TO '0.8.0';
+SELECT extversion FROM pg_extension WHERE extname = 'ledger';
+-- exchanges on an upgraded ledger: rates, accounts, the status view
+SELECT count(*) AS pairs FROM ledger.exchange_status;
+SELECT c.relname FROM pg_extension e, unnest(e.extconfig) r, pg_class c
+ WHERE e.extname = 'ledger' AND c.oid = r AND c.relname ~ 'exchange|rate' ORDER BY c.relname;
+SELECT count(*) AS clean FROM ledger.reconcile();
+
 -- every object of the upgraded extension has a comment
 SELECT p.proname FROM pg_proc p
  WHERE p.pronamespace = 'ledger'::regnamespace AND obj_description(p.oid, 'pg_proc') IS NULL;

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# bench/exchange.sh: exchanges against transfers.  Run as root:
+#     bash bench/exchange.sh
+# One cluster with bench/run.sh's settings and data (bench/load.sql), plus
+# a token asset TOK (scale 8), a token account per user (tok-1 ..
+# tok-10000, 1,000 TOK each), liquidity and spread accounts, and a TOK/USD
+# rate refreshed before each run.  Per round, every run of the same length
+# and client count: baseline_insert, transfer_uniform, exchange (five legs:
+# user, two liquidity accounts, user, spread; one token row).
+# Writes bench/results/exchange.md.
+#
+#   BENCH_DURATION=12   seconds per pgbench run
+#   BENCH_CLIENTS=32    clients
+#   BENCH_ROUNDS=2      rounds
+#   BENCH_SKIP_BUILD=1  bench the installed library
+source "$(dirname "$0")/../test/lib.sh"
+source "$(dirname "$0")/lib.sh"
+
+DURATION=${BENCH_DURATION:-12}
+CLIENTS=${BENCH_CLIENTS:-32}
+ROUNDS=${BENCH_ROUNDS:-2}
+BENCH_DIR=$LEDGER_ROOT/bench
+RESULTS=$BENCH_DIR/results
+DB=ledger_bench
+mkdir -p "$RESULTS"
+
+BENCH_EXTRA_CONF="ledger.max_rate_age = '10min'" bench_cluster exchange
+echo "== tokens"
+q >/dev/null <<'SQL'
+SELECT ledger.create_asset('TOK', 8);
+SELECT ledger.create_account('tok-mint', 'TOK', min_balance => NULL);
+SELECT ledger.create_account('tok-liquidity', 'TOK', min_balance => NULL);
+SELECT ledger.create_account('usd-liquidity', 'USD', min_balance => NULL);
+SELECT ledger.create_account('usd-spread', 'USD');
+SELECT ledger.set_exchange_accounts('TOK', 'tok-liquidity');
+SELECT ledger.set_exchange_accounts('USD', 'usd-liquidity', 'usd-spread');
+SELECT count(ledger.create_account('tok-' || i, 'TOK')) FROM generate_series(1, 10000) i;
+SELECT count(ledger.transfer('tok-mint', 'tok-' || i, 1000)) FROM generate_series(1, 10000) i;
+VACUUM ANALYZE;
+SQL
+
+run() {	# run SCRIPT -> tps and p99 (ms)
+	local out=$WORK/$1.out
+	q -c "SELECT ledger.set_exchange_rate('TOK', 'USD', 1.23456789)" >/dev/null
+	q -c CHECKPOINT
+	"$PGBIN/pgbench" -n -j 2 -c "$CLIENTS" -T "$DURATION" -M prepared -r -l --log-prefix="$WORK/lat-$1" \
+		-f "$BENCH_DIR/$1.sql" "$DB" >"$out" 2>&1 ||
+		{ echo "pgbench $1 failed: $(tail -3 "$out")" >&2; exit 1; }
+	printf '%s %s\n' "$(pgbench_tps "$out")" \
+		"$(cat "$WORK"/lat-"$1".* | awk '{ print $3 / 1000 }' | sort -g |
+		   awk '{ v[NR] = $1 } END { i = int(NR * 0.99); if (i < 1) i = 1; printf "%.1f", v[i] }')"
+	rm -f "$WORK"/lat-"$1".*
+}
+
+report=$RESULTS/exchange.md
+{
+	echo "# bench/exchange.sh, $(date -u +%Y-%m-%d), $CLIENTS clients, ${DURATION}s runs"
+	echo
+	echo "| round | baseline_insert TPS (p99 ms) | transfer_uniform TPS (p99) | exchange TPS (p99) | exchange / transfer | exchange / baseline |"
+	echo "|---:|---:|---:|---:|---:|---:|"
+} >"$report"
+for r in $(seq 1 "$ROUNDS"); do
+	read -r base base99 <<<"$(run baseline_insert)"
+	read -r tr tr99 <<<"$(run transfer_uniform)"
+	read -r ex ex99 <<<"$(run exchange)"
+	printf '== round %s: baseline %.0f (p99 %s ms), transfer %.0f (p99 %s), exchange %.0f (p99 %s): exchange/transfer %s, exchange/baseline %s\n' \
+		"$r" "$base" "$base99" "$tr" "$tr99" "$ex" "$ex99" "$(ratio "$ex" "$tr")" "$(ratio "$ex" "$base")"
+	printf '| %s | %.0f (%s) | %.0f (%s) | %.0f (%s) | %s | %s |\n' "$r" "$base" "$base99" "$tr" "$tr99" \
+		"$ex" "$ex99" "$(ratio "$ex" "$tr")" "$(ratio "$ex" "$base")" >>"$report"
+done
+[ "$(q -c "SELECT count(*) FROM ledger.reconcile(repair => false)")" = 0 ] &&
+	echo "== reconcile: clean" || echo "== reconcile: MISMATCHES" >&2
+echo "== written to $report"
