@@ -206,6 +206,22 @@ check_reconcile() {
 	fi
 }
 
+# Debian's python, which has Debian's python3-psycopg and python3-aiosmtpd
+# (a pyenv or venv python3 earlier on PATH would not): the scripts that run
+# examples/*.py use it.
+PYTHON=${PYTHON:-/usr/bin/python3}
+
+# wait_sql DIR DB SQL [SECONDS]: until SQL returns t (default up to 60 s);
+# 1 on timeout.
+wait_sql() {
+	local i
+	for i in $(seq 1 $((${4:-60} * 10))); do
+		[ "$(node_psql "$1" "$2" -c "$3" 2>/dev/null)" = t ] && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
 # node_ready DIR DB: wait (up to 30 s) until the node accepts connections
 # and its fold worker has loaded the escrow; 1 on timeout.
 node_ready() {

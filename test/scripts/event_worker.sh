@@ -22,9 +22,6 @@
 #            equal the journal.
 source "$LEDGER_ROOT/test/lib.sh"
 test_begin event_worker
-# Debian's python, which has Debian's python3-psycopg and python3-aiosmtpd
-# (a pyenv or venv python3 earlier on PATH would not)
-PYTHON=${PYTHON:-/usr/bin/python3}
 NODE=$DIR/node
 SINK_LOG=$DIR/sink.jsonl
 trap 'kill $(jobs -p) $(cat "$DIR/consumer.pid" 2>/dev/null) 2>/dev/null; node_stop $NODE immediate' EXIT
@@ -45,15 +42,7 @@ SELECT ledger.create_account('alice', 'USD', owner_id => 'user-alice');
 SELECT ledger.create_account('bob', 'USD', owner_id => 'user-bob');
 SQL
 
-# wait_for SQL: until it returns t (up to 60 s); 1 on timeout
-wait_for() {
-	local i
-	for i in $(seq 1 600); do
-		[ "$(E -c "$1" 2>/dev/null)" = t ] && return 0
-		sleep 0.1
-	done
-	return 1
-}
+wait_for() { wait_sql "$NODE" ev "$1"; }
 
 # ---- wake -----------------------------------------------------------------
 wait_for "SELECT state IN ('idle', 'applying') FROM ledger.event_worker_status()" ||

@@ -24,7 +24,6 @@
 #            and the rounding rule, balances equal the journal.
 source "$LEDGER_ROOT/test/lib.sh"
 test_begin exchange
-PYTHON=${PYTHON:-/usr/bin/python3}
 NODE=$DIR/node
 STATE=$DIR/rates.json
 trap 'kill $(jobs -p) 2>/dev/null; node_stop $NODE immediate' EXIT
@@ -98,14 +97,7 @@ for _ in $(seq 1 100); do grep -q ready "$DIR/api.out" 2>/dev/null && break; sle
 PGHOST=$NODE PGPORT=$(node_port "$NODE") PGUSER=postgres PGDATABASE=xch \
 	"$PYTHON" "$LEDGER_ROOT/examples/rate_feeder.py" --url "http://127.0.0.1:$API_PORT/rate" \
 	--pairs TOK/USD --interval 1 --max-backoff 2 >"$DIR/feeder.out" 2>&1 &
-wait_for() {	# SQL, until it returns t (up to 30 s)
-	local i
-	for i in $(seq 1 300); do
-		[ "$(X -c "$1" 2>/dev/null)" = t ] && return 0
-		sleep 0.1
-	done
-	return 1
-}
+wait_for() { wait_sql "$NODE" xch "$1" 30; }
 wait_for "SELECT count(*) > 0 FROM ledger.exchange_rate WHERE rate = 3" &&
 	ok "outage: the feeder delivers" || fail "outage: no rate from the feeder: $(tail -3 "$DIR/feeder.out")"
 wait_for "SELECT NOT paused FROM ledger.exchange_status WHERE base = 'TOK' AND quote = 'USD'" ||
