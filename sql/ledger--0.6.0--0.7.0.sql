@@ -171,7 +171,7 @@ COMMENT ON VIEW ledger.outbox_dead_letters IS
 
 REVOKE ALL ON ledger.outbox, ledger.outbox_status, ledger.outbox_dead_letters,
               ledger.event_worker FROM PUBLIC;
-REVOKE ALL ON FUNCTION ledger.catch_up(text, interval), ledger.event_worker_status(),
+REVOKE ALL ON FUNCTION ledger.catch_up(text, interval), ledger.event_worker_status(), ledger.stamp_event(),
                        ledger.enqueue(text, text, jsonb),
                        ledger.outbox_claim(text, integer, interval, text[]),
                        ledger.outbox_ack(bigint, text), ledger.outbox_fail(bigint, text, text),

@@ -107,10 +107,10 @@ CREATE VIEW ledger.exchange_status AS
 SELECT f.base, f.quote, r.rate, r.observed_at, r.source,
        extract(epoch FROM clock_timestamp() - r.observed_at)::float8 AS age_seconds,
        (r.observed_at IS NULL
-        OR clock_timestamp() - r.observed_at > current_setting('ledger.max_rate_age')::interval)
+        OR clock_timestamp() - r.observed_at > COALESCE(current_setting('ledger.max_rate_age', true), '1min')::interval)
            AS paused,
-       CASE WHEN clock_timestamp() - r.observed_at > current_setting('ledger.max_rate_age')::interval
-            THEN r.observed_at + current_setting('ledger.max_rate_age')::interval END AS paused_since,
+       CASE WHEN clock_timestamp() - r.observed_at > COALESCE(current_setting('ledger.max_rate_age', true), '1min')::interval
+            THEN r.observed_at + COALESCE(current_setting('ledger.max_rate_age', true), '1min')::interval END AS paused_since,
        f.stale_since AS announced_stale_since
   FROM ledger.rate_feed f
   LEFT JOIN LATERAL (SELECT x.rate, x.observed_at, x.source FROM ledger.exchange_rate x

@@ -202,6 +202,7 @@ lock_pointer(bool skip_locked, int64 *last)
 		return false;
 	}
 	*last = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	SPI_freetuptable(SPI_tuptable);
 	return true;
 }
 
@@ -211,6 +212,7 @@ ledger_projection_pointer(void)
 {
 	static SPIPlanPtr plan = NULL;
 	bool		isnull;
+	int64		pointer;
 
 	if (plan == NULL)
 		plan = ledger_prepare(
@@ -218,7 +220,9 @@ ledger_projection_pointer(void)
 	ledger_spi_exec(plan, NULL, NULL, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		return 0;
-	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	pointer = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	SPI_freetuptable(SPI_tuptable);	/* catch_up reads this every few ms */
+	return pointer;
 }
 
 /* The events after the pointer, up to the horizon, in order. */

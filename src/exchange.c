@@ -44,8 +44,10 @@
 
 /* How long one nap of a waiting exchange lasts. */
 #define EXCHANGE_NAP_MS 20
-/* Longest wait and max_rate_age a call may ask for. */
-#define EXCHANGE_MAX_WAIT_S 3600
+/* Longest max_rate_age a call may ask for. */
+#define EXCHANGE_MAX_AGE_S 3600
+/* Longest wait: its statement's snapshot holds back vacuum meanwhile. */
+#define EXCHANGE_MAX_WAIT_S 60
 
 /* The liquidity (and spread) accounts of an asset: LD036 unless configured. */
 static void
@@ -67,6 +69,7 @@ exchange_accounts(const char *asset, bool need_spread, char **liquidity, char **
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_EXCHANGE_NOT_CONFIGURED),
 				 errmsg("asset \"%s\" has no liquidity account for exchanges", asset),
+				 errdetail("An exchange in or out of %s needs the account that provides and absorbs it.", asset),
 				 errhint("Name one with ledger.set_exchange_accounts.")));
 	*liquidity = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 	*spread = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
@@ -78,18 +81,19 @@ exchange_accounts(const char *asset, bool need_spread, char **liquidity, char **
 				 errhint("Name one with ledger.set_exchange_accounts.")));
 }
 
-/* An interval argument as microseconds: LD011 unless 0 <= it <= the limit (or > 0). */
+/* An interval argument as microseconds: LD011 unless 0 <= it <= max_s (or > 0). */
 static int64
-interval_arg(Interval *iv, const char *what, bool positive)
+interval_arg(Interval *iv, const char *what, bool positive, int max_s)
 {
 	int64		us;
 
 	if (iv->month != 0 || iv->day < 0 || iv->day > 1 ||
 		(us = iv->day * USECS_PER_DAY + iv->time) < 0 || (positive && us == 0) ||
-		us > (int64) EXCHANGE_MAX_WAIT_S * USECS_PER_SEC)
+		us > (int64) max_s * USECS_PER_SEC)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT),
-				 errmsg("%s must be %s 0 and at most 1 hour", what, positive ? "above" : "at least"),
+				 errmsg("%s must be %s 0 and at most %d seconds", what,
+						positive ? "above" : "at least", max_s),
 				 errdetail("%s is %s.", what,
 						   DatumGetCString(DirectFunctionCall1(interval_out, IntervalPGetDatum(iv))))));
 	return us;
@@ -233,8 +237,8 @@ ledger_exchange(PG_FUNCTION_ARGS)
 	to_code = ledger_check_code(PG_GETARG_TEXT_PP(1), "account code");
 	amount = PG_GETARG_NUMERIC(2);
 	max_age_us = PG_ARGISNULL(3) ? (int64) ledger_max_rate_age_s * USECS_PER_SEC :
-		interval_arg(PG_GETARG_INTERVAL_P(3), "max_rate_age", true);
-	wait_us = interval_arg(PG_GETARG_INTERVAL_P(4), "wait", false);
+		interval_arg(PG_GETARG_INTERVAL_P(3), "max_rate_age", true, EXCHANGE_MAX_AGE_S);
+	wait_us = interval_arg(PG_GETARG_INTERVAL_P(4), "wait", false, EXCHANGE_MAX_WAIT_S);
 	spread = PG_GETARG_NUMERIC(5);
 	key = ledger_optional_code(fcinfo, 6, "idempotency_key");
 	metadata = PG_GETARG_JSONB_P(7);
@@ -259,6 +263,7 @@ ledger_exchange(PG_FUNCTION_ARGS)
 	PreventCommandIfReadOnly("ledger.exchange");
 
 	SPI_connect();
+	ledger_check_debit_owner(from_code, "ledger.exchange");
 	exchange_account(from_code, &from);
 	exchange_account(to_code, &to);
 	if (strcmp(from.asset, to.asset) == 0)
@@ -281,10 +286,26 @@ ledger_exchange(PG_FUNCTION_ARGS)
 	}
 	exchange_accounts(from.asset, false, &base_liquidity, &unused);
 	exchange_accounts(to.asset, ledger_numeric_sign(spread) > 0, &quote_liquidity, &spread_account);
+	/* the house's own accounts are not customers: their legs would cancel out */
+	if (strcmp(from_code, base_liquidity) == 0 || strcmp(to_code, quote_liquidity) == 0 ||
+		(spread_account && strcmp(to_code, spread_account) == 0) ||
+		(unused && strcmp(from_code, unused) == 0))
+		ereport(ERROR,
+				(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT),
+				 errmsg("an exchange cannot name a liquidity or spread account"),
+				 errdetail("Accounts \"%s\" and \"%s\": liquidity and spread accounts are the other side of every exchange.",
+						   from_code, to_code)));
 
 	fresh_rate(from.asset, to.asset, max_age_us, wait_us, &rate, &observed_at);
 
 	gross = ledger_numeric_trunc(ledger_numeric_mul(amount, rate), to.scale);
+	if (ledger_numeric_cmp(gross, ledger_max_amount()) >= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_LEDGER_INVALID_AMOUNT),
+				 errmsg("%s %s converts to too much %s", ledger_numeric_str(amount), from.asset, to.asset),
+				 errdetail("At rate %s it is %s %s; amounts must be below 10^%d.",
+						   ledger_numeric_str(rate), ledger_numeric_str(gross), to.asset,
+						   LEDGER_MAX_AMOUNT_DIGITS)));
 	spread_amount = ledger_numeric_trunc(ledger_numeric_mul(gross, spread), to.scale);
 	net = ledger_numeric_add(gross, ledger_numeric_neg(spread_amount));
 	if (ledger_numeric_sign(net) <= 0)

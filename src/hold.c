@@ -243,6 +243,7 @@ ledger_hold(PG_FUNCTION_ARGS)
 	PreventCommandIfReadOnly("ledger.hold");
 
 	SPI_connect();
+	ledger_check_debit_owner(legs[0].code, "ledger.hold");
 	ledger_resolve_accounts(legs, exclusive ? 2 : 1);
 	if (exclusive)
 		ledger_check_same_asset(legs);

@@ -35,6 +35,7 @@ _PG_init(void)
 	ledger_event_worker_init();
 	ledger_outbox_init();
 	ledger_rates_init();
+	ledger_owner_init();
 
 	MarkGUCPrefixReserved("ledger");
 }

@@ -13,7 +13,7 @@
  *	      corrections    apply.c eventtype.c
  *	    balance          balance.c (cold rows); escrowapply.c escrowload.c
  *	      strategies     escrow.c (hot)
- *	    storage helpers  store.c holdstore.c horizon.c outboxstore.c lookup.c cache.c
+ *	    storage helpers  store.c holdstore.c horizon.c outboxstore.c owner.c lookup.c cache.c
  *	                     schema.c spi.c
  *	                     alert.c validate.c amount.c ids.c
  *
@@ -75,6 +75,8 @@
 #define ERRCODE_LEDGER_EXCHANGE_NOT_CONFIGURED MAKE_SQLSTATE('L','D','0','3','6')
 #define ERRCODE_LEDGER_STALE_RATE			MAKE_SQLSTATE('L','D','0','3','7')
 #define ERRCODE_LEDGER_INVALID_RATE			MAKE_SQLSTATE('L','D','0','3','8')
+#define ERRCODE_LEDGER_NOT_ACCOUNT_OWNER	MAKE_SQLSTATE('L','D','0','3','9')
+#define ERRCODE_LEDGER_ACTING_OWNER_REQUIRED MAKE_SQLSTATE('L','D','0','4','0')
 
 /* Amounts must stay below 10^LEDGER_MAX_AMOUNT_DIGITS in absolute value. */
 #define LEDGER_MAX_AMOUNT_DIGITS	30
@@ -455,6 +457,10 @@ extern int	ledger_keyed_begin(void);
 extern void ledger_keyed_end(int level);
 extern void ledger_lock_balance(int64 account_id);
 extern ErrorData *ledger_try(void (*fn) (void *arg), void *arg);
+
+/* owner.c */
+extern void ledger_owner_init(void);
+extern void ledger_check_debit_owner(const char *code, const char *what);
 
 /* alert.c */
 extern LedgerJson *ledger_json_begin(void);

@@ -396,6 +396,7 @@ ledger_transfer(PG_FUNCTION_ARGS)
 	legs[1].amount = amount;
 
 	SPI_connect();
+	ledger_check_debit_owner(legs[0].code, "ledger.transfer");
 	(void) ledger_post_legs(id, "transfer", legs, 2, key, NULL, metadata, true);
 	SPI_finish();
 
@@ -474,6 +475,7 @@ ledger_post(PG_FUNCTION_ARGS)
 {
 	LedgerLeg  *legs;
 	int			nlegs;
+	int			i;
 	char	   *key;
 	Jsonb	   *metadata;
 	pg_uuid_t  *id = palloc(sizeof(pg_uuid_t));
@@ -486,6 +488,9 @@ ledger_post(PG_FUNCTION_ARGS)
 	ledger_check_metadata(metadata);
 
 	SPI_connect();
+	for (i = 0; i < nlegs; i++)
+		if (ledger_numeric_sign(legs[i].amount) < 0)
+			ledger_check_debit_owner(legs[i].code, "ledger.post");
 	(void) ledger_post_legs(id, "post", legs, nlegs, key, NULL, metadata, false);
 	SPI_finish();
 

@@ -16,8 +16,10 @@
  * future is refused, one slightly ahead (a feeder's clock) counts as fresh.
  *
  * Locking: rate rows are only inserted; ledger.rate_feed rows are updated
- * with row locks (the monitor and set_exchange_rate may race: each
- * announces a change once, since the UPDATE re-checks the row's state).
+ * under row locks taken with SKIP LOCKED (the monitor runs inside the fold
+ * worker's round and must never wait; a pair another transaction holds is
+ * announced by the next check), and each change is announced once, since
+ * the UPDATE re-checks the row's state.
  *
  *-------------------------------------------------------------------------
  */
@@ -43,7 +45,7 @@ ledger_rates_init(void)
 	DefineCustomIntVariable("ledger.max_rate_age",
 							"How old the newest rate of a pair may be for an exchange to use it.",
 							"ledger.exchange's max_rate_age overrides it per call; the rate monitor uses it.",
-							&ledger_max_rate_age_s, 60, 1, 86400, PGC_USERSET, GUC_UNIT_S,
+							&ledger_max_rate_age_s, 60, 1, 86400, PGC_SUSET, GUC_UNIT_S,
 							NULL, NULL, NULL);
 }
 
@@ -86,6 +88,7 @@ ledger_newest_rate(const char *base, const char *quote, Numeric *rate, Timestamp
 											  &isnull));
 	*observed_at = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0],
 													 SPI_tuptable->tupdesc, 2, &isnull));
+	SPI_freetuptable(SPI_tuptable);	/* a waiting exchange reads this every 20 ms */
 	return true;
 }
 
@@ -122,7 +125,9 @@ ledger_set_exchange_rate(PG_FUNCTION_ARGS)
 				 errdetail("Both base and quote are \"%s\".", base)));
 	if (numeric_is_nan(rate) || numeric_is_inf(rate) || ledger_numeric_sign(rate) <= 0 ||
 		ledger_numeric_cmp(rate, ledger_max_amount()) >= 0 ||
-		DatumGetInt32(DirectFunctionCall1(numeric_scale, NumericGetDatum(rate))) > RATE_MAX_SCALE)
+		DatumGetInt32(DirectFunctionCall1(numeric_scale,
+										  DirectFunctionCall1(numeric_trim_scale,
+															  NumericGetDatum(rate)))) > RATE_MAX_SCALE)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_INVALID_RATE),
 				 errmsg("an exchange rate must be a positive finite number below 10^%d with at most %d decimals",
@@ -140,16 +145,15 @@ ledger_set_exchange_rate(PG_FUNCTION_ARGS)
 	PreventCommandIfReadOnly("ledger.set_exchange_rate");
 
 	SPI_connect();
+	if (feed_plan == NULL)
+		feed_plan = ledger_prepare(
+			"INSERT INTO ledger.rate_feed (base, quote) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+			2, (Oid[]) {TEXTOID, TEXTOID});
 	if (insert_plan == NULL)
-	{
 		insert_plan = ledger_prepare(
 			"INSERT INTO ledger.exchange_rate (base, quote, rate, observed_at, source, created_by) "
 			"VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
 			6, (Oid[]) {TEXTOID, TEXTOID, NUMERICOID, TIMESTAMPTZOID, TEXTOID, TEXTOID});
-		feed_plan = ledger_prepare(
-			"INSERT INTO ledger.rate_feed (base, quote) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-			2, (Oid[]) {TEXTOID, TEXTOID});
-	}
 	values[0] = CStringGetTextDatum(base);
 	values[1] = CStringGetTextDatum(quote);
 	values[2] = NumericGetDatum(rate);
@@ -160,7 +164,7 @@ ledger_set_exchange_rate(PG_FUNCTION_ARGS)
 	ledger_spi_exec(insert_plan, values, nulls, SPI_OK_INSERT_RETURNING);
 	id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	ledger_spi_exec(feed_plan, values, NULL, SPI_OK_INSERT);
-	/* a stale pair with a fresh rate again: announced now, with the rate */
+	/* a stale pair with a fresh rate again: its recovery is announced now */
 	(void) ledger_rate_feeds_check(base, quote, false);
 	SPI_finish();
 	PG_RETURN_INT64(id);
@@ -238,30 +242,35 @@ ledger_rate_feeds_check(const char *base, const char *quote, bool stale_too)
 	int			pass;
 	Interval   *max_age;
 
-	if (stale_plan == NULL)
+	if (fresh_plan == NULL)
 	{
 		/* the newest observation of the row's pair */
 #define NEWEST "(SELECT max(x.observed_at) FROM ledger.exchange_rate x " \
 			   " WHERE x.base = f.base AND x.quote = f.quote)"
-		stale_plan = ledger_prepare(
+		SPIPlanPtr	stale = ledger_prepare(
+			"WITH due AS (SELECT base, quote FROM ledger.rate_feed f "
+			"  WHERE f.stale_since IS NULL AND ($2 IS NULL OR f.base = $2) AND ($3 IS NULL OR f.quote = $3) "
+			"    AND COALESCE(" NEWEST ", '-infinity') OPERATOR(pg_catalog.<) "
+			"        (pg_catalog.now() OPERATOR(pg_catalog.-) $1) "
+			"  FOR UPDATE SKIP LOCKED) "
 			"UPDATE ledger.rate_feed f SET "
 			"  stale_since = COALESCE(" NEWEST " OPERATOR(pg_catalog.+) $1, pg_catalog.now()), "
 			"  checked_at = pg_catalog.now() "
-			" WHERE f.stale_since IS NULL AND ($2 IS NULL OR f.base = $2) AND ($3 IS NULL OR f.quote = $3) "
-			"   AND COALESCE(" NEWEST ", '-infinity') OPERATOR(pg_catalog.<) "
-			"       (pg_catalog.now() OPERATOR(pg_catalog.-) $1) "
+			"  FROM due WHERE f.base = due.base AND f.quote = due.quote AND f.stale_since IS NULL "
 			"RETURNING f.base, f.quote, f.stale_since, " NEWEST,
 			3, (Oid[]) {INTERVALOID, TEXTOID, TEXTOID});
+
 		fresh_plan = ledger_prepare(
 			"WITH was AS (SELECT base, quote, stale_since FROM ledger.rate_feed f "
 			"  WHERE f.stale_since IS NOT NULL AND ($2 IS NULL OR f.base = $2) "
 			"    AND ($3 IS NULL OR f.quote = $3) "
 			"    AND " NEWEST " OPERATOR(pg_catalog.>=) (pg_catalog.now() OPERATOR(pg_catalog.-) $1) "
-			"  FOR UPDATE) "
+			"  FOR UPDATE SKIP LOCKED) "
 			"UPDATE ledger.rate_feed f SET stale_since = NULL, checked_at = pg_catalog.now() "
 			"  FROM was WHERE f.base = was.base AND f.quote = was.quote AND f.stale_since IS NOT NULL "
 			"RETURNING f.base, f.quote, was.stale_since, " NEWEST,
 			3, (Oid[]) {INTERVALOID, TEXTOID, TEXTOID});
+		stale_plan = stale;
 #undef NEWEST
 	}
 	max_age = palloc0(sizeof(Interval));

@@ -487,7 +487,7 @@ CALL tap_workload(1000);
 CALL tap_workload(1000);
 CALL tap_workload(1000);
 -- Exchanges of BTC into USD at a fixed rate, with spreads (0.8.0).
-SELECT ledger.set_exchange_accounts('BTC', 'btc-src', 'btc-00');
+SELECT ledger.set_exchange_accounts('BTC', 'btc-src');
 SELECT ledger.set_exchange_accounts('USD', 'usd-src', 'usd-00');
 SELECT ledger.set_exchange_rate('BTC', 'USD', 30123.45678901) > 0;
 DO $$ BEGIN FOR i IN 1 .. 300 LOOP PERFORM tap_exchange_one(); END LOOP; END $$;

@@ -16,8 +16,9 @@
 #            during the outage neither complete nor use an old rate; the
 #            monitor announces the pair stale (alert rate_stale) and
 #            exchange_status shows it paused.  The API comes back with a
-#            new rate: the waiting exchanges complete at it, the monitor
-#            announces the recovery (alert rate_recovered).  No exchange
+#            new rate: the waiting exchanges complete at it, and the
+#            feeder's first fresh rate announces the recovery (alert
+#            rate_recovered).  No exchange
 #            used a rate older than max_rate_age when it was made.
 #   stress   pgbench, 32 clients: exchanges and transfers of the same 4
 #            users' tokens: no overdraft, every token row matches its legs
@@ -139,7 +140,7 @@ SELECT 'the waiting exchanges completed at the new rate', count(*) = 3 AND bool_
 SELECT 'no exchange used a rate observed during the outage or before it', count(*) = 0, count(*) || ' did'
   FROM ledger.token_transaction k JOIN ledger.transaction t ON t.id = k.transaction_id
  WHERE t.idempotency_key LIKE 'outage-%' AND k.rate_observed_at <= '$down_at';
-SELECT 'the monitor announced the outage stale, then recovered, once each',
+SELECT 'the outage was announced stale, then recovered, once each',
        string_agg(kind, ',' ORDER BY id) = 'rate_stale,rate_recovered', string_agg(kind, ',' ORDER BY id)
   FROM ledger.alert WHERE kind LIKE 'rate_%' AND created_at > '$down_at';
 SELECT 'the pair is fresh again', NOT paused AND announced_stale_since IS NULL, coalesce(paused::text, '?')

@@ -40,6 +40,11 @@ SELECT quote_amount, spread, spread_amount FROM ledger.token_transaction WHERE t
 -- a spread is cut too: 0.5% of 0.30 = 0.0015 -> 0.00, no spread leg
 SELECT ledger.exchange('x-alice-tok', 'x-alice-usd', 0.12, spread => 0.005) AS x4 \gset
 SELECT count(*) AS legs FROM ledger.journal_entry WHERE transaction_id = :'x4';
+-- a spread into an asset without a spread account; the house's accounts as customers
+SELECT try($$SELECT ledger.exchange('x-alice-tok', 'x-alice-usd', 1, spread => 0.01)$$) LIKE 'ok%' AS usd_has_one;
+SELECT try($$SELECT ledger.exchange('x-liq-tok', 'x-alice-usd', 1)$$);
+SELECT try($$SELECT ledger.exchange('x-alice-tok', 'x-liq-usd', 1)$$);
+SELECT try($$SELECT ledger.exchange('x-alice-tok', 'x-fees-usd', 1)$$);
 -- too small to convert
 SELECT try($$SELECT ledger.exchange('x-alice-tok', 'x-alice-usd', 0.00000001)$$);
 -- each asset nets to zero over all exchanges
@@ -96,6 +101,8 @@ SELECT ledger.balance('x-alice-usd') AS usd_after, ledger.balance('x-liq-tok') A
        ledger.balance('x-fees-usd') AS fees_after;
 SELECT count(*) AS clean FROM ledger.reconcile(repair => false);
 
+SELECT ledger.set_exchange_rate('TOK', 'USD', 4) > 0 AS usd_fresh_for_the_monitor;
+SELECT try($$SELECT ledger.exchange('x-alice-tok', 'x-alice-xau', 1, max_rate_age => '5 min', spread => 0.01)$$);
 -- the monitor: a pair whose newest rate is old is announced stale once
 -- (by the monitor, not by the rate that was old when set), and recovered
 -- by the next fresh rate
@@ -127,6 +134,7 @@ SELECT try($$SELECT ledger.set_exchange_rate('TOK', 'USD', 'NaN')$$);
 SELECT try($$SELECT ledger.set_exchange_rate('TOK', 'USD', 'Infinity')$$);
 SELECT try($$SELECT ledger.set_exchange_rate('TOK', 'USD', 1e30)$$);
 SELECT try($$SELECT ledger.set_exchange_rate('TOK', 'USD', 0.0000000000000000000000000000001)$$);
+SELECT ledger.set_exchange_rate('TOK', 'USD', 4.000000000000000000000000000000000) > 0 AS trailing_zeros_fine;
 SELECT regexp_replace(try($$SELECT ledger.set_exchange_rate('TOK', 'USD', 1, now() + interval '1 minute')$$),
                       'observed at .*\.$', 'observed at T.') AS try;
 SELECT try($$SELECT ledger.set_exchange_rate('TOK', 'USD', 1, 'infinity')$$);

@@ -84,6 +84,13 @@ SELECT c.relname FROM pg_extension e, unnest(e.extconfig) r, pg_class c
  WHERE e.extname = 'ledger' AND c.oid = r AND c.relname ~ 'exchange|rate' ORDER BY c.relname;
 SELECT count(*) AS clean FROM ledger.reconcile();
 
+ALTER EXTENSION ledger UPDATE TO '0.9.0';
+SELECT extversion FROM pg_extension WHERE extname = 'ledger';
+-- the roles exist and hold their grants on the upgraded ledger
+SELECT has_function_privilege('ledger_writer', 'ledger.transfer(text, text, numeric, text, jsonb)', 'EXECUTE') AS writer_posts,
+       has_function_privilege('ledger_writer', 'ledger.invalidate(uuid, text, boolean)', 'EXECUTE') AS writer_corrects,
+       has_table_privilege('ledger_auditor', 'ledger.journal_entry', 'SELECT') AS auditor_reads;
+
 -- every object of the upgraded extension has a comment
 SELECT p.proname FROM pg_proc p
  WHERE p.pronamespace = 'ledger'::regnamespace AND obj_description(p.oid, 'pg_proc') IS NULL;

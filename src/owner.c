@@ -1,0 +1,81 @@
+/*-------------------------------------------------------------------------
+ *
+ * owner.c
+ *	  Debits only by the owner: while ledger.acting_owner is set (the
+ *	  application sets it per transaction, SET LOCAL), every call that
+ *	  debits, holds or exchanges refuses an account whose owner_id differs
+ *	  (LD039); with ledger.require_acting_owner on (a superuser sets it per
+ *	  role, ALTER ROLE ... SET, and a session cannot turn it off) such calls
+ *	  are refused altogether until an acting owner is set (LD040).  Credits
+ *	  to anyone's account stay allowed: paying someone is the point.
+ *
+ * The check reads the account's owner with one indexed statement, and only
+ * while an acting owner is set: other postings pay nothing.  The refusal
+ * names the account and the acting owner, never the account's real owner.
+ *
+ * Locking: none (a read).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "ledger.h"
+
+#include "catalog/pg_type.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+
+static char *acting_owner = NULL;
+static bool require_acting_owner = false;
+
+void
+ledger_owner_init(void)
+{
+	DefineCustomStringVariable("ledger.acting_owner",
+							   "The owner on whose behalf this transaction debits: other owners' accounts are refused (set it with SET LOCAL).",
+							   "Empty: no owner check.",
+							   &acting_owner, "", PGC_USERSET, 0, NULL, NULL, NULL);
+	DefineCustomBoolVariable("ledger.require_acting_owner",
+							 "Refuse debits, holds and exchanges while ledger.acting_owner is not set.",
+							 "Set per role by a superuser: ALTER ROLE app SET ledger.require_acting_owner = on.",
+							 &require_acting_owner, false, PGC_SUSET, 0, NULL, NULL, NULL);
+}
+
+/*
+ * LD039 unless the account (code) may be debited by this transaction; LD040
+ * if an acting owner is required and not set.  what names the call.
+ * Inside SPI.
+ */
+void
+ledger_check_debit_owner(const char *code, const char *what)
+{
+	static SPIPlanPtr plan = NULL;
+	Datum		arg;
+	bool		isnull;
+	Datum		owner;
+
+	if (acting_owner == NULL || acting_owner[0] == '\0')
+	{
+		if (require_acting_owner)
+			ereport(ERROR,
+					(errcode(ERRCODE_LEDGER_ACTING_OWNER_REQUIRED),
+					 errmsg("%s needs ledger.acting_owner", what),
+					 errdetail("Role \"%s\" debits only on behalf of an owner; account \"%s\" was asked for.",
+							   GetUserNameFromId(GetOuterUserId(), false), code),
+					 errhint("SET LOCAL ledger.acting_owner = '<owner id>' in the transaction.")));
+		return;
+	}
+	if (plan == NULL)
+		plan = ledger_prepare("SELECT owner_id FROM ledger.account WHERE code = $1",
+							  1, (Oid[]) {TEXTOID});
+	arg = CStringGetTextDatum(code);
+	ledger_spi_exec(plan, &arg, NULL, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		return;					/* unknown: the call reports LD002 itself */
+	owner = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	if (isnull || strcmp(TextDatumGetCString(owner), acting_owner) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_LEDGER_NOT_ACCOUNT_OWNER),
+				 errmsg("account \"%s\" does not belong to the acting owner", code),
+				 errdetail("ledger.acting_owner is \"%s\"; %s may debit only that owner's accounts.",
+						   acting_owner, what)));
+}
