@@ -3,7 +3,8 @@
 #     bash bench/owner.sh
 # One cluster with bench/run.sh's settings and data (bench/load.sql); every
 # account acct-N gets owner owner-N.  Per round, interleaved, 32 clients:
-# transfer_tx (a transfer in BEGIN/COMMIT) and transfer_owner (the same
+# transfer_tx (a transfer in BEGIN/COMMIT after a set_config of an unused
+# setting) and transfer_owner (the same
 # with SET LOCAL-style set_config of ledger.acting_owner, so every debit is
 # checked), with TPS and p99.  Writes bench/results/owner.md.
 #

@@ -419,6 +419,7 @@ extern void ledger_account_cache_put(const LedgerAccount *a, TransactionId xmin,
 /* lookup.c */
 extern bool ledger_lookup_account(const char *code, LedgerAccount *out, TransactionId *xmin);
 extern int	ledger_asset_scale(const char *code);
+extern bool ledger_lookup_owner(const char *code, char **owner);
 
 /* schema.c */
 typedef struct LedgerSchema

@@ -135,6 +135,32 @@ ledger_lookup_account(const char *code, LedgerAccount *out, TransactionId *xmin)
 	return true;
 }
 
+/* The owner of an account, read from its row; for ledger_lookup_owner. */
+static void
+read_owner(Relation rel, TupleTableSlot *slot, void *arg)
+{
+	char	  **owner = arg;
+	bool		isnull;
+	Datum		d = column(rel, slot, "owner_id", &isnull);
+
+	*owner = isnull ? NULL : TextDatumGetCString(d);
+}
+
+/*
+ * An account's owner_id (NULL: none) by code, through the unique index, no
+ * statement run.  Returns false if there is no such account.
+ */
+bool
+ledger_lookup_owner(const char *code, char **owner)
+{
+	const LedgerSchema *s = ledger_schema();
+
+	if (s == NULL)
+		elog(ERROR, "the ledger schema is not installed in this database");
+	*owner = NULL;
+	return lookup_by_code(s->account, s->account_code_index, code, read_owner, owner);
+}
+
 /* ---------------------------------------------------------------------
  * Asset scales
  * ---------------------------------------------------------------------

@@ -9,11 +9,12 @@
  *	  are refused altogether until an acting owner is set (LD040).  Credits
  *	  to anyone's account stay allowed: paying someone is the point.
  *
- * The check reads the account's owner with one indexed statement, and only
- * while an acting owner is set: other postings pay nothing.  The refusal
+ * The check reads the account's owner straight from the unique index on
+ * account codes (lookup.c: no statement is run), and only while an acting
+ * owner is set: other postings pay nothing.  The refusal
  * names the account and the acting owner, never the account's real owner.
  *
- * Locking: none (a read).
+ * Locking: none (a read through the index, as lookup.c takes it).
  *
  *-------------------------------------------------------------------------
  */
@@ -43,15 +44,11 @@ ledger_owner_init(void)
 /*
  * LD039 unless the account (code) may be debited by this transaction; LD040
  * if an acting owner is required and not set.  what names the call.
- * Inside SPI.
  */
 void
 ledger_check_debit_owner(const char *code, const char *what)
 {
-	static SPIPlanPtr plan = NULL;
-	Datum		arg;
-	bool		isnull;
-	Datum		owner;
+	char	   *owner;
 
 	if (acting_owner == NULL || acting_owner[0] == '\0')
 	{
@@ -64,15 +61,9 @@ ledger_check_debit_owner(const char *code, const char *what)
 					 errhint("SET LOCAL ledger.acting_owner = '<owner id>' in the transaction.")));
 		return;
 	}
-	if (plan == NULL)
-		plan = ledger_prepare("SELECT owner_id FROM ledger.account WHERE code = $1",
-							  1, (Oid[]) {TEXTOID});
-	arg = CStringGetTextDatum(code);
-	ledger_spi_exec(plan, &arg, NULL, SPI_OK_SELECT);
-	if (SPI_processed == 0)
+	if (!ledger_lookup_owner(code, &owner))
 		return;					/* unknown: the call reports LD002 itself */
-	owner = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	if (isnull || strcmp(TextDatumGetCString(owner), acting_owner) != 0)
+	if (owner == NULL || strcmp(owner, acting_owner) != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_NOT_ACCOUNT_OWNER),
 				 errmsg("account \"%s\" does not belong to the acting owner", code),
