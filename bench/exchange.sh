@@ -46,17 +46,9 @@ if [ "${BENCH_HOT:-1}" = 1 ]; then
 	q -c "SELECT ledger.set_account_mode(code, 'hot') FROM unnest(ARRAY['tok-liquidity', 'usd-liquidity', 'usd-spread']) code" >/dev/null
 fi
 
-run() {	# run SCRIPT -> tps and p99 (ms)
-	local out=$WORK/$1.out
+run() {	# run SCRIPT -> "tps p99", with a fresh rate
 	q -c "SELECT ledger.set_exchange_rate('TOK', 'USD', 1.23456789)" >/dev/null
-	q -c CHECKPOINT
-	"$PGBIN/pgbench" -n -j 2 -c "$CLIENTS" -T "$DURATION" -M prepared -r -l --log-prefix="$WORK/lat-$1" \
-		-f "$BENCH_DIR/$1.sql" "$DB" >"$out" 2>&1 ||
-		{ echo "pgbench $1 failed: $(tail -3 "$out")" >&2; exit 1; }
-	printf '%s %s\n' "$(pgbench_tps "$out")" \
-		"$(cat "$WORK"/lat-"$1".* | awk '{ print $3 / 1000 }' | sort -g |
-		   awk '{ v[NR] = $1 } END { i = int(NR * 0.99); if (i < 1) i = 1; printf "%.1f", v[i] }')"
-	rm -f "$WORK"/lat-"$1".*
+	bench_tps_p99 "$1"
 }
 
 report=$RESULTS/exchange.md

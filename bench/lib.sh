@@ -57,3 +57,17 @@ ${BENCH_EXTRA_CONF:-}" cluster_start "$WORK/cluster"
 	echo "== loading bench/load.sql"
 	q -f "$BENCH_DIR/load.sql" >/dev/null
 }
+
+# bench_tps_p99 SCRIPT: pgbench of bench/SCRIPT.sql at $CLIENTS clients for
+# $DURATION s on $DB; prints "tps p99_ms" (p99 from the transaction log).
+bench_tps_p99() {
+	local out=$WORK/$1.out
+	q -c CHECKPOINT
+	"$PGBIN/pgbench" -n -j 2 -c "$CLIENTS" -T "$DURATION" -M prepared -l --log-prefix="$WORK/lat-$1" \
+		-f "$BENCH_DIR/$1.sql" "$DB" >"$out" 2>&1 ||
+		{ echo "pgbench $1 failed: $(tail -3 "$out")" >&2; exit 1; }
+	printf '%s %s\n' "$(pgbench_tps "$out")" \
+		"$(cat "$WORK"/lat-"$1".* | awk '{ print $3 / 1000 }' | sort -g |
+		   awk '{ v[NR] = $1 } END { i = int(NR * 0.99); if (i < 1) i = 1; printf "%.1f", v[i] }')"
+	rm -f "$WORK"/lat-"$1".*
+}

@@ -24,17 +24,7 @@ bench_cluster owner
 q -c "UPDATE ledger.account SET owner_id = 'owner-' || substr(code, 6) WHERE code LIKE 'acct-%'" >/dev/null
 q -c "VACUUM ANALYZE ledger.account" >/dev/null
 
-run() {	# run SCRIPT -> "tps p99"
-	local out=$WORK/$1.out
-	q -c CHECKPOINT
-	"$PGBIN/pgbench" -n -j 2 -c "$CLIENTS" -T "$DURATION" -M prepared -l --log-prefix="$WORK/lat-$1" \
-		-f "$BENCH_DIR/$1.sql" "$DB" >"$out" 2>&1 ||
-		{ echo "pgbench $1 failed: $(tail -3 "$out")" >&2; exit 1; }
-	printf '%s %s\n' "$(pgbench_tps "$out")" \
-		"$(cat "$WORK"/lat-"$1".* | awk '{ print $3 / 1000 }' | sort -g |
-		   awk '{ v[NR] = $1 } END { i = int(NR * 0.99); if (i < 1) i = 1; printf "%.1f", v[i] }')"
-	rm -f "$WORK"/lat-"$1".*
-}
+run() { bench_tps_p99 "$1"; }
 
 report=$RESULTS/owner.md
 {
