@@ -24,7 +24,8 @@ PG_ISOLATION_REGRESS=$PGXS_DIR/src/test/isolation/pg_isolation_regress
 # installed state, never by a file another package may also ship
 # (postgresql-client-15 ships pgxs.mk and pg_regress, not postgres.h).
 LEDGER_PACKAGES="postgresql-15 postgresql-server-dev-15 postgresql-15-cron postgresql-15-pgtap
-libtap-parser-sourcehandler-pgtap-perl make gcc bc pgbouncer python3-psycopg python3-aiosmtpd"
+libtap-parser-sourcehandler-pgtap-perl make gcc bc pgbouncer python3-psycopg python3-aiosmtpd
+postgresql-15-pgaudit openssl"
 
 pkg_installed() {
 	[ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" = "install ok installed" ]
