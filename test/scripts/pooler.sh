@@ -20,6 +20,12 @@
 #   - no balance is below -10, the loosest floor any posting ran under
 #     (the floors are set to -10 before the invariants are checked);
 #   - balances equal the journal, escrow included (test/invariants.sql).
+# Then the acting owner through the pool: 24 clients run transactions that
+# SET LOCAL (set_config(..., true)) ledger.acting_owner and pay from their
+# owner's account, or try to take another owner's money (refused with
+# LD039, never paid), and transactions that set nothing and check that no
+# acting owner leaked into them from an earlier client on the same server
+# connection.
 #
 # Run by test/run.sh as root.  Starts its own cluster and pgbouncer.
 source "$LEDGER_ROOT/test/lib.sh"
@@ -128,6 +134,62 @@ keys=$(P -c "SELECT count(*), count(DISTINCT idempotency_key) FROM ledger.transa
 [ "$bad" = 0 ] && [ "$(cut -d'|' -f1 <<<"$keys")" = "$(cut -d'|' -f2 <<<"$keys")" ] &&
 	ok "idempotency keys across backends: $(cut -d'|' -f1 <<<"$keys") keys, one transaction each" ||
 	fail "idempotency keys: $keys (transactions, distinct keys), $bad wrong"
+
+# ---- the acting owner through the pool --------------------------------------
+P >/dev/null <<'SQL' || fail "acting owner: setup"
+UPDATE ledger.account SET owner_id = 'owner-' || substr(code, 6) WHERE code LIKE 'user-%';
+SELECT ledger.transfer('world', 'user-' || i, 50) FROM generate_series(1, 40) i;
+CREATE TABLE public.owner_log (outcome text NOT NULL);
+CREATE FUNCTION public.owner_step(a int, b int, steal boolean) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF steal THEN
+        PERFORM ledger.transfer('user-' || b, 'user-' || a, 0.01);
+        INSERT INTO public.owner_log VALUES ('stolen');
+    ELSE
+        PERFORM ledger.transfer('user-' || a, 'user-' || b, 0.01);
+        INSERT INTO public.owner_log VALUES ('paid');
+    END IF;
+EXCEPTION
+    WHEN SQLSTATE 'LD039' THEN INSERT INTO public.owner_log VALUES ('refused');
+    WHEN SQLSTATE 'LD001' THEN INSERT INTO public.owner_log VALUES ('insufficient');
+END $$;
+CREATE FUNCTION public.leak_check() RETURNS void
+LANGUAGE sql AS $$
+    INSERT INTO public.owner_log
+    SELECT CASE WHEN coalesce(current_setting('ledger.acting_owner', true), '') = ''
+                THEN 'clean' ELSE 'leaked' END;
+$$;
+SQL
+cat >"$DIR/owner.sql" <<'EOF'
+\set a random(1, 40)
+\set b 1 + (:a + random(0, 38)) % 40
+\set kind random(1, 3)
+\if :kind = 1
+SELECT leak_check();
+\else
+BEGIN;
+SELECT set_config('ledger.acting_owner', 'owner-' || :a, true);
+SELECT owner_step(:a, :b, :kind = 3);
+COMMIT;
+\endif
+EOF
+"$PGBIN/pgbench" -n -M extended -c 24 -j 2 -T 5 -h "$DIR" -p "$BPORT" -U postgres \
+	-f "$DIR/owner.sql" pool >"$DIR/owner.out" 2>&1 || fail "acting owner: pgbench: $(grep -m3 -i error "$DIR/owner.out")"
+rows=$(P -F '|' <<'SQL'
+SELECT 'acting owner: own payments went through the pool', count(*) FILTER (WHERE outcome = 'paid') > 50,
+       count(*) FILTER (WHERE outcome = 'paid') || ' paid' FROM public.owner_log;
+SELECT 'acting owner: another owner''s money was never taken (LD039)',
+       count(*) FILTER (WHERE outcome = 'stolen') = 0 AND count(*) FILTER (WHERE outcome = 'refused') > 50,
+       count(*) FILTER (WHERE outcome = 'refused') || ' refused, ' || count(*) FILTER (WHERE outcome = 'stolen') || ' taken'
+  FROM public.owner_log;
+SELECT 'acting owner: SET LOCAL never leaked into a later transaction on the same server connection',
+       count(*) FILTER (WHERE outcome = 'leaked') = 0 AND count(*) FILTER (WHERE outcome = 'clean') > 50,
+       count(*) FILTER (WHERE outcome = 'clean') || ' clean, ' || count(*) FILTER (WHERE outcome = 'leaked') || ' leaked'
+  FROM public.owner_log;
+SQL
+)
+check_rows "" <<<"$rows"
 
 P -c "SELECT ledger.fold()" >/dev/null
 P -c "UPDATE ledger.account SET min_balance = -10 WHERE code LIKE 'user-%'"
