@@ -85,18 +85,9 @@ exchange_accounts(const char *asset, bool need_spread, char **liquidity, char **
 static int64
 interval_arg(Interval *iv, const char *what, bool positive, int max_s)
 {
-	int64		us;
-
-	if (iv->month != 0 || iv->day < 0 || iv->day > 1 ||
-		(us = iv->day * USECS_PER_DAY + iv->time) < 0 || (positive && us == 0) ||
-		us > (int64) max_s * USECS_PER_SEC)
-		ereport(ERROR,
-				(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT),
-				 errmsg("%s must be %s 0 and at most %d seconds", what,
-						positive ? "above" : "at least", max_s),
-				 errdetail("%s is %s.", what,
-						   DatumGetCString(DirectFunctionCall1(interval_out, IntervalPGetDatum(iv))))));
-	return us;
+	return ledger_check_interval(iv, what, positive ? 1 : 0, (int64) max_s * USECS_PER_SEC,
+								 psprintf("%s 0 and at most %d seconds",
+										  positive ? "above" : "at least", max_s));
 }
 
 /*

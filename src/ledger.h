@@ -485,6 +485,8 @@ extern Numeric ledger_parse_amount(const char *str, int len, int leg);
 extern Numeric ledger_max_amount(void);
 extern void ledger_check_metadata(Jsonb *metadata);
 extern char *ledger_optional_code(FunctionCallInfo fcinfo, int argno, const char *what);
+extern int64 ledger_check_interval(Interval *iv, const char *what, int64 min_us, int64 max_us,
+								   const char *range);
 extern void ledger_require_same_request(const char *key, bytea *taken, bytea *hash,
 										const char *what, const pg_uuid_t *owner);
 

@@ -140,15 +140,8 @@ ledger_outbox_claim(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT),
 				 errmsg("max_messages must be between 1 and 10000"),
 				 errdetail("max_messages is %d.", max)));
-	if (lease->month != 0 || lease->day < 0 || lease->day > 1 ||
-		lease->day * USECS_PER_DAY + lease->time < USECS_PER_SEC ||
-		lease->day * USECS_PER_DAY + lease->time > USECS_PER_DAY)
-		ereport(ERROR,
-				(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT),
-				 errmsg("lease must be between 1 second and 1 day"),
-				 errdetail("lease is %s.",
-						   DatumGetCString(DirectFunctionCall1(interval_out,
-															   IntervalPGetDatum(lease))))));
+	(void) ledger_check_interval(lease, "lease", USECS_PER_SEC, USECS_PER_DAY,
+								 "between 1 second and 1 day");
 	if (!PG_ARGISNULL(3) && array_contains_nulls(PG_GETARG_ARRAYTYPE_P(3)))
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT),
@@ -266,10 +259,8 @@ settle(SPIPlanPtr plan, Datum *values, const char *nulls, int64 id, const char *
 static char *
 optional_consumer(FunctionCallInfo fcinfo, int argno, Datum *value, char *null)
 {
-	char	   *consumer = NULL;
+	char	   *consumer = ledger_optional_code(fcinfo, argno, "consumer");
 
-	if (PG_NARGS() > argno && !PG_ARGISNULL(argno))
-		consumer = ledger_check_code(PG_GETARG_TEXT_PP(argno), "consumer");
 	*value = consumer ? CStringGetTextDatum(consumer) : (Datum) 0;
 	*null = consumer ? ' ' : 'n';
 	return consumer;

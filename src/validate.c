@@ -210,3 +210,24 @@ ledger_require_same_request(const char *key, bytea *taken, bytea *hash, const ch
 			 errdetail("The key belongs to %s %s, whose request differs from this one.",
 					   what, ledger_uuid_str(owner))));
 }
+
+/*
+ * An interval argument as microseconds, LD011 unless it has no months, at
+ * most one day part, and lies in [min_us, max_us]; range says so in the
+ * message ("between 1 second and 1 day").
+ */
+int64
+ledger_check_interval(Interval *iv, const char *what, int64 min_us, int64 max_us,
+					  const char *range)
+{
+	int64		us = iv->day * USECS_PER_DAY + iv->time;
+
+	if (iv->month != 0 || iv->day < 0 || iv->day > 1 || us < min_us || us > max_us)
+		ereport(ERROR,
+				(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT),
+				 errmsg("%s must be %s", what, range),
+				 errdetail("%s is %s.", what,
+						   DatumGetCString(DirectFunctionCall1(interval_out,
+															   IntervalPGetDatum(iv))))));
+	return us;
+}
