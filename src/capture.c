@@ -71,6 +71,7 @@ ledger_capture(PG_FUNCTION_ARGS)
 	hold_id = PG_GETARG_UUID_P(0);
 	key = ledger_optional_code(fcinfo, 2, "idempotency_key");
 	PreventCommandIfReadOnly("ledger.capture");
+	ledger_rate_check("ledger.capture");
 
 	SPI_connect();
 	ledger_hold_get(hold_id, false, &h);
@@ -80,6 +81,7 @@ ledger_capture(PG_FUNCTION_ARGS)
 				 errmsg("hold %s is shared and cannot be captured", ledger_uuid_str(hold_id)),
 				 errdetail("Shared holds keep money in place on account \"%s\"; void it to release it.",
 						   h.account_code)));
+	ledger_check_debit_owner(h.account_code, "ledger.capture");
 	legs[0].code = h.account_code;
 	legs[1].code = h.to_code;
 	ledger_resolve_accounts(legs, 2);
@@ -102,7 +104,7 @@ ledger_capture(PG_FUNCTION_ARGS)
 		elog(ERROR, "account \"%s\" is hot but holds money", h.account_code);
 
 	/* step 3: a retry finds its first result */
-	if (key && ledger_find_key(key, hash, txid))
+	if (key && ledger_find_key(key, legs[0].account->id, hash, txid))
 	{
 		SPI_finish();
 		PG_RETURN_UUID_P(txid);
@@ -132,7 +134,7 @@ ledger_capture(PG_FUNCTION_ARGS)
 	if (h.external_ref)
 		ledger_json_text(meta, "external_ref", h.external_ref);
 	metadata = ledger_json_end(meta);
-	if (key && !ledger_claim_key(txid, "capture", key, hash, metadata))
+	if (key && !ledger_claim_key(txid, "capture", key, legs[0].account->id, hash, metadata))
 		elog(ERROR, "idempotency key \"%s\" was claimed while its hold was locked", key);
 	legs[0].amount = ledger_numeric_neg(amount);
 	legs[1].amount = amount;

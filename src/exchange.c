@@ -252,6 +252,7 @@ ledger_exchange(PG_FUNCTION_ARGS)
 				 errmsg("ledger.exchange with a wait runs under READ COMMITTED only"),
 				 errdetail("It waits for a rate committed after the call began, which this transaction's snapshot would never show.")));
 	PreventCommandIfReadOnly("ledger.exchange");
+	ledger_rate_check("ledger.exchange");
 
 	SPI_connect();
 	ledger_check_debit_owner(from_code, "ledger.exchange");
@@ -269,7 +270,7 @@ ledger_exchange(PG_FUNCTION_ARGS)
 	if (key)
 	{
 		hash = exchange_hash(from_code, to_code, amount, spread, metadata);
-		if (ledger_find_key(key, hash, id))
+		if (ledger_find_key(key, from.id, hash, id))
 		{
 			SPI_finish();
 			PG_RETURN_UUID_P(id);

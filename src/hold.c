@@ -145,11 +145,11 @@ hold_hash(LedgerLeg *legs, bool exclusive, Numeric amount, const char *ref,
 
 /* A hold key taken before: the same request gets its hold, another LD007. */
 static bool
-hold_replay(const char *key, bytea *hash, pg_uuid_t *id)
+hold_replay(const char *key, int64 account_id, bytea *hash, pg_uuid_t *id)
 {
 	bytea	   *taken;
 
-	if (!ledger_hold_find_key(key, id, &taken))
+	if (!ledger_hold_find_key(key, account_id, id, &taken))
 		return false;
 	ledger_require_same_request(key, taken, hash, "hold", id);
 	return true;
@@ -241,6 +241,7 @@ ledger_hold(PG_FUNCTION_ARGS)
 	(void) window_end(now, submit, "submit_within");
 	(void) window_end(now, confirm, "confirm_within");
 	PreventCommandIfReadOnly("ledger.hold");
+	ledger_rate_check("ledger.hold");
 
 	SPI_connect();
 	ledger_check_debit_owner(legs[0].code, "ledger.hold");
@@ -252,7 +253,7 @@ ledger_hold(PG_FUNCTION_ARGS)
 
 	/* the atomic step: balance row lock, then what is held, then the write */
 	(void) ledger_hold_lock_account(legs[0].account->id, false, &acct);
-	if (key && hold_replay(key, hash, id))
+	if (key && hold_replay(key, legs[0].account->id, hash, id))
 	{
 		SPI_finish();
 		PG_RETURN_UUID_P(id);
@@ -290,7 +291,7 @@ ledger_hold(PG_FUNCTION_ARGS)
 	if (!ledger_hold_insert(&h, submit, now, key, hash, metadata))
 	{
 		/* a concurrent hold with this key committed meanwhile */
-		if (!hold_replay(key, hash, id))
+		if (!hold_replay(key, legs[0].account->id, hash, id))
 			elog(ERROR, "idempotency key \"%s\" conflicted but its hold is not visible", key);
 		SPI_finish();
 		PG_RETURN_UUID_P(id);
@@ -383,16 +384,18 @@ ledger_void(PG_FUNCTION_ARGS)
 	reason = ledger_check_code(PG_GETARG_TEXT_PP(1), "reason");
 	key = ledger_optional_code(fcinfo, 2, "idempotency_key");
 	PreventCommandIfReadOnly("ledger.void");
+	ledger_rate_check("ledger.void");
 
 	SPI_connect();
 	(void) ledger_hold_take(id, false, &h, &acct);
+	ledger_check_debit_owner(h.account_code, "ledger.void");
 	if (key)
 	{
 		pg_uuid_t	other;
 		char	   *event;
 		Numeric		amount;
 
-		if (ledger_hold_event_by_key(key, &other, &event, &amount))
+		if (ledger_hold_event_by_key(key, h.account_id, &other, &event, &amount))
 		{
 			if (memcmp(&other, id, sizeof(pg_uuid_t)) != 0 || strcmp(event, "voided") != 0)
 				ereport(ERROR,

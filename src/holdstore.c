@@ -36,10 +36,11 @@ static SPIPlanPtr held_plan = NULL;
 static SPIPlanPtr lock_account_plan = NULL;
 static SPIPlanPtr read_plan = NULL;
 static SPIPlanPtr read_lock_plan = NULL;
-static SPIPlanPtr insert_plan = NULL;
-static SPIPlanPtr find_key_plan = NULL;
-static SPIPlanPtr move_plan = NULL;
-static SPIPlanPtr event_key_plan = NULL;
+/* the statements with a key, each in two forms: [ledger_keys_scoped()] */
+static SPIPlanPtr insert_plan[2];
+static SPIPlanPtr find_key_plan[2];
+static SPIPlanPtr move_plan[2];
+static SPIPlanPtr event_key_plan[2];
 
 /*
  * What the account's active holds keep: the sum of exclusive holds, the
@@ -219,20 +220,21 @@ ledger_hold_insert(const LedgerHold *h, Interval *submit_within, TimestampTz cre
 {
 	Datum		values[15];
 	char		nulls[15];
+	bool		scoped = ledger_keys_scoped();
 
-	if (insert_plan == NULL)
-		insert_plan = ledger_prepare(
+	if (insert_plan[scoped] == NULL)
+		insert_plan[scoped] = ledger_prepare(ledger_key_scope_sql(scoped,
 			"WITH i AS ("
 			"  INSERT INTO ledger.hold (id, account_id, to_account_id, mode, amount, remaining, "
 			"    state, external_ref, submit_within, confirm_within, created_at, submit_deadline, "
-			"    idempotency_key, request_hash, metadata, captured) "
-			"  VALUES ($1, $2, $3, $4, $5, $5, 'reserved', $6, $7, $8, $9, $10, $11, $12, $13, $14) "
-			"  ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING "
+			"    idempotency_key, request_hash, metadata, captured%s) "
+			"  VALUES ($1, $2, $3, $4, $5, $5, 'reserved', $6, $7, $8, $9, $10, $11, $12, $13, $14%s) "
+			"  ON CONFLICT (%sidempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING "
 			"  RETURNING id), "
 			"c AS (UPDATE ledger.account_balance SET open_holds = open_holds + 1 "
 			"       WHERE account_id = $2 AND EXISTS (SELECT 1 FROM i)) "
 			"INSERT INTO ledger.hold_event (hold_id, event, at, actor, amount, remaining) "
-			"SELECT i.id, 'reserved', $9, $15, $5, $5 FROM i",
+			"SELECT i.id, 'reserved', $9, $15, $5, $5 FROM i", 2),
 			15, (Oid[]) {UUIDOID, INT8OID, INT8OID, TEXTOID, NUMERICOID, TEXTOID,
 						 INTERVALOID, INTERVALOID, TIMESTAMPTZOID, TIMESTAMPTZOID,
 						 TEXTOID, BYTEAOID, JSONBOID, NUMERICOID, TEXTOID});
@@ -256,7 +258,7 @@ ledger_hold_insert(const LedgerHold *h, Interval *submit_within, TimestampTz cre
 	values[12] = JsonbPGetDatum(metadata);
 	values[13] = NumericGetDatum(h->captured);
 	values[14] = actor();
-	ledger_spi_exec(insert_plan, values, nulls, SPI_OK_INSERT);
+	ledger_spi_exec(insert_plan[scoped], values, nulls, SPI_OK_INSERT);
 	return SPI_processed == 1;
 }
 
@@ -265,19 +267,22 @@ ledger_hold_insert(const LedgerHold *h, Interval *submit_within, TimestampTz cre
  * false if none.
  */
 bool
-ledger_hold_find_key(const char *key, pg_uuid_t *id, bytea **hash)
+ledger_hold_find_key(const char *key, int64 scope_account, pg_uuid_t *id, bytea **hash)
 {
-	Datum		values[1];
+	Datum		values[2];
 	bool		isnull;
 	Datum		d;
+	bool		scoped = ledger_keys_scoped();
 
-	if (find_key_plan == NULL)
-		find_key_plan = ledger_prepare(
-			"SELECT id, request_hash FROM ledger.hold "
-			" WHERE idempotency_key OPERATOR(pg_catalog.=) $1",
-			1, (Oid[]) {TEXTOID});
+	if (find_key_plan[scoped] == NULL)
+		find_key_plan[scoped] = ledger_prepare(
+			ledger_key_scope_sql(scoped,
+								 "SELECT id, request_hash FROM ledger.hold "
+								 " WHERE (idempotency_key%s) OPERATOR(pg_catalog.=) ($1%s)", 2),
+			2, (Oid[]) {TEXTOID, INT8OID});
 	values[0] = CStringGetTextDatum(key);
-	ledger_spi_exec(find_key_plan, values, NULL, SPI_OK_SELECT);
+	values[1] = Int64GetDatum(scope_account);
+	ledger_spi_exec(find_key_plan[scoped], values, NULL, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		return false;
 	memcpy(id, DatumGetUUIDP(col(1, &isnull)), sizeof(pg_uuid_t));
@@ -305,9 +310,10 @@ ledger_hold_move(const LedgerHold *h, TimestampTz now, int count_delta, const ch
 {
 	Datum		v[16];
 	char		n[16];
+	bool		scoped = ledger_keys_scoped();
 
-	if (move_plan == NULL)
-		move_plan = ledger_prepare(
+	if (move_plan[scoped] == NULL)
+		move_plan[scoped] = ledger_prepare(ledger_key_scope_sql(scoped,
 			"WITH u AS ("
 			"  UPDATE ledger.hold SET state = $2, captured = $3, remaining = $4, "
 			"    external_ref = $5, "
@@ -320,10 +326,10 @@ ledger_hold_move(const LedgerHold *h, TimestampTz now, int count_delta, const ch
 			"c AS (UPDATE ledger.account_balance SET open_holds = open_holds OPERATOR(pg_catalog.+) $9 "
 			"       WHERE account_id = $8) "
 			"INSERT INTO ledger.hold_event (hold_id, event, at, actor, amount, remaining, "
-			"  transaction_id, reason, idempotency_key, detail) "
+			"  transaction_id, reason, idempotency_key, detail%s) "
 			"SELECT u.id, $10, $6, $11, $12, $4, $13, $14, $15, "
-			"       COALESCE($16, '{}'::pg_catalog.jsonb) FROM u "
-			"ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING",
+			"       COALESCE($16, '{}'::pg_catalog.jsonb)%s FROM u "
+			"ON CONFLICT (%sidempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING", 8),
 			16, (Oid[]) {UUIDOID, TEXTOID, NUMERICOID, NUMERICOID, TEXTOID, TIMESTAMPTZOID,
 						 TIMESTAMPTZOID, INT8OID, INT4OID, TEXTOID, TEXTOID, NUMERICOID,
 						 UUIDOID, TEXTOID, TEXTOID, JSONBOID});
@@ -351,7 +357,7 @@ ledger_hold_move(const LedgerHold *h, TimestampTz now, int count_delta, const ch
 	n[14] = key ? ' ' : 'n';
 	v[15] = detail ? JsonbPGetDatum(detail) : (Datum) 0;
 	n[15] = detail ? ' ' : 'n';
-	ledger_spi_exec(move_plan, v, n, SPI_OK_INSERT);
+	ledger_spi_exec(move_plan[scoped], v, n, SPI_OK_INSERT);
 	return SPI_processed == 1;
 }
 
@@ -360,19 +366,23 @@ ledger_hold_move(const LedgerHold *h, TimestampTz now, int count_delta, const ch
  * amount; false if none.
  */
 bool
-ledger_hold_event_by_key(const char *key, pg_uuid_t *hold_id, char **event, Numeric *amount)
+ledger_hold_event_by_key(const char *key, int64 scope_account, pg_uuid_t *hold_id, char **event,
+						 Numeric *amount)
 {
-	Datum		values[1];
+	Datum		values[2];
 	bool		isnull;
 	Datum		d;
+	bool		scoped = ledger_keys_scoped();
 
-	if (event_key_plan == NULL)
-		event_key_plan = ledger_prepare(
-			"SELECT hold_id, event, amount FROM ledger.hold_event "
-			" WHERE idempotency_key OPERATOR(pg_catalog.=) $1",
-			1, (Oid[]) {TEXTOID});
+	if (event_key_plan[scoped] == NULL)
+		event_key_plan[scoped] = ledger_prepare(
+			ledger_key_scope_sql(scoped,
+								 "SELECT hold_id, event, amount FROM ledger.hold_event "
+								 " WHERE (idempotency_key%s) OPERATOR(pg_catalog.=) ($1%s)", 2),
+			2, (Oid[]) {TEXTOID, INT8OID});
 	values[0] = CStringGetTextDatum(key);
-	ledger_spi_exec(event_key_plan, values, NULL, SPI_OK_SELECT);
+	values[1] = Int64GetDatum(scope_account);
+	ledger_spi_exec(event_key_plan[scoped], values, NULL, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		return false;
 	memcpy(hold_id, DatumGetUUIDP(col(1, &isnull)), sizeof(pg_uuid_t));

@@ -36,6 +36,7 @@ _PG_init(void)
 	ledger_outbox_init();
 	ledger_rates_init();
 	ledger_owner_init();
+	ledger_ratelimit_init();
 
 	MarkGUCPrefixReserved("ledger");
 }

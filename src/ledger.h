@@ -6,14 +6,15 @@
  *	  layer.  Calls go one way, from a layer to the layers below it (and
  *	  within a layer, never in a circle):
  *
- *	    entry points     ledger.c catalog.c hotmode.c worker.c guard.c hold.c
+ *	    entry points     ledger.c catalog.c hotmode.c worker.c guard.c hold.c access.c
  *	                     capture.c holdexpiry.c external.c event.c
  *	                     eventworker.c outbox.c rates.c exchange.c
  *	    posting and      posting.c invalidate.c reconcile.c rebuild.c fold.c
  *	      corrections    apply.c eventtype.c
  *	    balance          balance.c (cold rows); escrowapply.c escrowload.c
  *	      strategies     escrow.c (hot)
- *	    storage helpers  store.c holdstore.c horizon.c outboxstore.c owner.c lookup.c cache.c
+ *	    storage helpers  store.c holdstore.c horizon.c outboxstore.c owner.c ratelimit.c
+ *	                     lookup.c cache.c
  *	                     schema.c spi.c
  *	                     alert.c validate.c amount.c ids.c
  *
@@ -77,6 +78,7 @@
 #define ERRCODE_LEDGER_INVALID_RATE			MAKE_SQLSTATE('L','D','0','3','8')
 #define ERRCODE_LEDGER_NOT_ACCOUNT_OWNER	MAKE_SQLSTATE('L','D','0','3','9')
 #define ERRCODE_LEDGER_ACTING_OWNER_REQUIRED MAKE_SQLSTATE('L','D','0','4','0')
+#define ERRCODE_LEDGER_RATE_LIMITED			MAKE_SQLSTATE('L','D','0','4','1')
 
 /* Amounts must stay below 10^LEDGER_MAX_AMOUNT_DIGITS in absolute value. */
 #define LEDGER_MAX_AMOUNT_DIGITS	30
@@ -286,10 +288,16 @@ extern bool ledger_hold_take(const pg_uuid_t *id, bool skip_locked, LedgerHold *
 /* posting.c */
 extern bytea *ledger_fingerprint(const char *data, int len);
 extern void ledger_resolve_accounts(LedgerLeg *legs, int nlegs);
-extern bool ledger_find_key(const char *key, bytea *hash, pg_uuid_t *id);
-extern bool ledger_claim_key(pg_uuid_t *id, const char *kind, const char *key, bytea *hash,
+extern bool ledger_find_key(const char *key, int64 scope_account, bytea *hash, pg_uuid_t *id);
+extern bool ledger_claim_key(pg_uuid_t *id, const char *kind, const char *key,
+							 int64 scope_account, bytea *hash,
 							 Jsonb *metadata);
 extern LedgerDelta *ledger_build_deltas(LedgerLeg *legs, int nlegs, int *ndeltas);
+extern LedgerLeg *ledger_parse_legs(Jsonb *doc, int *nlegs);
+extern void ledger_transfer_item(char *from, char *to, Numeric amount, const char *key,
+								 Jsonb *metadata, pg_uuid_t *id);
+extern void ledger_post_item(LedgerLeg *legs, int nlegs, const char *key, Jsonb *metadata,
+							 pg_uuid_t *id);
 extern void ledger_check_same_asset(LedgerLeg *legs);
 extern bool ledger_post_legs(pg_uuid_t *id, const char *kind, LedgerLeg *legs, int nlegs,
 							 const char *key, bytea *hash, Jsonb *metadata, bool transfer);
@@ -401,11 +409,13 @@ extern bool ledger_hold_read(const pg_uuid_t *id, bool lock, LedgerHold *h);
 extern bool ledger_hold_insert(const LedgerHold *h, Interval *submit_within,
 							   TimestampTz created_at, const char *key, bytea *hash,
 							   Jsonb *metadata);
-extern bool ledger_hold_find_key(const char *key, pg_uuid_t *id, bytea **hash);
+extern bool ledger_hold_find_key(const char *key, int64 scope_account, pg_uuid_t *id,
+								 bytea **hash);
 extern bool ledger_hold_move(const LedgerHold *h, TimestampTz now, int count_delta,
 							 const char *event, Numeric amount, const pg_uuid_t *txid,
 							 const char *reason, const char *key, Jsonb *detail);
-extern bool ledger_hold_event_by_key(const char *key, pg_uuid_t *hold_id, char **event,
+extern bool ledger_hold_event_by_key(const char *key, int64 scope_account, pg_uuid_t *hold_id,
+									 char **event,
 									 Numeric *amount);
 
 /* cache.c */
@@ -442,12 +452,16 @@ typedef struct LedgerSchema
 	Oid			event;			/* ledger.event; InvalidOid before 0.6.0 */
 	bool		has_outbox;		/* 0.7.0 and later */
 	bool		has_rates;		/* 0.8.0 and later */
+	bool		has_key_scope;	/* idempotency keys per owner: 0.10.0 and later */
+	bool		has_rate_limits;	/* ledger.rate_limit: 0.10.0 and later */
 	bool		account_trigger;	/* account_changed, ENABLE ALWAYS */
 } LedgerSchema;
 
 extern void ledger_schema_init(void);
 extern const LedgerSchema *ledger_schema(void);
 extern bool ledger_schema_has_hot(void);
+extern bool ledger_keys_scoped(void);
+extern char *ledger_key_scope_sql(bool scoped, const char *fmt, int param);
 
 /* spi.c */
 extern SPIPlanPtr ledger_prepare(const char *sql, int nargs, Oid *argtypes);
@@ -462,6 +476,11 @@ extern ErrorData *ledger_try(void (*fn) (void *arg), void *arg);
 /* owner.c */
 extern void ledger_owner_init(void);
 extern void ledger_check_debit_owner(const char *code, const char *what);
+extern const char *ledger_acting_owner(void);
+
+/* ratelimit.c */
+extern void ledger_ratelimit_init(void);
+extern void ledger_rate_check(const char *what);
 
 /* alert.c */
 extern LedgerJson *ledger_json_begin(void);
@@ -477,6 +496,7 @@ extern int64 ledger_raise_alert(const char *severity, const char *kind,
 
 /* validate.c */
 extern char *ledger_check_code(text *t, const char *what);
+extern char *ledger_known_role(FunctionCallInfo fcinfo, int argno, const char *what);
 extern Numeric ledger_check_amount(Numeric amount, const LedgerAccount *account,
 								   bool allow_negative);
 extern Numeric ledger_check_numeric_finite(Numeric n, const char *what,

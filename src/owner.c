@@ -41,6 +41,13 @@ ledger_owner_init(void)
 							 &require_acting_owner, false, PGC_SUSET, 0, NULL, NULL, NULL);
 }
 
+/* The acting owner of this transaction, or NULL if none is set. */
+const char *
+ledger_acting_owner(void)
+{
+	return (acting_owner == NULL || acting_owner[0] == '\0') ? NULL : acting_owner;
+}
+
 /*
  * LD039 unless the account (code) may be debited by this transaction; LD040
  * if an acting owner is required and not set.  what names the call.

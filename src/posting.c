@@ -10,9 +10,11 @@
  *	2. in one statement, insert the transaction row and resolve the
  *	   accounts (then check amounts against each asset's scale and that
  *	   every asset nets to zero).  With an idempotency key the insert is
- *	   INSERT ... ON CONFLICT (idempotency_key) DO NOTHING: a concurrent call
- *	   with the same key waits on the unique index until the first commits
- *	   or aborts, so exactly one transaction is written.  A call that finds
+ *	   INSERT ... ON CONFLICT (idempotency_scope, idempotency_key) DO
+ *	   NOTHING, where the scope is the owner of the first debited account
+ *	   (one owner cannot take another's keys): a concurrent call with the
+ *	   same key waits on the unique index until the first commits or
+ *	   aborts, so exactly one transaction is written.  A call that finds
  *	   the key taken compares request fingerprints (SHA-256 of a canonical
  *	   form of the legs and metadata) and either returns the original id,
  *	   writing nothing, or raises LD007.
@@ -44,8 +46,8 @@
 /* GUC: largest number of legs ledger.post accepts. */
 static int	ledger_max_legs = 64;
 
-static SPIPlanPtr claim_plan = NULL;
-static SPIPlanPtr find_key_plan = NULL;
+static SPIPlanPtr claim_plan[2];	/* [ledger_keys_scoped()] */
+static SPIPlanPtr find_key_plan[2];
 
 void
 ledger_posting_init(void)
@@ -55,7 +57,7 @@ ledger_posting_init(void)
 							"Postings with more legs are refused with SQLSTATE LD012.",
 							&ledger_max_legs,
 							64, 2, 10000,
-							PGC_USERSET,
+							PGC_SUSET,
 							0,
 							NULL, NULL, NULL);
 }
@@ -166,19 +168,22 @@ ledger_resolve_accounts(LedgerLeg *legs, int nlegs)
  * it was taken for a request with another fingerprint; else its id in *id.
  */
 bool
-ledger_find_key(const char *key, bytea *hash, pg_uuid_t *id)
+ledger_find_key(const char *key, int64 scope_account, bytea *hash, pg_uuid_t *id)
 {
-	Datum		values[1];
+	Datum		values[2];
 	Datum		d;
 	bool		isnull;
+	bool		scoped = ledger_keys_scoped();
 
-	if (find_key_plan == NULL)
-		find_key_plan = ledger_prepare(
-			"SELECT id, request_hash FROM ledger.transaction "
-			"WHERE idempotency_key OPERATOR(pg_catalog.=) $1",
-			1, (Oid[]) {TEXTOID});
+	if (find_key_plan[scoped] == NULL)
+		find_key_plan[scoped] = ledger_prepare(
+			ledger_key_scope_sql(scoped,
+								 "SELECT id, request_hash FROM ledger.transaction "
+								 "WHERE (idempotency_key%s) OPERATOR(pg_catalog.=) ($1%s)", 2),
+			2, (Oid[]) {TEXTOID, INT8OID});
 	values[0] = CStringGetTextDatum(key);
-	ledger_spi_exec(find_key_plan, values, NULL, SPI_OK_SELECT);
+	values[1] = Int64GetDatum(scope_account);
+	ledger_spi_exec(find_key_plan[scoped], values, NULL, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		return false;
 	memcpy(id, DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
@@ -196,28 +201,32 @@ ledger_find_key(const char *key, bytea *hash, pg_uuid_t *id)
  * request, whose id is copied to *id; LD007 if to a different one.
  */
 bool
-ledger_claim_key(pg_uuid_t *id, const char *kind, const char *key, bytea *hash,
-				 Jsonb *metadata)
+ledger_claim_key(pg_uuid_t *id, const char *kind, const char *key, int64 scope_account,
+				 bytea *hash, Jsonb *metadata)
 {
-	Datum		values[5];
+	Datum		values[6];
+	bool		scoped = ledger_keys_scoped();
 
-	if (claim_plan == NULL)
-		claim_plan = ledger_prepare(
-			"INSERT INTO ledger.transaction (id, kind, metadata, idempotency_key, request_hash) "
-			"VALUES ($1, $2, $3, $4, $5) "
-			"ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING",
-			5, (Oid[]) {UUIDOID, TEXTOID, JSONBOID, TEXTOID, BYTEAOID});
+	if (claim_plan[scoped] == NULL)
+		claim_plan[scoped] = ledger_prepare(
+			ledger_key_scope_sql(scoped,
+								 "INSERT INTO ledger.transaction (id, kind, metadata, idempotency_key, "
+								 "  request_hash%s) VALUES ($1, $2, $3, $4, $5%s) "
+								 "ON CONFLICT (%sidempotency_key) WHERE idempotency_key IS NOT NULL "
+								 "DO NOTHING", 6),
+			6, (Oid[]) {UUIDOID, TEXTOID, JSONBOID, TEXTOID, BYTEAOID, INT8OID});
 	values[0] = UUIDPGetDatum(id);
 	values[1] = CStringGetTextDatum(kind);
 	values[2] = JsonbPGetDatum(metadata);
 	values[3] = CStringGetTextDatum(key);
 	values[4] = PointerGetDatum(hash);
-	ledger_spi_exec(claim_plan, values, NULL, SPI_OK_INSERT);
+	values[5] = Int64GetDatum(scope_account);
+	ledger_spi_exec(claim_plan[scoped], values, NULL, SPI_OK_INSERT);
 	if (SPI_processed == 1)
 		return true;
 
 	/* the key is taken by a committed transaction: same request? */
-	if (!ledger_find_key(key, hash, id))
+	if (!ledger_find_key(key, scope_account, hash, id))
 		elog(ERROR, "idempotency key \"%s\" conflicted but its transaction is not visible", key);
 	return false;
 }
@@ -314,6 +323,22 @@ ledger_build_deltas(LedgerLeg *legs, int nlegs, int *ndeltas)
 }
 
 /*
+ * Whose key space a posting's idempotency key is in: the owner of its
+ * first debited account (in the caller's order), by that account's id.
+ * With ledger.acting_owner set, that is the acting owner.
+ */
+static int64
+key_scope_account(LedgerLeg *legs, int nlegs)
+{
+	int			i;
+
+	for (i = 0; i < nlegs; i++)
+		if (ledger_numeric_sign(legs[i].amount) < 0)
+			return legs[i].account->id;
+	return legs[0].account->id;
+}
+
+/*
  * Post legs: resolve, check amounts and balance, claim the key, apply.
  * Runs inside SPI; returns the transaction id in *id, and false when the
  * key was taken by the same request (an idempotent replay: nothing
@@ -352,7 +377,7 @@ ledger_post_legs(pg_uuid_t *id, const char *kind, LedgerLeg *legs, int nlegs,
 	}
 	check_balanced(legs, nlegs);
 	if (key != NULL &&
-		!ledger_claim_key(id, kind, key,
+		!ledger_claim_key(id, kind, key, key_scope_account(legs, nlegs),
 						  hash ? hash : request_hash(kind, legs, nlegs, metadata), metadata))
 		return false;			/* idempotent replay: nothing to write */
 
@@ -363,13 +388,51 @@ ledger_post_legs(pg_uuid_t *id, const char *kind, LedgerLeg *legs, int nlegs,
 	return true;
 }
 
+/*
+ * One transfer, inside SPI: checked codes, the amount as given, an optional
+ * key, checked metadata.  ledger.transfer and each transfer_batch item.
+ */
+void
+ledger_transfer_item(char *from, char *to, Numeric amount, const char *key, Jsonb *metadata,
+					 pg_uuid_t *id)
+{
+	LedgerLeg	legs[2];
+
+	if (strcmp(from, to) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT),
+				 errmsg("cannot transfer from an account to itself"),
+				 errdetail("Both sides name account \"%s\".", from)));
+
+	/* the fingerprint sees the request as given: -amount out, +amount in */
+	legs[0] = (LedgerLeg) {from, ledger_numeric_neg(amount), NULL};
+	legs[1] = (LedgerLeg) {to, amount, NULL};
+	ledger_check_debit_owner(from, "ledger.transfer");
+	(void) ledger_post_legs(id, "transfer", legs, 2, key, NULL, metadata, true);
+}
+
+/*
+ * One post of parsed legs, inside SPI: ledger.post and each post_batch
+ * item.
+ */
+void
+ledger_post_item(LedgerLeg *legs, int nlegs, const char *key, Jsonb *metadata, pg_uuid_t *id)
+{
+	int			i;
+
+	for (i = 0; i < nlegs; i++)
+		if (ledger_numeric_sign(legs[i].amount) < 0)
+			ledger_check_debit_owner(legs[i].code, "ledger.post");
+	(void) ledger_post_legs(id, "post", legs, nlegs, key, NULL, metadata, false);
+}
+
 PG_FUNCTION_INFO_V1(ledger_transfer);
 
 Datum
 ledger_transfer(PG_FUNCTION_ARGS)
 {
-	LedgerLeg	legs[2];
-	Numeric		amount;
+	char	   *from;
+	char	   *to;
 	char	   *key;
 	Jsonb	   *metadata;
 	pg_uuid_t  *id = palloc(sizeof(pg_uuid_t));
@@ -378,26 +441,15 @@ ledger_transfer(PG_FUNCTION_ARGS)
 	LEDGER_REQUIRE_ARG(1, "to_account");
 	LEDGER_REQUIRE_ARG(2, "amount");
 	LEDGER_REQUIRE_ARG(4, "metadata");
-	legs[0].code = ledger_check_code(PG_GETARG_TEXT_PP(0), "account code");
-	legs[1].code = ledger_check_code(PG_GETARG_TEXT_PP(1), "account code");
-	amount = PG_GETARG_NUMERIC(2);
+	from = ledger_check_code(PG_GETARG_TEXT_PP(0), "account code");
+	to = ledger_check_code(PG_GETARG_TEXT_PP(1), "account code");
 	key = ledger_optional_code(fcinfo, 3, "idempotency_key");
 	metadata = PG_GETARG_JSONB_P(4);
 	ledger_check_metadata(metadata);
 
-	if (strcmp(legs[0].code, legs[1].code) == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT),
-				 errmsg("cannot transfer from an account to itself"),
-				 errdetail("Both sides name account \"%s\".", legs[0].code)));
-
-	/* the fingerprint sees the request as given: -amount out, +amount in */
-	legs[0].amount = ledger_numeric_neg(amount);
-	legs[1].amount = amount;
-
+	ledger_rate_check("ledger.transfer");
 	SPI_connect();
-	ledger_check_debit_owner(legs[0].code, "ledger.transfer");
-	(void) ledger_post_legs(id, "transfer", legs, 2, key, NULL, metadata, true);
+	ledger_transfer_item(from, to, PG_GETARG_NUMERIC(2), key, metadata, id);
 	SPI_finish();
 
 	PG_RETURN_UUID_P(id);
@@ -408,8 +460,8 @@ ledger_transfer(PG_FUNCTION_ARGS)
  * with exactly the keys "account" (a string) and "amount" (a number or a
  * decimal string).
  */
-static LedgerLeg *
-parse_legs(Jsonb *doc, int *nlegs)
+LedgerLeg *
+ledger_parse_legs(Jsonb *doc, int *nlegs)
 {
 	LedgerLeg  *legs;
 	int			n;
@@ -475,23 +527,20 @@ ledger_post(PG_FUNCTION_ARGS)
 {
 	LedgerLeg  *legs;
 	int			nlegs;
-	int			i;
 	char	   *key;
 	Jsonb	   *metadata;
 	pg_uuid_t  *id = palloc(sizeof(pg_uuid_t));
 
 	LEDGER_REQUIRE_ARG(0, "legs");
 	LEDGER_REQUIRE_ARG(2, "metadata");
-	legs = parse_legs(PG_GETARG_JSONB_P(0), &nlegs);
+	legs = ledger_parse_legs(PG_GETARG_JSONB_P(0), &nlegs);
 	key = ledger_optional_code(fcinfo, 1, "idempotency_key");
 	metadata = PG_GETARG_JSONB_P(2);
 	ledger_check_metadata(metadata);
 
+	ledger_rate_check("ledger.post");
 	SPI_connect();
-	for (i = 0; i < nlegs; i++)
-		if (ledger_numeric_sign(legs[i].amount) < 0)
-			ledger_check_debit_owner(legs[i].code, "ledger.post");
-	(void) ledger_post_legs(id, "post", legs, nlegs, key, NULL, metadata, false);
+	ledger_post_item(legs, nlegs, key, metadata, id);
 	SPI_finish();
 
 	PG_RETURN_UUID_P(id);

@@ -6,7 +6,8 @@
  *	  indexes on account and asset codes, the column numbers the direct
  *	  lookups read (lookup.c), and what the installed version has (hot
  *	  accounts from 0.3.0, the account_changed trigger from 0.4.0, holds
- *	  and ledger.event from 0.6.0, the outbox from 0.7.0, rates from 0.8.0).
+ *	  and ledger.event from 0.6.0, the outbox from 0.7.0, rates from 0.8.0,
+ *	  idempotency keys per owner from 0.10.0).
  *
  * The library keeps serving a database whose extension has not been
  * updated yet, so callers pick their statements by what is here.
@@ -101,6 +102,7 @@ refresh(void)
 	s.event = rel(nsp, "event");	/* 0.6.0 and later */
 	s.has_outbox = OidIsValid(rel(nsp, "outbox"));	/* 0.7.0 and later */
 	s.has_rates = OidIsValid(rel(nsp, "rate_feed"));	/* 0.8.0 and later */
+	s.has_rate_limits = OidIsValid(rel(nsp, "rate_limit"));	/* 0.10.0 and later */
 	if (!OidIsValid(s.account) || !OidIsValid(s.account_code_index) ||
 		!OidIsValid(s.account_balance) || !OidIsValid(s.account_balance_index) ||
 		!OidIsValid(s.asset) || !OidIsValid(s.asset_code_index) ||
@@ -109,6 +111,7 @@ refresh(void)
 		!OidIsValid(s.transaction))
 		return false;
 	s.has_hot = OidIsValid(s.hot_entry);
+	s.has_key_scope = get_attnum(s.transaction, "idempotency_scope") != InvalidAttrNumber;
 
 	account = table_open(s.account, AccessShareLock);
 	s.account_trigger = has_account_trigger(account);
@@ -141,4 +144,36 @@ ledger_schema_has_hot(void)
 	const LedgerSchema *s = ledger_schema();
 
 	return s != NULL && s->has_hot;
+}
+
+/*
+ * Are idempotency keys scoped by owner (0.10.0 and later)?  Statements
+ * that claim or find a key are prepared in two forms, by this.
+ */
+bool
+ledger_keys_scoped(void)
+{
+	const LedgerSchema *s = ledger_schema();
+
+	return s != NULL && s->has_key_scope;
+}
+
+/*
+ * A key statement's text in the form the schema needs: fmt has three %s,
+ * filled when scoped with ", idempotency_scope" (a column list), ", <the
+ * scope of the account whose id is $param>" (a values list) and
+ * "idempotency_scope, " (a conflict target or an equality's column), and
+ * with nothing otherwise.  A lookup writes "WHERE (%s1%s2) = ..." style
+ * fragments itself from these three.
+ */
+char *
+ledger_key_scope_sql(bool scoped, const char *fmt, int param)
+{
+	char	   *expr;
+
+	if (!scoped)
+		return psprintf(fmt, "", "", "");
+	expr = psprintf(", COALESCE((SELECT a.owner_id FROM ledger.account a "
+					"WHERE a.id OPERATOR(pg_catalog.=) $%d), '')", param);
+	return psprintf(fmt, ", idempotency_scope", expr, "idempotency_scope, ");
 }

@@ -12,6 +12,8 @@
  */
 #include "ledger.h"
 
+#include "utils/acl.h"
+
 #include "fmgr.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
@@ -46,6 +48,25 @@ ledger_check_code(text *t, const char *what)
 					 errdetail("Control character 0x%02X at byte %zu.", c, i + 1)));
 	}
 	return s;
+}
+
+/*
+ * A role argument (argument argno, type name): not NULL and an existing
+ * role, else LD011.  what says what the role is for.
+ */
+char *
+ledger_known_role(FunctionCallInfo fcinfo, int argno, const char *what)
+{
+	char	   *role;
+
+	LEDGER_REQUIRE_ARG(argno, "role");
+	role = NameStr(*PG_GETARG_NAME(argno));
+	if (!OidIsValid(get_role_oid(role, true)))
+		ereport(ERROR,
+				(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT),
+				 errmsg("role \"%s\" does not exist", role),
+				 errdetail("%s apply to an existing role.", what)));
+	return role;
 }
 
 /* 10^LEDGER_MAX_AMOUNT_DIGITS: amounts and rates stay below it. */

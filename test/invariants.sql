@@ -52,12 +52,15 @@ SELECT 'daily rows equal the journal',
   FULL JOIN ledger.expected_daily_balance x ON x.account_id = d.account_id AND x.day = d.day
  WHERE (d.debits, d.credits, d.balance) IS DISTINCT FROM (x.debits, x.credits, x.balance)
 UNION ALL
--- holds: what an account keeps never takes it below its floor
+-- holds: what an account keeps never takes it below its floor (a forced
+-- invalidation may, as for the floor above; it alerts)
 SELECT 'holds stay within balance and floor',
        format('%s: balance %s, held exclusively %s, shared %s, floor %s',
               o.code, o.balance, o.held_exclusive, o.held_shared, o.min_balance)
   FROM ledger.account_overview o
  WHERE o.balance - o.held_exclusive - o.held_shared < o.min_balance
+   AND NOT EXISTS (SELECT 1 FROM ledger.alert l JOIN ledger.account a ON a.id = l.account_id
+                    WHERE a.code = o.code AND l.kind = 'invalidation_below_floor')
 UNION ALL
 SELECT 'open hold counts match the holds',
        format('account %s: open_holds %s, unfinished holds %s', b.account_id, b.open_holds,
@@ -121,6 +124,16 @@ SELECT 'token rows match their legs', format('token row %s of transaction %s', k
         OR (SELECT sum(j.amount) FROM ledger.journal_entry j
              WHERE j.transaction_id = k.transaction_id AND j.account_id = k.to_account_id)
            <> k.quote_amount - k.spread_amount)
+UNION ALL
+-- a keyed transaction's key is in its first debited account's owner's space
+SELECT 'idempotency keys are scoped by owner',
+       format('%s: scope %s, first debited account''s owner %s', t.id, t.idempotency_scope, o.owner)
+  FROM ledger.transaction t
+  CROSS JOIN LATERAL (SELECT coalesce(a.owner_id, '') AS owner
+                        FROM ledger.journal_entry j JOIN ledger.account a ON a.id = j.account_id
+                       WHERE j.transaction_id = t.id AND j.amount < 0
+                       ORDER BY j.id LIMIT 1) o
+ WHERE t.idempotency_key IS NOT NULL AND t.idempotency_scope IS DISTINCT FROM o.owner
 UNION ALL
 -- with nothing in flight, a hot account's escrow is its balance
 SELECT 'escrow equals balance',

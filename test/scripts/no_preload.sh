@@ -6,8 +6,8 @@
 # Checks: a cold transfer posts and reconcile() finds no drift; the
 # invariants of test/invariants.sql hold; set_account_mode(..., 'hot')
 # fails with LD021; fold_worker_status() says "not preloaded";
-# hot_accounts() is empty; the balance is unchanged; no FATAL in the
-# server log.
+# hot_accounts() is empty; the balance is unchanged; set_rate_limit is
+# refused with LD011 and stores nothing; no FATAL in the server log.
 #
 # Run by test/run.sh as root.  Runs its own throwaway cluster.
 source "$LEDGER_ROOT/test/lib.sh"
@@ -41,6 +41,13 @@ grep -q "LD021: hot accounts require the ledger library to be preloaded" <<<"$ou
 [ "$(psql -c "SELECT count(*) FROM ledger.hot_accounts()")" = 0 ] && ok "hot_accounts is empty" ||
 	fail "hot_accounts not empty"
 [ "$(psql -c "SELECT ledger.balance('a')")" = 10.00 ] && ok "the balance is unchanged" || fail "balance changed"
+# rate limits live in shared memory: refused, not stored and left unenforced
+out=$(psql -c "DO \$\$ BEGIN PERFORM ledger.set_rate_limit('postgres', 10, 10);
+               EXCEPTION WHEN OTHERS THEN RAISE NOTICE '%: %', SQLSTATE, SQLERRM; END \$\$" 2>&1)
+grep -q "LD011: ledger.set_rate_limit needs the ledger library preloaded" <<<"$out" &&
+	ok "set_rate_limit is refused with LD011" || fail "set_rate_limit without preload: $out"
+[ "$(psql -c "SELECT (SELECT count(*) FROM ledger.rate_limit) + (SELECT count(*) FROM ledger.rate_limits)")" = 0 ] &&
+	ok "no limit stored or shown" || fail "a rate limit was stored without preload"
 if grep -q "FATAL" "$DIR/server.log"; then
 	grep FATAL "$DIR/server.log"
 	fail "FATAL in the server log"

@@ -61,14 +61,22 @@ SELECT count(*) >= 0 AS monitor_reads_events FROM ledger.event_worker;
 SELECT try($$SELECT count(*) FROM ledger.account_overview$$);
 RESET ROLE;
 SET ROLE ledger_manager;
-SELECT try($$SELECT count(*) FROM ledger.journal$$);
+-- a manager reads the history, but only of owners granted to it: none yet
+-- (test/sql/scoping.sql has the rest)
+SELECT count(*) AS manager_sees_no_owner_yet FROM ledger.journal;
+SELECT try($$SELECT count(*) FROM ledger.rate_limit$$);
+SELECT try($$SELECT ledger.grant_owner_access('ledger_manager', 'owner-alice')$$);
 RESET ROLE;
 
 -- debits only by the acting owner: a debit of another owner's account is
 -- refused, a credit to it is allowed; also for post, hold and exchange
+SELECT ledger.hold('ro-bob', 1, 'ro-alice') AS bob_hold \gset
 BEGIN;
 SET LOCAL ledger.acting_owner = 'owner-alice';
 SELECT ledger.transfer('ro-alice', 'ro-bob', 2) IS NOT NULL AS own_debit_pays_bob;
+-- bob's hold is bob's money: alice can neither capture nor void it
+SELECT try($$SELECT ledger.capture('$$ || :'bob_hold' || $$')$$);
+SELECT try($$SELECT ledger.void('$$ || :'bob_hold' || $$', 'not mine')$$);
 SELECT try($$SELECT ledger.transfer('ro-bob', 'ro-alice', 2)$$);
 SELECT try($$SELECT ledger.post('[{"account": "ro-alice", "amount": "-1"}, {"account": "ro-bob", "amount": "-1"}, {"account": "ro-world", "amount": "2"}]')$$);
 SELECT try($$SELECT ledger.hold('ro-bob', 1, 'ro-alice')$$);
@@ -76,6 +84,7 @@ SELECT try($$SELECT ledger.transfer('ro-world', 'ro-alice', 1)$$);
 COMMIT;
 -- SET LOCAL ends with the transaction
 SELECT ledger.transfer('ro-bob', 'ro-alice', 1) IS NOT NULL AS no_check_outside;
+SELECT ledger.void(:'bob_hold', 'released') AS bob_released;
 SELECT ledger.balance('ro-alice') AS alice, ledger.balance('ro-bob') AS bob;
 -- a role marked by a superuser debits only with an acting owner, and
 -- cannot unmark itself

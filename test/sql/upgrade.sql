@@ -90,6 +90,39 @@ SELECT extversion FROM pg_extension WHERE extname = 'ledger';
 SELECT has_function_privilege('ledger_writer', 'ledger.transfer(text, text, numeric, text, jsonb)', 'EXECUTE') AS writer_posts,
        has_function_privilege('ledger_writer', 'ledger.invalidate(uuid, text, boolean)', 'EXECUTE') AS writer_corrects,
        has_table_privilege('ledger_auditor', 'ledger.journal_entry', 'SELECT') AS auditor_reads;
+-- keys taken before 0.10.0 (one key space for everyone)
+SELECT ledger.create_account('u-o1', 'USD', owner_id => 'o1') > 0 AS ok;
+SELECT ledger.create_account('u-o2', 'USD', owner_id => 'o2') > 0 AS ok;
+SELECT ledger.transfer('u-world', 'u-o1', 5.00) IS NOT NULL AS funded;
+SELECT ledger.transfer('u-world', 'u-o2', 5.00) IS NOT NULL AS funded;
+SELECT ledger.transfer('u-o1', 'u-world', 1.00, 'up-key') AS keyed \gset
+SELECT ledger.hold('u-o1', 1.00, 'u-world', idempotency_key => 'up-hold') AS held \gset
+
+ALTER EXTENSION ledger UPDATE TO '0.10.0';
+SELECT extversion FROM pg_extension WHERE extname = 'ledger';
+-- keys are per owner now: the old ones got their owner's scope, so a retry
+-- across the upgrade finds its first result; another owner's same key is
+-- another key
+SELECT idempotency_scope FROM ledger.transaction WHERE idempotency_key = 'up-key';
+SELECT ledger.transfer('u-o1', 'u-world', 1.00, 'up-key') = :'keyed' AS replayed_after_upgrade;
+SELECT ledger.hold('u-o1', 1.00, 'u-world', idempotency_key => 'up-hold') = :'held' AS hold_replayed;
+SELECT ledger.transfer('u-o2', 'u-world', 1.00, 'up-key') <> :'keyed' AS other_owner_own_key;
+SELECT count(*) AS unscoped_keys FROM ledger.transaction
+ WHERE idempotency_key IS NOT NULL AND idempotency_scope IS NULL;
+-- the append-only guards stay ENABLE ALWAYS after the backfill
+SELECT tgname, tgenabled FROM pg_trigger
+ WHERE tgrelid IN ('ledger.transaction'::regclass, 'ledger.hold'::regclass, 'ledger.hold_event'::regclass)
+   AND NOT tgisinternal ORDER BY tgname;
+SELECT c.relname FROM pg_extension e, unnest(e.extconfig) r, pg_class c
+ WHERE e.extname = 'ledger' AND c.oid = r AND c.relname IN ('rate_limit', 'owner_access') ORDER BY c.relname;
+SELECT count(*) AS clean FROM ledger.reconcile();
+
+ALTER EXTENSION ledger UPDATE TO '0.11.0';
+SELECT extversion FROM pg_extension WHERE extname = 'ledger';
+-- batches on the upgraded ledger
+SELECT item, result FROM ledger.transfer_batch(ARRAY['u-world', 'u-o1'], ARRAY['u-o1', 'u-world'], ARRAY[1, 2])
+ ORDER BY item;
+SELECT count(*) AS clean FROM ledger.reconcile();
 
 -- every object of the upgraded extension has a comment
 SELECT p.proname FROM pg_proc p

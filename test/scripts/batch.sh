@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# test/scripts/batch.sh: batches and single calls together under load.
+# Starts its own cluster (ledger preloaded, so one account can be hot).
+#
+# 8 pgbench clients for 10 s over 20 cold accounts and one hot account,
+# mixing four scripts: transfer_batch of 40 random transfers (not atomic),
+# post_batch of 10 three-leg postings (atomic), single transfers, and
+# transfer_batch items that credit or debit the hot account.  Batches take
+# their accounts in random orders, so without the id-ordered locking they
+# would deadlock.
+#
+# Checks: no client aborted (no deadlock, no error besides the items'
+# own), every batch reported one row per item, the invariants of
+# test/invariants.sql (balances equal the journal after the fold, assets
+# net to zero, floors) and reconcile finds nothing.
+source "$LEDGER_ROOT/test/lib.sh"
+test_begin batch
+N=$DIR/node
+trap 'node_stop $N immediate' EXIT
+
+node_init "$N" "shared_preload_libraries = 'ledger'
+ledger.database = 'bt'
+max_connections = 40" || { echo "batch: FAIL: initdb" >&2; exit 1; }
+node_start "$N" || { echo "batch: FAIL: start" >&2; exit 1; }
+runuser -u postgres -- "$PGBIN/createdb" -h "$N" -p "$(node_port "$N")" bt
+node_psql "$N" bt >/dev/null <<'SQL' || fail "setup"
+SET client_min_messages = warning;
+CREATE EXTENSION ledger;
+SELECT ledger.create_asset('USD', 2);
+SELECT ledger.create_account('world', 'USD', min_balance => NULL);
+SELECT ledger.create_account('acct-' || i, 'USD') FROM generate_series(1, 20) i;
+SELECT ledger.transfer('world', 'acct-' || i, 100000) FROM generate_series(1, 20) i;
+SELECT ledger.create_account('hot', 'USD');
+SELECT ledger.transfer('world', 'hot', 100000);
+SQL
+node_ready "$N" bt || fail "the fold worker is not ready"
+node_psql "$N" bt -c "SELECT ledger.set_account_mode('hot', 'hot')" >/dev/null || fail "hot mode"
+
+S=$DIR/scripts
+mkdir -p "$S"
+# every script fails the transaction unless every item of its batch is ok
+cat >"$S/tbatch.sql" <<'SQL'
+WITH p AS MATERIALIZED (
+    SELECT 1 + floor(random() * 20)::int AS a, floor(random() * 19)::int AS r,
+           (1 + floor(random() * 100)::int) * 0.01 AS amount
+      FROM generate_series(1, 40))
+SELECT 1 / (count(*) FILTER (WHERE result = 'ok') / 40) AS all_ok
+  FROM ledger.transfer_batch((SELECT array_agg('acct-' || a) FROM p),
+                             (SELECT array_agg('acct-' || (1 + (a + r) % 20)) FROM p),
+                             (SELECT array_agg(amount) FROM p));
+SQL
+cat >"$S/pbatch.sql" <<'SQL'
+WITH p AS MATERIALIZED (
+    SELECT 1 + floor(random() * 20)::int AS a, 1 + floor(random() * 20)::int AS b,
+           1 + floor(random() * 20)::int AS c, (1 + floor(random() * 100)::int) * 0.01 AS amount
+      FROM generate_series(1, 10))
+SELECT 1 / (count(*) FILTER (WHERE result = 'ok') / 10) AS all_ok
+  FROM ledger.post_batch((SELECT jsonb_agg(jsonb_build_object('legs', jsonb_build_array(
+            jsonb_build_object('account', 'acct-' || a, 'amount', -2 * amount),
+            jsonb_build_object('account', 'acct-' || b, 'amount', amount),
+            jsonb_build_object('account', 'acct-' || c, 'amount', amount)))) FROM p), atomic => true);
+SQL
+cat >"$S/single.sql" <<'SQL'
+\set a random(1, 20)
+\set b 1 + (:a + random(0, 18)) % 20
+\set cents random(1, 100)
+SELECT ledger.transfer('acct-' || :a, 'acct-' || :b, :cents * 0.01);
+SQL
+cat >"$S/hbatch.sql" <<'SQL'
+WITH p AS MATERIALIZED (
+    SELECT 1 + floor(random() * 20)::int AS a, random() < 0.5 AS in_, (1 + floor(random() * 100)::int) * 0.01 AS amount
+      FROM generate_series(1, 40))
+SELECT 1 / (count(*) FILTER (WHERE result = 'ok') / 40) AS all_ok
+  FROM ledger.transfer_batch((SELECT array_agg(CASE WHEN in_ THEN 'acct-' || a ELSE 'hot' END) FROM p),
+                             (SELECT array_agg(CASE WHEN in_ THEN 'hot' ELSE 'acct-' || a END) FROM p),
+                             (SELECT array_agg(amount) FROM p));
+SQL
+out=$("$PGBIN/pgbench" -n -h "$N" -p "$(node_port "$N")" -U postgres -c 8 -j 2 -T 10 \
+	-f "$S/tbatch.sql@3" -f "$S/pbatch.sql@2" -f "$S/single.sql@3" -f "$S/hbatch.sql@2" bt 2>&1)
+failed=$(sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p' <<<"$out")
+done_=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' <<<"$out")
+if grep -q "aborted\|deadlock\|ERROR" <<<"$out" || [ "${failed:-1}" != 0 ] || [ "${done_:-0}" -lt 100 ]; then
+	fail "pgbench: $(grep -E 'aborted|ERROR|deadlock|processed|failed' <<<"$out" | head -5)"
+else
+	ok "8 clients, 10 s: $done_ transactions of batches and single calls, none failed, no deadlock"
+fi
+node_psql "$N" bt -c "SELECT ledger.fold()" >/dev/null
+[ "$(node_psql "$N" bt -c "SELECT count(*) > 0 FROM ledger.journal WHERE account = 'hot'")" = t ] &&
+	ok "the hot account took part" || fail "no posting reached the hot account"
+check_invariants "$N" bt
+check_reconcile "$N" bt
+test_done
