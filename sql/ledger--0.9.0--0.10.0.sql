@@ -243,8 +243,12 @@ GRANT EXECUTE ON FUNCTION
     ledger.revoke_owner_access(name, text)
 TO ledger_operator;
 GRANT EXECUTE ON FUNCTION ledger.rate_limit_status() TO ledger_auditor, ledger_monitor;
-GRANT EXECUTE ON FUNCTION ledger.owner_scoped(), ledger.visible_owners()
+-- the policies call these; visible_owners() reads owner_access, which the
+-- writer and the monitor do not read (nor any table under a policy)
+GRANT EXECUTE ON FUNCTION ledger.owner_scoped()
 TO ledger_writer, ledger_operator, ledger_manager, ledger_auditor, ledger_monitor;
+GRANT EXECUTE ON FUNCTION ledger.visible_owners()
+TO ledger_operator, ledger_manager, ledger_auditor;
 GRANT SELECT ON ledger.rate_limit, ledger.rate_limits, ledger.owner_access
 TO ledger_operator, ledger_auditor;
 GRANT SELECT ON ledger.rate_limits TO ledger_monitor;

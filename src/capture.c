@@ -100,8 +100,6 @@ ledger_capture(PG_FUNCTION_ARGS)
 		else if (!a->hot)
 			ledger_lock_balance(a->id);
 	}
-	if (acct.hot)
-		elog(ERROR, "account \"%s\" is hot but holds money", h.account_code);
 
 	/* step 3: a retry finds its first result */
 	if (key && ledger_find_key(key, legs[0].account->id, hash, txid))
@@ -116,6 +114,9 @@ ledger_capture(PG_FUNCTION_ARGS)
 	state = ledger_hold_state(&h, now);
 	if (!ledger_hold_open(state))
 		ledger_hold_refuse(&h, state, "captured");
+	/* an open hold keeps its account cold (LD028); an expired one need not */
+	if (acct.hot)
+		elog(ERROR, "account \"%s\" is hot but holds money", h.account_code);
 	amount = asked ? asked : h.remaining;
 	if (ledger_numeric_cmp(amount, h.remaining) > 0)
 		ereport(ERROR,

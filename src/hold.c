@@ -109,10 +109,15 @@ ledger_hold_open(const char *state)
 static TimestampTz
 window_end(TimestampTz now, Interval *window, const char *name)
 {
-	TimestampTz end = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
-															  TimestampTzGetDatum(now),
-															  IntervalPGetDatum(window)));
+	TimestampTz end = 0;
 
+	/* fields far beyond the bound could overflow the addition: refused as is */
+	if (window->month >= -1200 && window->month <= 1200 &&
+		window->day >= -36500 && window->day <= 36500 &&
+		window->time >= -36500 * USECS_PER_DAY && window->time <= 36500 * USECS_PER_DAY)
+		end = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
+													  TimestampTzGetDatum(now),
+													  IntervalPGetDatum(window)));
 	if (end <= now || end - now > (TimestampTz) HOLD_MAX_WINDOW_DAYS * USECS_PER_DAY)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT),

@@ -50,7 +50,8 @@
 #define RATE_BUCKETS		4096
 #define RATE_PROBE			16
 #define RATE_MAX_DBS		64
-/* Bounds of a limit. */
+/* Bounds of a limit: one call per 1,000 s to a million a second. */
+#define RATE_MIN_PER_SECOND "0.001"
 #define RATE_MAX_PER_SECOND 1000000
 #define RATE_MAX_BURST		1000000
 
@@ -421,11 +422,15 @@ ledger_set_rate_limit(PG_FUNCTION_ARGS)
 	burst = PG_GETARG_INT32(2);
 	per_owner = PG_GETARG_BOOL(3);
 	if (numeric_is_nan(per_second) || numeric_is_inf(per_second) ||
-		ledger_numeric_sign(per_second) <= 0 ||
+		ledger_numeric_cmp(per_second,
+						   DatumGetNumeric(DirectFunctionCall3(numeric_in,
+															   CStringGetDatum(RATE_MIN_PER_SECOND),
+															   ObjectIdGetDatum(InvalidOid),
+															   Int32GetDatum(-1)))) < 0 ||
 		ledger_numeric_cmp(per_second, DatumGetNumeric(DirectFunctionCall1(int4_numeric, Int32GetDatum(RATE_MAX_PER_SECOND)))) > 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT),
-				 errmsg("per_second must be above 0 and at most %d", RATE_MAX_PER_SECOND),
+				 errmsg("per_second must be between %s and %d", RATE_MIN_PER_SECOND, RATE_MAX_PER_SECOND),
 				 errdetail("Role \"%s\" was given %s calls per second.", role,
 						   ledger_numeric_str(per_second))));
 	if (burst < 1 || burst > RATE_MAX_BURST)

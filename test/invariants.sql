@@ -37,10 +37,14 @@ SELECT 'entries are invalidated with their transaction', format('transaction %s'
   FROM ledger.transaction t JOIN ledger.journal_entry j ON j.transaction_id = t.id
  WHERE j.is_invalidated <> t.is_invalidated
 UNION ALL
--- a forced invalidation may leave an account below its floor; it alerts
+-- a forced invalidation may leave an account below its floor; it alerts.
+-- An account created with a floor above zero starts below it, until it is
+-- paid in: only a debit can break the floor
 SELECT 'floors hold', format('%s: %s below floor %s', b.code, b.balance, b.min_balance)
   FROM bal b
  WHERE b.balance < b.min_balance
+   AND EXISTS (SELECT 1 FROM ledger.journal_entry j
+                WHERE j.account_id = b.id AND j.amount < 0 AND NOT j.is_invalidated)
    AND NOT EXISTS (SELECT 1 FROM ledger.alert l
                     WHERE l.account_id = b.id AND l.kind = 'invalidation_below_floor')
 UNION ALL
@@ -59,6 +63,7 @@ SELECT 'holds stay within balance and floor',
               o.code, o.balance, o.held_exclusive, o.held_shared, o.min_balance)
   FROM ledger.account_overview o
  WHERE o.balance - o.held_exclusive - o.held_shared < o.min_balance
+   AND (o.held_exclusive + o.held_shared > 0 OR o.balance >= o.min_balance)
    AND NOT EXISTS (SELECT 1 FROM ledger.alert l JOIN ledger.account a ON a.id = l.account_id
                     WHERE a.code = o.code AND l.kind = 'invalidation_below_floor')
 UNION ALL
@@ -129,10 +134,11 @@ UNION ALL
 SELECT 'idempotency keys are scoped by owner',
        format('%s: scope %s, first debited account''s owner %s', t.id, t.idempotency_scope, o.owner)
   FROM ledger.transaction t
-  CROSS JOIN LATERAL (SELECT coalesce(a.owner_id, '') AS owner
-                        FROM ledger.journal_entry j JOIN ledger.account a ON a.id = j.account_id
-                       WHERE j.transaction_id = t.id AND j.amount < 0
-                       ORDER BY j.id LIMIT 1) o
+  CROSS JOIN LATERAL (SELECT min(j.id + 0) AS id FROM ledger.journal_entry j
+                       WHERE j.transaction_id = t.id AND j.amount < 0) f
+  JOIN ledger.journal_entry j ON j.id = f.id
+  CROSS JOIN LATERAL (SELECT coalesce(a.owner_id, '') AS owner FROM ledger.account a
+                       WHERE a.id = j.account_id) o
  WHERE t.idempotency_key IS NOT NULL AND t.idempotency_scope IS DISTINCT FROM o.owner
 UNION ALL
 -- with nothing in flight, a hot account's escrow is its balance

@@ -17,7 +17,7 @@
 #   LEDGER_BUILDS="plain assert ubsan"     run on several builds in turn (CI
 #       does): assert (-DUSE_ASSERT_CHECKING) runs every suite; ubsan
 #       (-fsanitize=undefined, a process ends at its first report) runs the
-#       regression, isolation and pgTAP suites and the hot-account scripts,
+#       regression, isolation and pgTAP suites, the hot-account scripts and the fuzzer,
 #       and fails if any server log under $WORK holds a sanitizer report.  Each test is
 #       counted once per build, its name prefixed by the build.
 source "$(dirname "$0")/lib.sh"
@@ -52,7 +52,7 @@ scripts_of() {
 		[ -e "$f" ] || continue
 		name=$(basename "$f" .sh)
 		if [ "$1" = ubsan ]; then
-			case $name in hot_*|escrow|holds|events|event_worker) ;; *) continue ;; esac
+			case $name in hot_*|escrow|holds|events|event_worker|fuzz) ;; *) continue ;; esac
 		fi
 		echo "$f"
 	done

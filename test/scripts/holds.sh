@@ -12,7 +12,8 @@
 #             have moved.  Balances and holds are checked after each.
 #   hot       A hold on a hot account is refused (LD028); an account with
 #             an active hold cannot be switched to hot (LD028); a capture
-#             into a hot account works, and its escrow equals its journal.
+#             into a hot account works, and its escrow equals its journal;
+#             an expired hold on an account since gone hot: LD024.
 #   stress    pgbench, 32 clients for 10 s on 4 users and a hot merchant:
 #             random exclusive and shared holds (short submit windows, so
 #             some expire mid-run), submissions, partial and full captures,
@@ -129,6 +130,15 @@ h=$(H -c "SELECT ledger.hold('alice', 25, 'fees', external_ref => 'to-hot')")
 	ok "hot: an account with an active hold cannot turn hot (LD028)" || fail "hot: alice turned hot with a hold"
 H -c "SELECT ledger.capture('$h', 10)" >/dev/null && H -c "SELECT ledger.capture('$h')" >/dev/null &&
 	ok "hot: two captures into the hot account" || fail "hot: capture into a hot account failed"
+# an expired hold does not keep its account cold; capturing it after the
+# account went hot is refused as expired (LD024), like void
+H -c "SELECT ledger.create_account('gone-hot', 'USD')" -c "SELECT ledger.transfer('world', 'gone-hot', 10)" >/dev/null
+h2=$(H -c "SELECT ledger.hold('gone-hot', 5, 'shop', submit_within => '1 millisecond')")
+sleep 0.1
+H -c "SELECT ledger.set_account_mode('gone-hot', 'hot')" >/dev/null || fail "hot: an account whose hold expired cannot turn hot"
+[ "$(st "SELECT ledger.capture('$h2')")" = "ERROR:  LD024" ] && [ "$(st "SELECT ledger.void('$h2', 'late')")" = "ERROR:  LD024" ] &&
+	ok "hot: capture and void of an expired hold on an account gone hot: LD024" ||
+	fail "hot: capture of an expired hold on a hot account: $(st "SELECT ledger.capture('$h2')")"
 rows=$(H -F '|' <<'SQL'
 SELECT 'the hot account got the captures', balance = 25, 'balance ' || balance
   FROM ledger.account_overview WHERE code = 'fees';

@@ -259,6 +259,9 @@ SELECT tryh($$SELECT ledger.hold('h-alice', 1, 'h-shop', mode => 'Exclusive')$$)
 SELECT tryh($$SELECT ledger.hold('h-alice', 1, 'h-shop', submit_within => '0')$$);
 SELECT tryh($$SELECT ledger.hold('h-alice', 1, 'h-shop', submit_within => '-1 minute')$$);
 SELECT tryh($$SELECT ledger.hold('h-alice', 1, 'h-shop', submit_within => '91 days')$$);
+-- windows far out of range are refused the same way, not overflowed
+SELECT tryh($$SELECT ledger.hold('h-alice', 1, 'h-shop', submit_within => '178000000 years')$$);
+SELECT tryh($$SELECT ledger.hold('h-alice', 1, 'h-shop', confirm_within => '-2147483648 days -2147483648 months')$$);
 SELECT tryh($$SELECT ledger.hold('h-alice', 1, 'h-shop', confirm_within => '1000 years')$$);
 SELECT tryh($$SELECT ledger.hold('h-alice', 1, 'h-shop', confirm_within => '-1 microsecond')$$);
 SELECT tryh($$SELECT ledger.hold('h-alice', 1, 'h-shop', external_ref => E'psp\x01')$$);

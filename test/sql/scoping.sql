@@ -161,6 +161,8 @@ SELECT try($$SELECT ledger.set_rate_limit('sc_app', 0, 1)$$);
 SELECT try($$SELECT ledger.set_rate_limit('sc_app', -1, 1)$$);
 SELECT try($$SELECT ledger.set_rate_limit('sc_app', 'NaN', 1)$$);
 SELECT try($$SELECT ledger.set_rate_limit('sc_app', 'Infinity', 1)$$);
+SELECT try($$SELECT ledger.set_rate_limit('sc_app', 0.0009, 1)$$);
+SELECT try($$SELECT ledger.set_rate_limit('sc_app', 1e-400, 1)$$);
 SELECT try($$SELECT ledger.set_rate_limit('sc_app', 1000001, 1)$$);
 SELECT try($$SELECT ledger.set_rate_limit('sc_app', 1, 0)$$);
 SELECT try($$SELECT ledger.set_rate_limit('sc_app', 1, 1000001)$$);
