@@ -6,10 +6,10 @@
 
 /*
  * Idempotency keys per owner.  A key is unique within a scope: the owner of
- * the account a call debits (a transfer's from_account, a post's first
- * debited leg, an exchange's from_account, a hold's account; a capture's
- * and a void's are their hold's account), '' for accounts without an
- * owner.  One owner cannot take another's key, and an LD007 only ever
+ * the account a call debits (a transfer's from_account, a post's debited
+ * leg with the smallest account code, an exchange's from_account, a hold's
+ * account; a capture's and a void's are their hold's account), '' for
+ * accounts without an owner.  One owner cannot take another's key, and an LD007 only ever
  * names the same owner's transaction.  Keys taken before this version get
  * the scope the same rule gives them, so a retry across the upgrade still
  * finds its first result.  The guards are off for the backfill only: no
@@ -19,7 +19,7 @@ ALTER TABLE ledger.transaction ADD COLUMN idempotency_scope text;
 ALTER TABLE ledger.hold ADD COLUMN idempotency_scope text;
 ALTER TABLE ledger.hold_event ADD COLUMN idempotency_scope text;
 COMMENT ON COLUMN ledger.transaction.idempotency_scope IS
-    'Whose key space idempotency_key is in: the owner of the first debited account ('''' if none), set with the key.';
+    'Whose key space idempotency_key is in: the owner of the debited account (for a post, the debited account with the smallest code; '''' if it has none), set with the key.';
 
 ALTER TABLE ledger.transaction DISABLE TRIGGER transaction_append_only;
 ALTER TABLE ledger.transaction DISABLE TRIGGER transaction_event_stamp;
@@ -28,7 +28,9 @@ UPDATE ledger.transaction t
                                        FROM ledger.journal_entry j
                                        JOIN ledger.account a ON a.id = j.account_id
                                       WHERE j.transaction_id = t.id AND j.amount < 0
-                                      ORDER BY j.id LIMIT 1), '')
+                                      ORDER BY CASE WHEN t.kind = 'post' THEN a.code COLLATE "C" END,
+                                               j.id
+                                      LIMIT 1), '')
  WHERE t.idempotency_key IS NOT NULL;
 ALTER TABLE ledger.transaction ENABLE ALWAYS TRIGGER transaction_append_only;
 ALTER TABLE ledger.transaction ENABLE ALWAYS TRIGGER transaction_event_stamp;
@@ -189,30 +191,37 @@ ALTER TABLE ledger.alert ENABLE ROW LEVEL SECURITY;
 CREATE POLICY owner_scope ON ledger.alert FOR SELECT
     USING ((SELECT NOT ledger.owner_scoped()) OR owner_id IN (SELECT ledger.visible_owners()));
 
--- tables keyed by account: visible when the account is (its own policy)
+-- tables keyed by account: visible when the account is (its own policy);
+-- correlated, so each row is one index probe
 ALTER TABLE ledger.account_balance ENABLE ROW LEVEL SECURITY;
 CREATE POLICY owner_scope ON ledger.account_balance FOR SELECT
-    USING ((SELECT NOT ledger.owner_scoped()) OR account_id IN (SELECT a.id FROM ledger.account a));
+    USING ((SELECT NOT ledger.owner_scoped())
+           OR EXISTS (SELECT 1 FROM ledger.account a WHERE a.id = account_balance.account_id));
 ALTER TABLE ledger.daily_balance ENABLE ROW LEVEL SECURITY;
 CREATE POLICY owner_scope ON ledger.daily_balance FOR SELECT
-    USING ((SELECT NOT ledger.owner_scoped()) OR account_id IN (SELECT a.id FROM ledger.account a));
+    USING ((SELECT NOT ledger.owner_scoped())
+           OR EXISTS (SELECT 1 FROM ledger.account a WHERE a.id = daily_balance.account_id));
 ALTER TABLE ledger.journal_entry ENABLE ROW LEVEL SECURITY;
 CREATE POLICY owner_scope ON ledger.journal_entry FOR SELECT
-    USING ((SELECT NOT ledger.owner_scoped()) OR account_id IN (SELECT a.id FROM ledger.account a));
+    USING ((SELECT NOT ledger.owner_scoped())
+           OR EXISTS (SELECT 1 FROM ledger.account a WHERE a.id = journal_entry.account_id));
 ALTER TABLE ledger.hot_entry ENABLE ROW LEVEL SECURITY;
 CREATE POLICY owner_scope ON ledger.hot_entry FOR SELECT
-    USING ((SELECT NOT ledger.owner_scoped()) OR account_id IN (SELECT a.id FROM ledger.account a));
+    USING ((SELECT NOT ledger.owner_scoped())
+           OR EXISTS (SELECT 1 FROM ledger.account a WHERE a.id = hot_entry.account_id));
 ALTER TABLE ledger.hold ENABLE ROW LEVEL SECURITY;
 CREATE POLICY owner_scope ON ledger.hold FOR SELECT
-    USING ((SELECT NOT ledger.owner_scoped()) OR account_id IN (SELECT a.id FROM ledger.account a));
+    USING ((SELECT NOT ledger.owner_scoped())
+           OR EXISTS (SELECT 1 FROM ledger.account a WHERE a.id = hold.account_id));
 ALTER TABLE ledger.hold_event ENABLE ROW LEVEL SECURITY;
 CREATE POLICY owner_scope ON ledger.hold_event FOR SELECT
-    USING ((SELECT NOT ledger.owner_scoped()) OR hold_id IN (SELECT h.id FROM ledger.hold h));
+    USING ((SELECT NOT ledger.owner_scoped())
+           OR EXISTS (SELECT 1 FROM ledger.hold h WHERE h.id = hold_event.hold_id));
 -- a transaction is visible with any of its visible entries
 ALTER TABLE ledger.transaction ENABLE ROW LEVEL SECURITY;
 CREATE POLICY owner_scope ON ledger.transaction FOR SELECT
     USING ((SELECT NOT ledger.owner_scoped())
-           OR id IN (SELECT j.transaction_id FROM ledger.journal_entry j));
+           OR EXISTS (SELECT 1 FROM ledger.journal_entry j WHERE j.transaction_id = transaction.id));
 
 -- the reading views check their tables as the caller, so the policies apply
 ALTER VIEW ledger.journal SET (security_invoker = true);

@@ -64,9 +64,12 @@ typedef struct Pending
 static bool
 retryable(int sqlerrcode)
 {
-	/* a hot account changing mode, not yet loaded or not served here */
+	/*
+	 * a hot account changing mode, not yet loaded or not served here; a
+	 * rate limit (appliers are not limited: only if that ever changed)
+	 */
 	return sqlerrcode == ERRCODE_LEDGER_MODE_CHANGED || sqlerrcode == ERRCODE_LEDGER_HOT_NOT_READY ||
-		sqlerrcode == ERRCODE_LEDGER_HOT_UNAVAILABLE;
+		sqlerrcode == ERRCODE_LEDGER_HOT_UNAVAILABLE || sqlerrcode == ERRCODE_LEDGER_RATE_LIMITED;
 }
 
 static bool

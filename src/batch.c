@@ -37,8 +37,13 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 
-/* Most items of one batch call. */
+/*
+ * Most items of one batch call; of one that is not atomic, whose items each
+ * run in a subtransaction of their own: each that writes holds a lock on
+ * its transaction id until the commit (a lock table entry).
+ */
 #define LEDGER_MAX_BATCH	10000
+#define LEDGER_MAX_BATCH_ITEMS_SUBXACT 1000
 
 /* One item as given, what it needs to run, and its result. */
 typedef struct BatchItem
@@ -177,6 +182,14 @@ run_batch(FunctionCallInfo fcinfo, BatchItem *items, int n, bool transfer, bool 
 	MemoryContext itemcxt;
 	int			i;
 
+	current_item = 0;			/* what fails now is the call's, not an item's */
+	if (!atomic && n > LEDGER_MAX_BATCH_ITEMS_SUBXACT)
+		ereport(ERROR,
+				(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT),
+				 errmsg("a batch that is not atomic has 1 to %d items", LEDGER_MAX_BATCH_ITEMS_SUBXACT),
+				 errdetail("%s was given %d items; each item of a batch that is not atomic holds a lock until the commit.",
+						   what, n),
+				 errhint("Split the batch, or make it atomic (up to %d items).", LEDGER_MAX_BATCH)));
 	ledger_rate_check(what);
 	PreventCommandIfReadOnly(what);
 	SPI_connect();

@@ -323,19 +323,24 @@ ledger_build_deltas(LedgerLeg *legs, int nlegs, int *ndeltas)
 }
 
 /*
- * Whose key space a posting's idempotency key is in: the owner of its
- * first debited account (in the caller's order), by that account's id.
- * With ledger.acting_owner set, that is the acting owner.
+ * Whose key space a posting's idempotency key is in, by an account id: the
+ * owner of its debited account (a transfer's and an exchange's first leg);
+ * for a post, of the debited account with the smallest code, so that a
+ * retry listing the legs in another order (the same request: its
+ * fingerprint sorts them) lands in the same space.  With
+ * ledger.acting_owner set, every debited account is the acting owner's.
  */
 static int64
-key_scope_account(LedgerLeg *legs, int nlegs)
+key_scope_account(LedgerLeg *legs, int nlegs, bool post)
 {
+	LedgerLeg  *first = NULL;
 	int			i;
 
 	for (i = 0; i < nlegs; i++)
-		if (ledger_numeric_sign(legs[i].amount) < 0)
-			return legs[i].account->id;
-	return legs[0].account->id;
+		if (ledger_numeric_sign(legs[i].amount) < 0 &&
+			(first == NULL || (post && strcmp(legs[i].code, first->code) < 0)))
+			first = &legs[i];
+	return (first ? first : &legs[0])->account->id;
 }
 
 /*
@@ -377,7 +382,7 @@ ledger_post_legs(pg_uuid_t *id, const char *kind, LedgerLeg *legs, int nlegs,
 	}
 	check_balanced(legs, nlegs);
 	if (key != NULL &&
-		!ledger_claim_key(id, kind, key, key_scope_account(legs, nlegs),
+		!ledger_claim_key(id, kind, key, key_scope_account(legs, nlegs, strcmp(kind, "post") == 0),
 						  hash ? hash : request_hash(kind, legs, nlegs, metadata), metadata))
 		return false;			/* idempotent replay: nothing to write */
 

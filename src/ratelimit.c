@@ -12,8 +12,10 @@
  *	  two atomic reads; over the limit it fails fast with LD041, whose
  *	  detail says when to retry.
  *
- *	  The role is the one that calls (GetOuterUserId: the session's role,
- *	  not the functions' owner and not the groups it belongs to).  With
+ *	  The role is the login role (GetSessionUserId) if it has a limit, else
+ *	  the current role outside the functions (GetOuterUserId, after SET
+ *	  ROLE); never the groups it belongs to.  Calls made while applying an
+ *	  event are not limited: the event was accepted when it was appended.  With
  *	  per_owner, each ledger.acting_owner of that role has its own bucket of
  *	  the role's size; calls without an acting owner share one.  The bucket
  *	  table is bounded (RATE_BUCKETS): when a probe finds no free slot, the
@@ -43,6 +45,7 @@
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
+#include "utils/snapmgr.h"
 
 /* Most limits per database and over all, buckets, databases with limits. */
 #define RATE_DB_LIMITS		32
@@ -128,6 +131,12 @@ rate_xact_callback(XactEvent event, void *arg)
 {
 	if (!change_pending)
 		return;
+	if (event == XACT_EVENT_PRE_PREPARE)
+		ereport(ERROR,
+				(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT),
+				 errmsg("cannot PREPARE a transaction that changed rate limits"),
+				 errdetail("The change would take effect at COMMIT PREPARED, which this backend would not announce."),
+				 errhint("Change rate limits in a transaction of its own.")));
 	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_PARALLEL_COMMIT)
 		pg_atomic_fetch_add_u64(&rate->config_gen, 1);
 	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_PARALLEL_COMMIT ||
@@ -174,7 +183,6 @@ reload(uint64 gen)
 	int			i,
 				j,
 				slot;
-	uint32		total = 0;
 	int			dropped = 0;
 	const LedgerSchema *schema = ledger_schema();
 
@@ -187,7 +195,10 @@ reload(uint64 gen)
 				"FROM ledger.rate_limit l JOIN pg_catalog.pg_roles r "
 				"ON r.rolname OPERATOR(pg_catalog.=) l.role_name "
 				"ORDER BY r.oid LIMIT " CppAsString2(RATE_DB_LIMITS), 0, NULL);
-		ledger_spi_exec(plan, NULL, NULL, SPI_OK_SELECT);
+		/* the latest committed limits, whatever this transaction's snapshot */
+		if (SPI_execute_snapshot(plan, NULL, NULL, GetLatestSnapshot(), InvalidSnapshot,
+								 true, false, 0) != SPI_OK_SELECT)
+			elog(ERROR, "reading ledger.rate_limit failed");
 		for (i = 0; i < (int) SPI_processed; i++)
 		{
 			HeapTuple	t = SPI_tuptable->vals[i];
@@ -207,6 +218,12 @@ reload(uint64 gen)
 
 	SpinLockAcquire(&rate->mutex);
 	slot = db_slot();
+	if (slot >= 0 && rate->db_gen[slot] > gen)
+	{
+		/* a reload of a newer change got here first: keep what it installed */
+		SpinLockRelease(&rate->mutex);
+		return;
+	}
 	if (slot < 0)
 		for (i = 0; i < RATE_MAX_DBS && slot < 0; i++)
 			if (rate->db[i] == InvalidOid)
@@ -239,15 +256,13 @@ reload(uint64 gen)
 
 		if (rate->bucket[i].dbid != MyDatabaseId)
 			continue;
-		for (j = 0; j < rate->nlimit && !kept; j++)
-			kept = rate->limit[j].dbid == MyDatabaseId &&
-				rate->limit[j].roleid == rate->bucket[i].roleid;
+		for (j = 0; j < n && !kept; j++)
+			kept = loaded[j].roleid == rate->bucket[i].roleid;
 		if (!kept)
 			rate->bucket[i].dbid = InvalidOid;
 	}
-	total = rate->nlimit;
+	pg_atomic_write_u32(&rate->nlimits, rate->nlimit);
 	SpinLockRelease(&rate->mutex);
-	pg_atomic_write_u32(&rate->nlimits, total);
 	if (slot < 0 && n > 0)
 		ereport(WARNING,
 				(errmsg("rate limits of database %u are not enforced: more than %d databases use ledger rate limits",
@@ -269,8 +284,8 @@ ensure_loaded(void)
 	bool		current;
 	int			slot;
 
-	if (gen == seen_gen)
-		return;
+	if (gen == seen_gen || change_pending)
+		return;					/* current, or would read our own uncommitted change */
 	SpinLockAcquire(&rate->mutex);
 	slot = db_slot();
 	current = slot >= 0 && rate->db_gen[slot] == gen;
@@ -317,69 +332,68 @@ find_bucket(Oid roleid, uint64 owner_hash, double burst, TimestampTz now)
 void
 ledger_rate_check(const char *what)
 {
-	Oid			roleid;
+	Oid			session = GetSessionUserId();
+	Oid			outer = GetOuterUserId();
 	const char *owner;
 	uint64		owner_hash = 0;
 	TimestampTz now;
 	RateLimit	lim = {0};
-	bool		limited = false;
+	RateLimit  *l = NULL;
 	bool		refused = false;
 	double		wait_s = 0;
+	int64		event_seq;
+	pg_uuid_t	event_id;
 	int			i;
 
-	if (rate == NULL)
-		return;
+	if (rate == NULL || ledger_event_context(&event_seq, &event_id))
+		return;					/* events were accepted already: never refuse them now */
 	ensure_loaded();
 	if (pg_atomic_read_u32(&rate->nlimits) == 0)
 		return;
 
-	roleid = GetOuterUserId();
 	owner = ledger_acting_owner();
+	if (owner != NULL)
+		owner_hash = hash_bytes_extended((const unsigned char *) owner, strlen(owner), 0) | 1;
 	now = GetCurrentTimestamp();
 
 	SpinLockAcquire(&rate->mutex);
-	for (i = 0; i < rate->nlimit; i++)
+	/* the login role's limit, else the current role's (SET ROLE escapes neither) */
+	for (i = 0; i < rate->nlimit && l == NULL; i++)
+		if (rate->limit[i].dbid == MyDatabaseId && rate->limit[i].roleid == session)
+			l = &rate->limit[i];
+	for (i = 0; i < rate->nlimit && l == NULL; i++)
+		if (rate->limit[i].dbid == MyDatabaseId && rate->limit[i].roleid == outer)
+			l = &rate->limit[i];
+	if (l != NULL)
 	{
-		RateLimit  *l = &rate->limit[i];
+		RateBucket *b = find_bucket(l->roleid, l->per_owner ? owner_hash : 0, l->burst, now);
 
-		if (l->dbid == MyDatabaseId && l->roleid == roleid)
+		if (now > b->last)
+			b->tokens = Min((double) l->burst,
+							b->tokens + (double) (now - b->last) / USECS_PER_SEC * l->per_second);
+		b->last = now;			/* a clock stepped back refills nothing, and waits no longer */
+		l->calls++;
+		if (b->tokens >= 1.0)
+			b->tokens -= 1.0;
+		else
 		{
-			RateBucket *b;
-			double		elapsed;
-
-			limited = true;
-			if (l->per_owner && owner != NULL)
-				owner_hash = hash_bytes_extended((const unsigned char *) owner,
-												 strlen(owner), 0) | 1;
-			b = find_bucket(roleid, owner_hash, l->burst, now);
-			elapsed = (double) (now - b->last) / USECS_PER_SEC;
-			if (elapsed > 0)
-				b->tokens = Min((double) l->burst, b->tokens + elapsed * l->per_second);
-			b->last = Max(b->last, now);
-			l->calls++;
-			if (b->tokens >= 1.0)
-				b->tokens -= 1.0;
-			else
-			{
-				refused = true;
-				l->refused++;
-				wait_s = (1.0 - b->tokens) / l->per_second;
-			}
-			lim = *l;
-			break;
+			refused = true;
+			l->refused++;
+			wait_s = (1.0 - b->tokens) / l->per_second;
 		}
+		lim = *l;
 	}
 	SpinLockRelease(&rate->mutex);
 
-	if (limited && refused)
+	if (refused)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_RATE_LIMITED),
 				 errmsg("%s refused: role \"%s\" is over its rate limit",
-						what, GetUserNameFromId(roleid, false)),
+						what, GetUserNameFromId(lim.roleid, false)),
 				 errdetail("The limit is %g calls per second with a burst of %d%s; retry after %d ms.",
 						   lim.per_second, lim.burst,
 						   lim.per_owner ? (owner ? ", per acting owner" : ", for calls without an acting owner") : "",
-						   (int) ceil(wait_s * 1000.0)),
+						   (int) Min(ceil(wait_s * 1000.0), 1000000000.0)),
 				 errhint("Retry the call after the time the detail gives; an operator sets limits with ledger.set_rate_limit.")));
 }
 

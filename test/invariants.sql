@@ -130,15 +130,16 @@ SELECT 'token rows match their legs', format('token row %s of transaction %s', k
              WHERE j.transaction_id = k.transaction_id AND j.account_id = k.to_account_id)
            <> k.quote_amount - k.spread_amount)
 UNION ALL
--- a keyed transaction's key is in its first debited account's owner's space
+-- a keyed transaction's key is in its debited account's owner's space (a
+-- post's: the debited account with the smallest code)
 SELECT 'idempotency keys are scoped by owner',
-       format('%s: scope %s, first debited account''s owner %s', t.id, t.idempotency_scope, o.owner)
+       format('%s: scope %s, debited account''s owner %s', t.id, t.idempotency_scope, o.owner)
   FROM ledger.transaction t
-  CROSS JOIN LATERAL (SELECT min(j.id + 0) AS id FROM ledger.journal_entry j
-                       WHERE j.transaction_id = t.id AND j.amount < 0) f
-  JOIN ledger.journal_entry j ON j.id = f.id
-  CROSS JOIN LATERAL (SELECT coalesce(a.owner_id, '') AS owner FROM ledger.account a
-                       WHERE a.id = j.account_id) o
+  CROSS JOIN LATERAL (SELECT coalesce(a.owner_id, '') AS owner
+                        FROM ledger.journal_entry j JOIN ledger.account a ON a.id = j.account_id
+                       WHERE j.transaction_id = t.id AND j.amount < 0
+                       ORDER BY CASE WHEN t.kind = 'post' THEN a.code COLLATE "C" END, j.id + 0
+                       LIMIT 1) o
  WHERE t.idempotency_key IS NOT NULL AND t.idempotency_scope IS DISTINCT FROM o.owner
 UNION ALL
 -- with nothing in flight, a hot account's escrow is its balance

@@ -83,6 +83,14 @@ SELECT try($$SELECT * FROM ledger.transfer_batch(ARRAY[['bt-a']], ARRAY[['bt-b']
 SELECT try($$SELECT * FROM ledger.transfer_batch(array_fill('bt-a'::text, ARRAY[10001]),
                                                  array_fill('bt-b'::text, ARRAY[10001]),
                                                  array_fill(1::numeric, ARRAY[10001]))$$);
+-- a batch that is not atomic holds a lock per item until its commit: at
+-- most 1,000 items (an atomic one up to 10,000)
+SELECT try($$SELECT * FROM ledger.transfer_batch(array_fill('bt-a'::text, ARRAY[1001]),
+                                                 array_fill('bt-b'::text, ARRAY[1001]),
+                                                 array_fill(0.01::numeric, ARRAY[1001]))$$);
+SELECT count(*) AS atomic_1001 FROM ledger.transfer_batch(array_fill('bt-a'::text, ARRAY[1001]),
+                                                          array_fill('bt-b'::text, ARRAY[1001]),
+                                                          array_fill(0.01::numeric, ARRAY[1001]), atomic => true);
 SELECT count(*) - :transactions_before AS written_by_now FROM ledger.transaction;
 
 -- post_batch: postings as ledger.post takes them, one row per item

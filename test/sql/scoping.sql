@@ -146,6 +146,12 @@ ROLLBACK;
 -- post: the scope is the first debited account's owner; holds and voids too
 SELECT ledger.post('[{"account": "sc-world", "amount": "2"}, {"account": "sc-o2", "amount": "-2"}]', 'sc-post') AS o2_post \gset
 SELECT ledger.post('[{"account": "sc-world", "amount": "2"}, {"account": "sc-o3", "amount": "-2"}]', 'sc-post') <> :'o2_post' AS o3_post_own_key;
+-- a post debiting two owners: a retry listing the legs in another order is
+-- the same request, in the same key space (the debited account with the
+-- smallest code), and returns the first transaction
+SELECT ledger.post('[{"account": "sc-o2", "amount": "-1"}, {"account": "sc-o1", "amount": "-1"}, {"account": "sc-world", "amount": "2"}]', 'sc-two') AS two \gset
+SELECT ledger.post('[{"account": "sc-world", "amount": "2"}, {"account": "sc-o1", "amount": "-1"}, {"account": "sc-o2", "amount": "-1"}]', 'sc-two') = :'two' AS reordered_replay,
+       (SELECT idempotency_scope FROM ledger.transaction WHERE id = :'two') AS scope;
 SELECT ledger.hold('sc-o1', 1, 'sc-world', idempotency_key => 'sc-hold') AS h1 \gset
 SELECT ledger.hold('sc-o2', 1, 'sc-world', idempotency_key => 'sc-hold') <> :'h1' AS o2_hold_own_key;
 SELECT ledger.void(:'h1', 'test', 'sc-void') AS released,
