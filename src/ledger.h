@@ -8,7 +8,7 @@
  *
  *	    entry points     ledger.c catalog.c hotmode.c worker.c guard.c hold.c access.c
  *	                     capture.c holdexpiry.c external.c event.c
- *	                     eventworker.c outbox.c rates.c exchange.c
+ *	                     eventworker.c outbox.c rates.c exchange.c batch.c
  *	    posting and      posting.c invalidate.c reconcile.c rebuild.c fold.c
  *	      corrections    apply.c eventtype.c
  *	    balance          balance.c (cold rows); escrowapply.c escrowload.c

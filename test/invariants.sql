@@ -39,12 +39,14 @@ SELECT 'entries are invalidated with their transaction', format('transaction %s'
 UNION ALL
 -- a forced invalidation may leave an account below its floor; it alerts.
 -- An account created with a floor above zero starts below it, until it is
--- paid in: only a debit can break the floor
+-- paid in: only a debit can break the floor, a transaction whose net
+-- effect on the account is negative (a post may credit and debit it)
 SELECT 'floors hold', format('%s: %s below floor %s', b.code, b.balance, b.min_balance)
   FROM bal b
  WHERE b.balance < b.min_balance
    AND EXISTS (SELECT 1 FROM ledger.journal_entry j
-                WHERE j.account_id = b.id AND j.amount < 0 AND NOT j.is_invalidated)
+                WHERE j.account_id = b.id AND NOT j.is_invalidated
+                GROUP BY j.transaction_id HAVING sum(j.amount) < 0)
    AND NOT EXISTS (SELECT 1 FROM ledger.alert l
                     WHERE l.account_id = b.id AND l.kind = 'invalidation_below_floor')
 UNION ALL
