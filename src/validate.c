@@ -12,6 +12,8 @@
  */
 #include "ledger.h"
 
+#include "common/int.h"
+
 #include "utils/acl.h"
 
 #include "fmgr.h"
@@ -241,9 +243,14 @@ int64
 ledger_check_interval(Interval *iv, const char *what, int64 min_us, int64 max_us,
 					  const char *range)
 {
-	int64		us = iv->day * USECS_PER_DAY + iv->time;
+	int64		us = 0;
+	bool		bad;
 
-	if (iv->month != 0 || iv->day < 0 || iv->day > 1 || us < min_us || us > max_us)
+	/* the day part is checked before it is multiplied: it may be huge */
+	bad = iv->month != 0 || iv->day < 0 || iv->day > 1 ||
+		pg_add_s64_overflow((int64) iv->day * USECS_PER_DAY, iv->time, &us) ||
+		us < min_us || us > max_us;
+	if (bad)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT),
 				 errmsg("%s must be %s", what, range),

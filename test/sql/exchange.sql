@@ -160,6 +160,10 @@ SELECT try($$SELECT ledger.exchange('x-alice-tok', 'x-alice-usd', 1, max_rate_ag
 SELECT try($$SELECT ledger.exchange('x-alice-tok', 'x-alice-usd', 1, max_rate_age => '2 hours')$$);
 SELECT try($$SELECT ledger.exchange('x-alice-tok', 'x-alice-usd', 1, wait => '-1 s')$$);
 SELECT try($$SELECT ledger.exchange('x-alice-tok', 'x-alice-usd', 1, wait => '1 month')$$);
+-- a day part far out of range is refused before it is multiplied (found by
+-- the fuzzer: an overflow on the UBSan build)
+SELECT try($$SELECT ledger.exchange('x-alice-tok', 'x-alice-usd', 1, wait => '2147483647 days')$$);
+SELECT try($$SELECT ledger.exchange('x-alice-tok', 'x-alice-usd', 1, max_rate_age => '1 day 9223372036854 ms')$$);
 SELECT try($$SELECT ledger.exchange('x-alice-tok', 'x-alice-usd', 1, wait => NULL)$$);
 SELECT try($$SELECT ledger.exchange('x-alice-tok', 'x-alice-tok', 1)$$);
 SELECT try($$SELECT ledger.exchange('x-alice-tok', 'x-mint', 1)$$);
