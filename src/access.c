@@ -20,15 +20,22 @@
 #include "miscadmin.h"
 #include "utils/builtins.h"
 
-/* role and owner_id of a grant or revoke, checked, as statement values. */
+/*
+ * role and owner_id of a grant or revoke, checked, as statement values.  A
+ * grant needs an existing role; a revoke does not (a dropped role's grants
+ * may go too).
+ */
 static void
-access_args(FunctionCallInfo fcinfo, Datum *values)
+access_args(FunctionCallInfo fcinfo, Datum *values, bool grant)
 {
-	(void) ledger_known_role(fcinfo, 0, "Owner access grants");
+	if (grant)
+		(void) ledger_known_role(fcinfo, 0, "Owner access grants");
+	else
+		LEDGER_REQUIRE_ARG(0, "role");
 	LEDGER_REQUIRE_ARG(1, "owner_id");
 	values[0] = PG_GETARG_DATUM(0);
 	values[1] = CStringGetTextDatum(ledger_check_code(PG_GETARG_TEXT_PP(1), "owner_id"));
-	PreventCommandIfReadOnly("ledger.grant_owner_access");
+	PreventCommandIfReadOnly(grant ? "ledger.grant_owner_access" : "ledger.revoke_owner_access");
 }
 
 PG_FUNCTION_INFO_V1(ledger_grant_owner_access);
@@ -41,7 +48,7 @@ ledger_grant_owner_access(PG_FUNCTION_ARGS)
 	Datum		values[3];
 	bool		granted;
 
-	access_args(fcinfo, values);
+	access_args(fcinfo, values, true);
 	values[2] = CStringGetTextDatum(GetUserNameFromId(GetOuterUserId(), false));
 	SPI_connect();
 	if (plan == NULL)
@@ -65,11 +72,7 @@ ledger_revoke_owner_access(PG_FUNCTION_ARGS)
 	Datum		values[2];
 	bool		revoked;
 
-	LEDGER_REQUIRE_ARG(0, "role");	/* a dropped role's grants may go too */
-	LEDGER_REQUIRE_ARG(1, "owner_id");
-	values[0] = PG_GETARG_DATUM(0);
-	values[1] = CStringGetTextDatum(ledger_check_code(PG_GETARG_TEXT_PP(1), "owner_id"));
-	PreventCommandIfReadOnly("ledger.revoke_owner_access");
+	access_args(fcinfo, values, false);
 	SPI_connect();
 	if (plan == NULL)
 		plan = ledger_prepare(

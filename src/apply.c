@@ -77,7 +77,7 @@ is_refusal(int sqlerrcode)
 {
 	if (retryable(sqlerrcode))
 		return false;
-	return ERRCODE_TO_CATEGORY(sqlerrcode) == MAKE_SQLSTATE('L', 'D', '0', '0', '0') ||
+	return LEDGER_ERRCODE_IS_LD(sqlerrcode) ||
 		ERRCODE_TO_CATEGORY(sqlerrcode) == ERRCODE_DATA_EXCEPTION;
 }
 

@@ -135,7 +135,7 @@ catch_refusal(void (*fn) (void *), void *arg)
 	{
 		MemoryContextSwitchTo(caller);
 		err = CopyErrorData();
-		if (ERRCODE_TO_CATEGORY(err->sqlerrcode) != ERRCODE_TO_CATEGORY(ERRCODE_LEDGER_INVALID_ARGUMENT))
+		if (!LEDGER_ERRCODE_IS_LD(err->sqlerrcode))
 			PG_RE_THROW();
 		FlushErrorState();
 	}
@@ -207,8 +207,7 @@ run_batch(FunctionCallInfo fcinfo, BatchItem *items, int n, bool transfer, bool 
 			run_item(&r);
 		else if ((e = ledger_try(run_item, &r)) != NULL)
 		{
-			if (ERRCODE_TO_CATEGORY(e->sqlerrcode) !=
-				ERRCODE_TO_CATEGORY(ERRCODE_LEDGER_INVALID_ARGUMENT))
+			if (!LEDGER_ERRCODE_IS_LD(e->sqlerrcode))
 				ReThrowError(e);
 			items[i].sqlerrcode = e->sqlerrcode;
 			items[i].message = MemoryContextStrdup(caller, e->detail

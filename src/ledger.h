@@ -80,6 +80,10 @@
 #define ERRCODE_LEDGER_ACTING_OWNER_REQUIRED MAKE_SQLSTATE('L','D','0','4','0')
 #define ERRCODE_LEDGER_RATE_LIMITED			MAKE_SQLSTATE('L','D','0','4','1')
 
+/* Is an error one of the ledger's own (class LD): a refusal a caller caused? */
+#define LEDGER_ERRCODE_IS_LD(code) \
+	(ERRCODE_TO_CATEGORY(code) == MAKE_SQLSTATE('L','D','0','0','0'))
+
 /* Amounts must stay below 10^LEDGER_MAX_AMOUNT_DIGITS in absolute value. */
 #define LEDGER_MAX_AMOUNT_DIGITS	30
 /* Hot accounts' escrow holds values below 10^36 units of 10^-scale. */

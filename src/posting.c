@@ -11,8 +11,9 @@
  *	   accounts (then check amounts against each asset's scale and that
  *	   every asset nets to zero).  With an idempotency key the insert is
  *	   INSERT ... ON CONFLICT (idempotency_scope, idempotency_key) DO
- *	   NOTHING, where the scope is the owner of the first debited account
- *	   (one owner cannot take another's keys): a concurrent call with the
+ *	   NOTHING, where the scope is the owner of the debited account (a
+ *	   post's: the one with the smallest code; one owner cannot take
+ *	   another's keys): a concurrent call with the
  *	   same key waits on the unique index until the first commits or
  *	   aborts, so exactly one transaction is written.  A call that finds
  *	   the key taken compares request fingerprints (SHA-256 of a canonical

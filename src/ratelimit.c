@@ -170,9 +170,9 @@ db_slot(void)
 
 /*
  * Load this database's limits from ledger.rate_limit into shared memory,
- * as of generation gen.  The query runs before the mutex is taken; a
- * reload racing a newer change installs its rows, and the newer
- * generation makes the next check load again.
+ * as of generation gen, with the latest snapshot.  The query runs before
+ * the mutex is taken; a reload that finds a newer generation installed
+ * meanwhile leaves it be.
  */
 static void
 reload(uint64 gen)

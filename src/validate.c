@@ -13,10 +13,8 @@
 #include "ledger.h"
 
 #include "common/int.h"
-
-#include "utils/acl.h"
-
 #include "fmgr.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 
