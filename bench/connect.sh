@@ -114,7 +114,7 @@ run_pgbench() {	# name clients script extra-options...
 	TPS[$name]=$(pgbench_tps "$out")
 	STEADY[$name]=$(steady_tps "$WORK/agg-$name")
 	rm -f "$WORK/agg-$name".*
-	echo "== $name: ${TPS[$name]} tps, steady ${STEADY[$name]}"
+	echo "== $name: ${TPS[$name]:-} tps, steady ${STEADY[$name]:-}"
 }
 
 want() { [[ $ONLY == *" $1 "* ]]; }
@@ -171,7 +171,7 @@ OUT=$RESULTS/connect.md
 	echo "|---:|---|---:|---:|---:|---:|---:|"
 	for n in 50000 1000000; do
 		for what in transfer insert; do
-			echo "| $n | $what | ${CONNECT[$n/$what/1]} | ${CONNECT[$n/$what/2]} | ${CONNECT[$n/$what/3]} | ${CONNECT[$n/$what/4]} | $(ratio "${CONNECT[$n/$what/1]}" "${CONNECT[$n/insert/1]}") |"
+			echo "| $n | $what | ${CONNECT[$n/$what/1]:-} | ${CONNECT[$n/$what/2]:-} | ${CONNECT[$n/$what/3]:-} | ${CONNECT[$n/$what/4]:-} | $(ratio "${CONNECT[$n/$what/1]:-}" "${CONNECT[$n/insert/1]:-}") |"
 		done
 	done
 	echo
@@ -180,7 +180,7 @@ OUT=$RESULTS/connect.md
 	echo "| pair | INSERT | transfer | transfer / INSERT |"
 	echo "|---:|---:|---:|---:|"
 	for ((p = 1; p <= PAIRS; p++)); do
-		echo "| $p | ${TPS[C-insert-$p]} | ${TPS[C-transfer-$p]} | $(ratio "${TPS[C-transfer-$p]}" "${TPS[C-insert-$p]}") |"
+		echo "| $p | ${TPS[C-insert-$p]:-} | ${TPS[C-transfer-$p]:-} | $(ratio "${TPS[C-transfer-$p]:-}" "${TPS[C-insert-$p]:-}") |"
 	done
 	echo
 	echo "## Churn: 32 clients, one unrelated account's floor changed every 0.5 s (TPS; steady = after each run's first 2 s)"
@@ -188,7 +188,7 @@ OUT=$RESULTS/connect.md
 	echo "| pair | INSERT | quiet | churn | churn / quiet | quiet / INSERT | steady quiet | steady churn | steady churn / quiet |"
 	echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 	for ((p = 1; p <= PAIRS; p++)); do
-		echo "| $p | ${TPS[insert-$p]} | ${TPS[quiet-$p]} | ${TPS[churn-$p]} | $(ratio "${TPS[churn-$p]}" "${TPS[quiet-$p]}") | $(ratio "${TPS[quiet-$p]}" "${TPS[insert-$p]}") | ${STEADY[quiet-$p]} | ${STEADY[churn-$p]} | $(ratio "${STEADY[churn-$p]}" "${STEADY[quiet-$p]}") |"
+		echo "| $p | ${TPS[insert-$p]:-} | ${TPS[quiet-$p]:-} | ${TPS[churn-$p]:-} | $(ratio "${TPS[churn-$p]:-}" "${TPS[quiet-$p]:-}") | $(ratio "${TPS[quiet-$p]:-}" "${TPS[insert-$p]:-}") | ${STEADY[quiet-$p]:-} | ${STEADY[churn-$p]:-} | $(ratio "${STEADY[churn-$p]:-}" "${STEADY[quiet-$p]:-}") |"
 	done
 } >"$OUT"
 cat "$OUT"

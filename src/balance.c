@@ -36,13 +36,50 @@
  */
 #include "ledger.h"
 
-static int
-delta_cmp(const void *a, const void *b)
+int
+ledger_delta_cmp(const void *a, const void *b)
 {
 	int64		ia = ((const LedgerDelta *) a)->account->id;
 	int64		ib = ((const LedgerDelta *) b)->account->id;
 
 	return (ia > ib) - (ia < ib);
+}
+
+/*
+ * Collapse legs into one delta per account.
+ */
+LedgerDelta *
+ledger_build_deltas(LedgerLeg *legs, int nlegs, int *ndeltas)
+{
+	LedgerDelta *deltas = palloc0(sizeof(LedgerDelta) * nlegs);
+	Numeric		zero = int64_to_numeric(0);
+	int			n = 0;
+	int			i;
+	int			j;
+
+	for (i = 0; i < nlegs; i++)
+	{
+		LedgerDelta *d = NULL;
+
+		for (j = 0; j < n; j++)
+			if (deltas[j].account == legs[i].account)
+				d = &deltas[j];
+		if (d == NULL)
+		{
+			d = &deltas[n++];
+			d->account = legs[i].account;
+			d->debits = zero;
+			d->credits = zero;
+			d->delta = zero;
+		}
+		if (ledger_numeric_sign(legs[i].amount) < 0)
+			d->debits = ledger_numeric_add(d->debits, ledger_numeric_neg(legs[i].amount));
+		else
+			d->credits = ledger_numeric_add(d->credits, legs[i].amount);
+		d->delta = ledger_numeric_add(d->delta, legs[i].amount);
+	}
+	*ndeltas = n;
+	return deltas;
 }
 
 /* A refused debit: the balance is the locked row's. */
@@ -144,18 +181,15 @@ check_capture(LedgerDelta *d, int open_holds)
 }
 
 /*
- * A cold account's balance change: lock its row, refuse a debit that
- * would cross the floor (LD001), or take money held (LD001), or an
- * account that turned hot (LD019), write the new balance.  A capture's
- * debit takes money held for it and is not checked.
+ * A cold account's balance change, against the balance of its locked row:
+ * refuse a debit that would cross the floor (LD001), or take money held
+ * (LD001), or an account that turned hot (LD019); else set
+ * d->new_balance.  A capture's debit takes money held for it and is not
+ * checked.  Writes nothing but an alert.
  */
-static void
-apply_cold(LedgerStore *st, LedgerDelta *d)
+void
+ledger_check_cold(LedgerDelta *d, Numeric balance, bool hot, int open_holds)
 {
-	bool		hot;
-	int			open_holds;
-	Numeric		balance = ledger_store_lock_balance(st, d->account->id, &hot, &open_holds);
-
 	if (hot)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_MODE_CHANGED),
@@ -179,7 +213,37 @@ apply_cold(LedgerStore *st, LedgerDelta *d)
 	}
 	else if (d->from_hold && !d->account->unbounded)
 		check_capture(d, open_holds);
+}
+
+/* A cold account's balance change: lock its row, check, write. */
+static void
+apply_cold(LedgerStore *st, LedgerDelta *d)
+{
+	bool		hot;
+	int			open_holds;
+	Numeric		balance = ledger_store_lock_balance(st, d->account->id, &hot, &open_holds);
+
+	ledger_check_cold(d, balance, hot, open_holds);
 	ledger_store_set_balance(st, d->new_balance);
+}
+
+/*
+ * A hot account's balance change: a reservation or credit in its escrow
+ * (escrow.c), loading the account on this server first if need be.
+ */
+void
+ledger_apply_hot(LedgerDelta *d)
+{
+	if (ledger_hot_apply(d))
+		return;
+	/* a hot account this server has not loaded (escrowload.c) */
+	ledger_hot_load_account(d->account);
+	if (!ledger_hot_apply(d))
+		ereport(ERROR,
+				(errcode(ERRCODE_LEDGER_MODE_CHANGED),
+				 errmsg("account \"%s\" is changing mode", d->account->code),
+				 errdetail("The account was switched to cold mode while the posting ran."),
+				 errhint("Retry the posting.")));
 }
 
 /*
@@ -201,23 +265,14 @@ ledger_apply_balances(LedgerDelta *deltas, int ndeltas, pg_uuid_t *txid,
 	DateADT		day;
 	int			i;
 
-	qsort(deltas, ndeltas, sizeof(LedgerDelta), delta_cmp);
+	qsort(deltas, ndeltas, sizeof(LedgerDelta), ledger_delta_cmp);
 	st = ledger_store_begin();
 	for (i = 0; i < ndeltas; i++)
 	{
 		if (!deltas[i].account->hot)
 			apply_cold(st, &deltas[i]);
-		else if (!ledger_hot_apply(&deltas[i]))
-		{
-			/* a hot account this server has not loaded (escrowload.c) */
-			ledger_hot_load_account(deltas[i].account);
-			if (!ledger_hot_apply(&deltas[i]))
-				ereport(ERROR,
-						(errcode(ERRCODE_LEDGER_MODE_CHANGED),
-						 errmsg("account \"%s\" is changing mode", deltas[i].account->code),
-						 errdetail("The account was switched to cold mode while the posting ran."),
-						 errhint("Retry the posting.")));
-		}
+		else
+			ledger_apply_hot(&deltas[i]);
 	}
 
 	/* every cold balance row of the posting is locked: now stamp it */

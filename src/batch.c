@@ -9,12 +9,15 @@
  *	  at the row, idempotency keys, floors, hot accounts, the acting owner.
  *	  Items run in order, so a later item sees what earlier ones did.
  *
- *	  atomic => false: each item runs in a subtransaction; an item refused
- *	  with an LD error is rolled back alone and reported with its SQLSTATE
- *	  and message, the others stand.  Any other error (a cancel, a
- *	  serialization failure, out of memory) ends the whole call.
- *	  atomic => true: no subtransactions; the first refusal fails the call
- *	  (its context names the item) and nothing is written.
+ *	  Each item is checked against running balances kept in memory and
+ *	  writes its rows only once every check has passed (batchapply.c).
+ *	  atomic => false: an item refused with an LD error has written
+ *	  nothing, so it is reported with its SQLSTATE and message, without a
+ *	  subtransaction, and the others stand; an item that must run alone
+ *	  (batchapply.c) gets a subtransaction of its own.  Any other error (a
+ *	  cancel, a serialization failure, out of memory) ends the whole call.
+ *	  atomic => true: the first refusal fails the call (its context names
+ *	  the item) and nothing is written.
  *
  *	  A batch counts as one call for the rate limit.
  *
@@ -38,9 +41,10 @@
 #include "utils/memutils.h"
 
 /*
- * Most items of one batch call; of one that is not atomic, whose items each
- * run in a subtransaction of their own: each that writes holds a lock on
- * its transaction id until the commit (a lock table entry).
+ * Most items of one batch call; of one that is not atomic, whose items may
+ * each run in a subtransaction of their own (those that run alone): each
+ * that writes holds a lock on its transaction id until the commit (a lock
+ * table entry).
  */
 #define LEDGER_MAX_BATCH	10000
 #define LEDGER_MAX_BATCH_ITEMS_SUBXACT 1000
@@ -117,9 +121,14 @@ run_item(void *arg)
 }
 
 /*
- * Catch an item's own refusal (an LD error) while its input is read, so
- * that a non-atomic batch reports it in the item's row.  Anything else is
- * raised.
+ * Catch an item's own refusal (an LD error), while its input is read or
+ * while it runs in a batch that is not atomic, so that the batch reports
+ * it in the item's row.  Anything else is raised.  No subtransaction is
+ * needed: the ledger raises its LD errors from its own checks, outside any
+ * statement, with no buffer pinned and no lightweight lock held, before
+ * the item has written anything (batchapply.c), so the state after the
+ * catch is the state before the item; an item that runs alone was rolled
+ * back in its own subtransaction before its error reaches here.
  */
 static ErrorData *
 catch_refusal(void (*fn) (void *), void *arg)
@@ -144,8 +153,9 @@ catch_refusal(void (*fn) (void *), void *arg)
 }
 
 /*
- * Lock the balance rows of every cold account the items name, in id order.
- * Unknown accounts are skipped: their items fail with LD002 when they run.
+ * Lock the balance rows of every cold account the items name, in id order
+ * (batchapply.c).  Unknown accounts are skipped: their items fail with
+ * LD002 when they run.
  */
 static void
 lock_accounts(char **codes, int ncodes)
@@ -157,15 +167,23 @@ lock_accounts(char **codes, int ncodes)
 	for (i = 0; i < ncodes; i++)
 	{
 		LedgerAccount a;
+		LedgerCacheStamp stamp;
 		TransactionId xmin;
 
-		if (codes[i] != NULL && ledger_lookup_account(codes[i], &a, &xmin) && !a.hot)
+		if (codes[i] == NULL)
+			continue;
+		if (!ledger_account_cache_get(codes[i], &a))
+		{
+			ledger_account_cache_stamp(codes[i], &stamp);
+			if (!ledger_lookup_account(codes[i], &a, &xmin))
+				continue;
+			ledger_account_cache_put(&a, xmin, &stamp);
+		}
+		if (!a.hot)
 			ids[n++] = a.id;
 	}
 	qsort(ids, n, sizeof(int64), id_cmp);
-	for (i = 0; i < n; i++)
-		if (i == 0 || ids[i] != ids[i - 1])
-			ledger_lock_balance(ids[i]);
+	ledger_batch_lock(ids, n);
 }
 
 /*
@@ -193,30 +211,41 @@ run_batch(FunctionCallInfo fcinfo, BatchItem *items, int n, bool transfer, bool 
 	ledger_rate_check(what);
 	PreventCommandIfReadOnly(what);
 	SPI_connect();
-	lock_accounts(codes, ncodes);
 	itemcxt = AllocSetContextCreate(caller, "ledger batch item", ALLOCSET_DEFAULT_SIZES);
-	for (i = 0; i < n; i++)
+	ledger_batch_begin(atomic);
+	PG_TRY();
 	{
-		BatchRun	r = {&items[i], transfer};
-		MemoryContext spi = MemoryContextSwitchTo(itemcxt);
-		ErrorData  *e;
-
-		CHECK_FOR_INTERRUPTS();
-		current_item = i + 1;
-		if (atomic)
-			run_item(&r);
-		else if ((e = ledger_try(run_item, &r)) != NULL)
+		lock_accounts(codes, ncodes);
+		for (i = 0; i < n; i++)
 		{
-			if (!LEDGER_ERRCODE_IS_LD(e->sqlerrcode))
-				ReThrowError(e);
-			items[i].sqlerrcode = e->sqlerrcode;
-			items[i].message = MemoryContextStrdup(caller, e->detail
-												   ? psprintf("%s / %s", e->message, e->detail)
-												   : e->message);
+			BatchRun	r = {&items[i], transfer};
+			MemoryContext spi = MemoryContextSwitchTo(itemcxt);
+			ErrorData  *e;
+
+			CHECK_FOR_INTERRUPTS();
+			current_item = i + 1;
+			if (atomic)
+				run_item(&r);
+			else if ((e = catch_refusal(run_item, &r)) != NULL)
+			{
+				/* refused before it wrote anything (batchapply.c) */
+				items[i].sqlerrcode = e->sqlerrcode;
+				items[i].message = MemoryContextStrdup(caller, e->detail
+													   ? psprintf("%s / %s", e->message, e->detail)
+													   : e->message);
+			}
+			MemoryContextSwitchTo(spi);
+			MemoryContextReset(itemcxt);
 		}
-		MemoryContextSwitchTo(spi);
-		MemoryContextReset(itemcxt);
+		current_item = 0;
+		ledger_batch_end();
 	}
+	PG_CATCH();
+	{
+		ledger_batch_forget();
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
 	SPI_finish();
 	MemoryContextDelete(itemcxt);
 

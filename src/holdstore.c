@@ -269,21 +269,11 @@ ledger_hold_insert(const LedgerHold *h, Interval *submit_within, TimestampTz cre
 bool
 ledger_hold_find_key(const char *key, int64 scope_account, pg_uuid_t *id, bytea **hash)
 {
-	Datum		values[2];
 	bool		isnull;
 	Datum		d;
-	bool		scoped = ledger_keys_scoped();
 
-	if (find_key_plan[scoped] == NULL)
-		find_key_plan[scoped] = ledger_prepare(
-			ledger_key_scope_sql(scoped,
-								 "SELECT id, request_hash FROM ledger.hold "
-								 " WHERE (idempotency_key%s) OPERATOR(pg_catalog.=) ($1%s)", 2),
-			2, (Oid[]) {TEXTOID, INT8OID});
-	values[0] = CStringGetTextDatum(key);
-	values[1] = Int64GetDatum(scope_account);
-	ledger_spi_exec(find_key_plan[scoped], values, NULL, SPI_OK_SELECT);
-	if (SPI_processed == 0)
+	if (!ledger_key_select(find_key_plan, "SELECT id, request_hash FROM ledger.hold",
+						   key, scope_account))
 		return false;
 	memcpy(id, DatumGetUUIDP(col(1, &isnull)), sizeof(pg_uuid_t));
 	d = col(2, &isnull);
@@ -369,21 +359,11 @@ bool
 ledger_hold_event_by_key(const char *key, int64 scope_account, pg_uuid_t *hold_id, char **event,
 						 Numeric *amount)
 {
-	Datum		values[2];
 	bool		isnull;
 	Datum		d;
-	bool		scoped = ledger_keys_scoped();
 
-	if (event_key_plan[scoped] == NULL)
-		event_key_plan[scoped] = ledger_prepare(
-			ledger_key_scope_sql(scoped,
-								 "SELECT hold_id, event, amount FROM ledger.hold_event "
-								 " WHERE (idempotency_key%s) OPERATOR(pg_catalog.=) ($1%s)", 2),
-			2, (Oid[]) {TEXTOID, INT8OID});
-	values[0] = CStringGetTextDatum(key);
-	values[1] = Int64GetDatum(scope_account);
-	ledger_spi_exec(event_key_plan[scoped], values, NULL, SPI_OK_SELECT);
-	if (SPI_processed == 0)
+	if (!ledger_key_select(event_key_plan, "SELECT hold_id, event, amount FROM ledger.hold_event",
+						   key, scope_account))
 		return false;
 	memcpy(hold_id, DatumGetUUIDP(col(1, &isnull)), sizeof(pg_uuid_t));
 	*event = TextDatumGetCString(col(2, &isnull));

@@ -11,9 +11,10 @@
  *	                     eventworker.c outbox.c rates.c exchange.c batch.c
  *	    posting and      posting.c invalidate.c reconcile.c rebuild.c fold.c
  *	      corrections    apply.c eventtype.c
- *	    balance          balance.c (cold rows); escrowapply.c escrowload.c
- *	      strategies     escrow.c (hot)
- *	    storage helpers  store.c holdstore.c horizon.c outboxstore.c owner.c ratelimit.c
+ *	    balance          balance.c (cold rows); batchapply.c (a batch's running
+ *	      strategies     balances); escrowapply.c escrowload.c escrow.c (hot)
+ *	    storage helpers  store.c checks.c txkey.c holdstore.c horizon.c outboxstore.c
+ *	                     owner.c ratelimit.c
  *	                     lookup.c cache.c
  *	                     schema.c spi.c
  *	                     alert.c validate.c amount.c ids.c
@@ -292,11 +293,6 @@ extern bool ledger_hold_take(const pg_uuid_t *id, bool skip_locked, LedgerHold *
 /* posting.c */
 extern bytea *ledger_fingerprint(const char *data, int len);
 extern void ledger_resolve_accounts(LedgerLeg *legs, int nlegs);
-extern bool ledger_find_key(const char *key, int64 scope_account, bytea *hash, pg_uuid_t *id);
-extern bool ledger_claim_key(pg_uuid_t *id, const char *kind, const char *key,
-							 int64 scope_account, bytea *hash,
-							 Jsonb *metadata);
-extern LedgerDelta *ledger_build_deltas(LedgerLeg *legs, int nlegs, int *ndeltas);
 extern LedgerLeg *ledger_parse_legs(Jsonb *doc, int *nlegs);
 extern void ledger_transfer_item(char *from, char *to, Numeric amount, const char *key,
 								 Jsonb *metadata, pg_uuid_t *id);
@@ -339,10 +335,23 @@ extern void ledger_fold_record(int folded, int64 writes);
 extern void ledger_apply_balances(LedgerDelta *deltas, int ndeltas, pg_uuid_t *txid,
 								  LedgerLeg *legs, int nlegs, const char *kind,
 								  Jsonb *metadata);
+extern LedgerDelta *ledger_build_deltas(LedgerLeg *legs, int nlegs, int *ndeltas);
 extern Numeric ledger_not_held(Numeric amount, const LedgerHeld *held);
+extern int	ledger_delta_cmp(const void *a, const void *b);
+extern void ledger_check_cold(LedgerDelta *d, Numeric balance, bool hot, int open_holds);
+extern void ledger_apply_hot(LedgerDelta *d);
 extern void ledger_check_room(const LedgerAccount *a, Numeric balance, Numeric debit,
 							  const LedgerHeld *held, Numeric add_exclusive, Numeric shared,
 							  const char *what);
+
+/* batchapply.c */
+extern bool ledger_batch_active(void);
+extern void ledger_batch_begin(bool atomic);
+extern void ledger_batch_lock(const int64 *ids, int n);
+extern bool ledger_batch_post(pg_uuid_t *id, const char *kind, LedgerLeg *legs, int nlegs,
+							  const char *key, int64 scope, bytea *hash, Jsonb *metadata);
+extern void ledger_batch_end(void);
+extern void ledger_batch_forget(void);
 
 /* escrow.c */
 extern char *ledger_database;
@@ -370,6 +379,8 @@ extern LedgerStore *ledger_store_begin(void);
 extern Numeric ledger_store_lock_balance(LedgerStore *st, int64 account_id, bool *hot,
 										 int *open_holds);
 extern void ledger_store_set_balance(LedgerStore *st, Numeric balance);
+extern ItemPointerData ledger_store_balance_tid(LedgerStore *st);
+extern void ledger_store_set_balance_at(LedgerStore *st, ItemPointer tid, Numeric balance);
 extern void ledger_store_add_daily(LedgerStore *st, int64 account_id, DateADT day,
 								   Numeric debits, Numeric credits, Numeric closing);
 extern void ledger_store_insert_journal(LedgerStore *st, pg_uuid_t *txid, int64 account_id,
@@ -380,6 +391,18 @@ extern void ledger_store_insert_hot_entry(LedgerStore *st, pg_uuid_t *txid, int6
 										  DateADT day, Numeric debits, Numeric credits,
 										  TimestampTz ts);
 extern void ledger_store_end(LedgerStore *st);
+
+/* txkey.c */
+extern bool ledger_key_select(SPIPlanPtr *plans, const char *select, const char *key,
+							  int64 scope_account);
+extern bool ledger_find_key(const char *key, int64 scope_account, bytea *hash, pg_uuid_t *id);
+extern bool ledger_claim_key(pg_uuid_t *id, const char *kind, const char *key,
+							 int64 scope_account, bytea *hash,
+							 Jsonb *metadata);
+
+/* checks.c */
+struct ResultRelInfo;
+extern void ledger_checks_prepare(struct ResultRelInfo *rri);
 
 /* horizon.c */
 extern void ledger_horizon_init(void);

@@ -47,9 +47,6 @@
 /* GUC: largest number of legs ledger.post accepts. */
 static int	ledger_max_legs = 64;
 
-static SPIPlanPtr claim_plan[2];	/* [ledger_keys_scoped()] */
-static SPIPlanPtr find_key_plan[2];
-
 void
 ledger_posting_init(void)
 {
@@ -165,74 +162,6 @@ ledger_resolve_accounts(LedgerLeg *legs, int nlegs)
 }
 
 /*
- * The transaction an idempotency key belongs to: false if none; LD007 if
- * it was taken for a request with another fingerprint; else its id in *id.
- */
-bool
-ledger_find_key(const char *key, int64 scope_account, bytea *hash, pg_uuid_t *id)
-{
-	Datum		values[2];
-	Datum		d;
-	bool		isnull;
-	bool		scoped = ledger_keys_scoped();
-
-	if (find_key_plan[scoped] == NULL)
-		find_key_plan[scoped] = ledger_prepare(
-			ledger_key_scope_sql(scoped,
-								 "SELECT id, request_hash FROM ledger.transaction "
-								 "WHERE (idempotency_key%s) OPERATOR(pg_catalog.=) ($1%s)", 2),
-			2, (Oid[]) {TEXTOID, INT8OID});
-	values[0] = CStringGetTextDatum(key);
-	values[1] = Int64GetDatum(scope_account);
-	ledger_spi_exec(find_key_plan[scoped], values, NULL, SPI_OK_SELECT);
-	if (SPI_processed == 0)
-		return false;
-	memcpy(id, DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
-										   &isnull)), sizeof(pg_uuid_t));
-	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
-	ledger_require_same_request(key, isnull ? NULL : DatumGetByteaPP(d), hash, "transaction", id);
-	return true;
-}
-
-/*
- * Claim an idempotency key: insert the transaction row with it, or find
- * it taken.  A concurrent call with the same key waits on the unique index
- * until the first commits or aborts, so exactly one transaction is
- * written.  Returns false when the key belongs to an earlier identical
- * request, whose id is copied to *id; LD007 if to a different one.
- */
-bool
-ledger_claim_key(pg_uuid_t *id, const char *kind, const char *key, int64 scope_account,
-				 bytea *hash, Jsonb *metadata)
-{
-	Datum		values[6];
-	bool		scoped = ledger_keys_scoped();
-
-	if (claim_plan[scoped] == NULL)
-		claim_plan[scoped] = ledger_prepare(
-			ledger_key_scope_sql(scoped,
-								 "INSERT INTO ledger.transaction (id, kind, metadata, idempotency_key, "
-								 "  request_hash%s) VALUES ($1, $2, $3, $4, $5%s) "
-								 "ON CONFLICT (%sidempotency_key) WHERE idempotency_key IS NOT NULL "
-								 "DO NOTHING", 6),
-			6, (Oid[]) {UUIDOID, TEXTOID, JSONBOID, TEXTOID, BYTEAOID, INT8OID});
-	values[0] = UUIDPGetDatum(id);
-	values[1] = CStringGetTextDatum(kind);
-	values[2] = JsonbPGetDatum(metadata);
-	values[3] = CStringGetTextDatum(key);
-	values[4] = PointerGetDatum(hash);
-	values[5] = Int64GetDatum(scope_account);
-	ledger_spi_exec(claim_plan[scoped], values, NULL, SPI_OK_INSERT);
-	if (SPI_processed == 1)
-		return true;
-
-	/* the key is taken by a committed transaction: same request? */
-	if (!ledger_find_key(key, scope_account, hash, id))
-		elog(ERROR, "idempotency key \"%s\" conflicted but its transaction is not visible", key);
-	return false;
-}
-
-/*
  * Two resolved legs must name accounts of one asset (LD004): a transfer's,
  * a hold's.
  */
@@ -287,43 +216,6 @@ check_balanced(LedgerLeg *legs, int nlegs)
 }
 
 /*
- * Collapse legs into one delta per account.
- */
-LedgerDelta *
-ledger_build_deltas(LedgerLeg *legs, int nlegs, int *ndeltas)
-{
-	LedgerDelta *deltas = palloc0(sizeof(LedgerDelta) * nlegs);
-	Numeric		zero = int64_to_numeric(0);
-	int			n = 0;
-	int			i;
-	int			j;
-
-	for (i = 0; i < nlegs; i++)
-	{
-		LedgerDelta *d = NULL;
-
-		for (j = 0; j < n; j++)
-			if (deltas[j].account == legs[i].account)
-				d = &deltas[j];
-		if (d == NULL)
-		{
-			d = &deltas[n++];
-			d->account = legs[i].account;
-			d->debits = zero;
-			d->credits = zero;
-			d->delta = zero;
-		}
-		if (ledger_numeric_sign(legs[i].amount) < 0)
-			d->debits = ledger_numeric_add(d->debits, ledger_numeric_neg(legs[i].amount));
-		else
-			d->credits = ledger_numeric_add(d->credits, legs[i].amount);
-		d->delta = ledger_numeric_add(d->delta, legs[i].amount);
-	}
-	*ndeltas = n;
-	return deltas;
-}
-
-/*
  * Whose key space a posting's idempotency key is in, by an account id: the
  * owner of its debited account (a transfer's and an exchange's first leg);
  * for a post, of the debited account with the smallest code, so that a
@@ -360,6 +252,7 @@ ledger_post_legs(pg_uuid_t *id, const char *kind, LedgerLeg *legs, int nlegs,
 	LedgerDelta *deltas;
 	int			ndeltas;
 	int			i;
+	int64		scope = 0;
 
 	/*
 	 * A posting without a key may write nothing before its last statement:
@@ -382,9 +275,15 @@ ledger_post_legs(pg_uuid_t *id, const char *kind, LedgerLeg *legs, int nlegs,
 			legs[i].amount = ledger_check_amount(legs[i].amount, legs[i].account, true);
 	}
 	check_balanced(legs, nlegs);
-	if (key != NULL &&
-		!ledger_claim_key(id, kind, key, key_scope_account(legs, nlegs, strcmp(kind, "post") == 0),
-						  hash ? hash : request_hash(kind, legs, nlegs, metadata), metadata))
+	if (key != NULL)
+	{
+		scope = key_scope_account(legs, nlegs, strcmp(kind, "post") == 0);
+		if (hash == NULL)
+			hash = request_hash(kind, legs, nlegs, metadata);
+	}
+	if (ledger_batch_active())
+		return ledger_batch_post(id, kind, legs, nlegs, key, scope, hash, metadata);
+	if (key != NULL && !ledger_claim_key(id, kind, key, scope, hash, metadata))
 		return false;			/* idempotent replay: nothing to write */
 
 	deltas = ledger_build_deltas(legs, nlegs, &ndeltas);

@@ -74,8 +74,11 @@ struct LedgerStore
 	EPQState	epq;
 	ResultRelInfo *rels[RT_COUNT + 1];	/* opened on first use */
 	TupleTableSlot *slots[RT_COUNT + 1];	/* a row to fill, per relation */
+	TupleTableSlot *found[RT_COUNT + 1];	/* a row found, per relation */
 	TupleTableSlot *balance_row;	/* locked by ledger_store_lock_balance */
 };
+
+static void ledger_store_set_balance_of(LedgerStore *st, TupleTableSlot *old, Numeric balance);
 
 static Oid
 rt_relid(const LedgerSchema *s, int rti)
@@ -134,6 +137,7 @@ result_rel(LedgerStore *st, int rti)
 {
 	if (st->rels[rti] == NULL)
 	{
+		MemoryContext old = MemoryContextSwitchTo(st->estate->es_query_cxt);
 		ResultRelInfo *rri = makeNode(ResultRelInfo);
 		Oid			relid = rt_relid(st->schema, rti);
 
@@ -150,8 +154,11 @@ result_rel(LedgerStore *st, int rti)
 		LockRelationOid(relid, RowExclusiveLock);
 		ExecInitResultRelation(st->estate, rri, rti);
 		ExecOpenIndices(rri, false);
+		ledger_checks_prepare(rri);
 		st->rels[rti] = rri;
 		st->slots[rti] = table_slot_create(rri->ri_RelationDesc, &st->estate->es_tupleTable);
+		st->found[rti] = table_slot_create(rri->ri_RelationDesc, &st->estate->es_tupleTable);
+		MemoryContextSwitchTo(old);
 	}
 	return st->rels[rti];
 }
@@ -191,7 +198,8 @@ insert_row(LedgerStore *st, int rti)
 
 /*
  * Find a row through a unique index and lock its newest version; the row
- * is in the returned slot, NULL if there is none.  With use_latest a
+ * is in the returned slot (the relation's found slot, valid until the next
+ * lock_row of the relation), NULL if there is none.  With use_latest a
  * snapshot taken now is used (after the caller's row locks were granted)
  * and updates are followed whatever the isolation level; otherwise the
  * posting's snapshot (see the header).
@@ -204,13 +212,14 @@ lock_row(LedgerStore *st, int rti, Oid indexid, ScanKey keys, int nkeys, bool us
 	Relation	idx = index_open(indexid, RowExclusiveLock);
 	Snapshot	snap = use_latest ? RegisterSnapshot(GetLatestSnapshot()) :
 		st->estate->es_snapshot;
-	TupleTableSlot *slot = table_slot_create(rel, &st->estate->es_tupleTable);
+	TupleTableSlot *slot = st->found[rti];
 	IndexScanDesc scan;
 	TM_FailureData tmfd;
 	TM_Result	res;
 	bool		found;
 	int			i;
 
+	ExecClearTuple(slot);
 	if (idx->rd_index->indrelid != RelationGetRelid(rel) || idx->rd_index->indnatts != nkeys ||
 		!idx->rd_index->indisunique)
 		elog(ERROR, "index \"%s\" is not the unique index a posting expects on \"%s\"",
@@ -293,11 +302,44 @@ ledger_store_lock_balance(LedgerStore *st, int64 account_id, bool *hot, int *ope
 	return DatumGetNumericCopy(d);
 }
 
+/* Where the row the last ledger_store_lock_balance locked is (a batch keeps it). */
+ItemPointerData
+ledger_store_balance_tid(LedgerStore *st)
+{
+	Assert(st->balance_row != NULL);
+	return st->balance_row->tts_tid;
+}
+
 /* Write a new balance into the row the last ledger_store_lock_balance locked. */
 void
 ledger_store_set_balance(LedgerStore *st, Numeric balance)
 {
-	TupleTableSlot *old = st->balance_row;
+	Assert(st->balance_row != NULL);
+	ledger_store_set_balance_of(st, st->balance_row, balance);
+	st->balance_row = NULL;
+}
+
+/*
+ * Write a new balance into the balance row at tid, which this transaction
+ * has locked in that version (ledger_store_balance_tid after a lock): no
+ * other can have replaced it since.
+ */
+void
+ledger_store_set_balance_at(LedgerStore *st, ItemPointer tid, Numeric balance)
+{
+	ResultRelInfo *rri = result_rel(st, RT_BALANCE);
+	TupleTableSlot *old = st->found[RT_BALANCE];
+
+	if (!table_tuple_fetch_row_version(rri->ri_RelationDesc, tid, SnapshotAny, old))
+		elog(ERROR, "locked balance row (%u,%u) is gone",
+			 ItemPointerGetBlockNumber(tid), ItemPointerGetOffsetNumber(tid));
+	ledger_store_set_balance_of(st, old, balance);
+}
+
+/* Write a new balance into a balance row this transaction locked, in its newest version. */
+static void
+ledger_store_set_balance_of(LedgerStore *st, TupleTableSlot *old, Numeric balance)
+{
 	TupleTableSlot *slot = new_row(st, RT_BALANCE);
 	TupleDesc	desc = slot->tts_tupleDescriptor;
 
@@ -310,7 +352,6 @@ ledger_store_set_balance(LedgerStore *st, Numeric balance)
 			TimestampTzGetDatum(GetCurrentTransactionStartTimestamp()), false);
 	ExecStoreVirtualTuple(slot);
 	ExecSimpleRelationUpdate(st->rels[RT_BALANCE], st->estate, &st->epq, old, slot);
-	st->balance_row = NULL;
 }
 
 /*

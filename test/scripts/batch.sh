@@ -87,6 +87,40 @@ fi
 node_psql "$N" bt -c "SELECT ledger.fold()" >/dev/null
 [ "$(node_psql "$N" bt -c "SELECT count(*) > 0 FROM ledger.journal WHERE account = 'hot'")" = t ] &&
 	ok "the hot account took part" || fail "no posting reached the hot account"
+
+# Items with hot accounts, one at a time: a hot debit refused by the escrow
+# leaves nothing behind; an item with a key and a hot account, or with two
+# hot accounts, runs alone (in a subtransaction of its own) and its refusal
+# too leaves nothing; ordering still holds around them.
+node_psql "$N" bt >/dev/null <<'SQL' || fail "hot item setup"
+SET client_min_messages = warning;
+SELECT ledger.create_account(c, 'USD') FROM unnest(ARRAY['c1', 'c2', 'h1', 'h2']) c;
+SELECT ledger.transfer('world', 'c2', 50);
+SELECT ledger.transfer('world', 'h1', 100);
+SELECT ledger.transfer('world', 'h2', 100);
+SELECT ledger.set_account_mode('h1', 'hot');
+SELECT ledger.set_account_mode('h2', 'hot');
+SQL
+got=$(node_psql "$N" bt -c "SELECT string_agg(result, ',' ORDER BY item) FROM ledger.transfer_batch(
+    ARRAY['c2', 'h1', 'c1', 'h2', 'c1', 'c1'], ARRAY['c1', 'c2', 'h1', 'c1', 'c2', 'c2'],
+    ARRAY[10, 1000, 5, 500, 5, 1], ARRAY[NULL, NULL, 'k3', 'k4', NULL, NULL])")
+[ "$got" = "ok,LD001,ok,LD001,ok,LD001" ] && ok "transfer items with hot accounts: $got" ||
+	fail "transfer items with hot accounts: $got, expected ok,LD001,ok,LD001,ok,LD001"
+got=$(node_psql "$N" bt -c "SELECT string_agg(result, ',' ORDER BY item) FROM ledger.post_batch('[
+    {\"legs\": [{\"account\": \"h1\", \"amount\": -3}, {\"account\": \"h2\", \"amount\": 3}]},
+    {\"legs\": [{\"account\": \"h1\", \"amount\": -1000}, {\"account\": \"h2\", \"amount\": 1000}]},
+    {\"legs\": [{\"account\": \"c2\", \"amount\": -5}, {\"account\": \"h2\", \"amount\": 5}]}]')")
+[ "$got" = "ok,LD001,ok" ] && ok "post items with two hot accounts: $got" ||
+	fail "post items with two hot accounts: $got, expected ok,LD001,ok"
+got=$(node_psql "$N" bt -c "SELECT t.id = b.transaction_id FROM ledger.transfer_batch(ARRAY['c1'], ARRAY['h1'], ARRAY[5], ARRAY['k3']) b
+    JOIN ledger.transaction t ON t.idempotency_key = 'k3'")
+[ "$got" = t ] && ok "a hot item's key replays its transaction" || fail "replay of k3: $got"
+node_psql "$N" bt -c "SELECT ledger.fold()" >/dev/null
+got=$(node_psql "$N" bt -c "SELECT string_agg(a || '=' || ledger.balance(a)::numeric(12,2), ' ' ORDER BY a)
+    FROM unnest(ARRAY['c1', 'c2', 'h1', 'h2']) a")
+[ "$got" = "c1=0.00 c2=40.00 h1=102.00 h2=108.00" ] && ok "balances after the hot items: $got" ||
+	fail "balances after the hot items: $got, expected c1=0.00 c2=40.00 h1=102.00 h2=108.00"
+
 check_invariants "$N" bt
 check_reconcile "$N" bt
 test_done

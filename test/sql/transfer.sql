@@ -75,3 +75,15 @@ SELECT ledger.transfer('t-a', 't-b', 500.00);
 ROLLBACK TO SAVEPOINT s;
 COMMIT;
 SELECT ledger.balance('t-a') AS a_plus_five;
+
+-- the tables' CHECK constraints are kept parsed per backend (checks.c):
+-- a constraint added after this backend's postings applies to the next
+-- one, and one dropped stops applying
+SELECT ledger.transfer('t-b', 't-a', 1.00) IS NOT NULL AS warm;
+ALTER TABLE ledger.journal_entry ADD CONSTRAINT test_no_1313 CHECK (abs(amount) <> 13.13) NOT VALID;
+\set VERBOSITY terse
+SELECT ledger.transfer('t-b', 't-a', 13.13);
+\set VERBOSITY default
+ALTER TABLE ledger.journal_entry DROP CONSTRAINT test_no_1313;
+SELECT ledger.transfer('t-b', 't-a', 13.13) IS NOT NULL AS allowed_again;
+SELECT ledger.transfer('t-a', 't-b', 14.13) IS NOT NULL AS back;
