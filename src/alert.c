@@ -105,11 +105,18 @@ ledger_json_text(LedgerJson *j, const char *key, const char *s)
 void
 ledger_json_timestamptz(LedgerJson *j, const char *key, TimestampTz ts)
 {
+	ledger_json_text(j, key, ledger_timestamptz_iso(ts));	/* kept until ledger_json_end */
+}
+
+/* A time as JSON writes it, in UTC (ISO 8601). */
+char *
+ledger_timestamptz_iso(TimestampTz ts)
+{
 	char		buf[MAXDATELEN + 1];
 	int			utc = 0;
 
 	JsonEncodeDateTime(buf, TimestampTzGetDatum(ts), TIMESTAMPTZOID, &utc);
-	ledger_json_text(j, key, pstrdup(buf));	/* kept until ledger_json_end */
+	return pstrdup(buf);
 }
 
 void
@@ -229,7 +236,8 @@ ledger_acknowledge_alert(PG_FUNCTION_ARGS)
 		if (SPI_processed == 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_LEDGER_UNKNOWN_ALERT),
-					 errmsg("alert " INT64_FORMAT " does not exist", id)));
+					 errmsg("alert " INT64_FORMAT " does not exist", id),
+					 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_UNKNOWN_ALERT), NULL)));
 	}
 	SPI_finish();
 

@@ -309,7 +309,7 @@ ledger_apply_batch(int max, bool skip_locked, bool *locked, int *applied, int *r
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT),
 				 errmsg("events cannot be applied from inside an event"),
-				 errdetail("This backend is applying event " INT64_FORMAT ".", last)));
+				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_ARGUMENT), "This backend is applying event " INT64_FORMAT ".", last)));
 	relid = ledger_event_relid();
 	*locked = lock_pointer(skip_locked, &last);
 	if (!*locked)
@@ -387,7 +387,7 @@ require_read_committed(const char *what)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT),
 				 errmsg("%s runs under READ COMMITTED only", what),
-				 errdetail("It reads events with a snapshot taken after the horizon; this transaction's snapshot is older.")));
+				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_ARGUMENT), "It reads events with a snapshot taken after the horizon; this transaction's snapshot is older.")));
 }
 
 PG_FUNCTION_INFO_V1(ledger_apply_events);
@@ -407,7 +407,7 @@ ledger_apply_events(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT),
 				 errmsg("max_events must be between 1 and 100000"),
-				 errdetail("max_events is %d.", max)));
+				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_ARGUMENT), "max_events is %d.", max)));
 	require_read_committed("ledger.apply_events");
 	PreventCommandIfReadOnly("ledger.apply_events");
 	ledger_horizon_require();

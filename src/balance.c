@@ -92,7 +92,15 @@ report_insufficient(LedgerDelta *d, Numeric balance)
 	ereport(ERROR,
 			(errcode(ERRCODE_LEDGER_INSUFFICIENT_FUNDS),
 			 errmsg("insufficient funds in account \"%s\"", d->account->code),
-			 errdetail("Account \"%s\" has balance %s and floor %s, so %s is available; the posting requests %s.",
+			 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_INSUFFICIENT_FUNDS,
+												 LEDGER_FACT_TEXT("account", d->account->code),
+												 LEDGER_FACT_TEXT("asset", d->account->asset),
+												 LEDGER_FACT_AMOUNT("balance", balance),
+												 LEDGER_FACT_AMOUNT("floor", d->account->min_balance),
+												 LEDGER_FACT_AMOUNT("available", available),
+												 LEDGER_FACT_AMOUNT("requested", ledger_numeric_neg(d->delta)),
+												 NULL),
+									"Account \"%s\" has balance %s and floor %s, so %s is available; the posting requests %s.",
 					   d->account->code,
 					   ledger_numeric_str(balance),
 					   ledger_numeric_str(d->account->min_balance),
@@ -144,7 +152,18 @@ ledger_check_room(const LedgerAccount *a, Numeric balance, Numeric debit,
 	ereport(ERROR,
 			(errcode(ERRCODE_LEDGER_INSUFFICIENT_FUNDS),
 			 errmsg("insufficient funds in account \"%s\"", a->code),
-			 errdetail("Account \"%s\" has balance %s and floor %s, with %s held exclusively and %s under shared holds, so %s is available; the %s requests %s.",
+			 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_INSUFFICIENT_FUNDS,
+												 LEDGER_FACT_TEXT("account", a->code),
+												 LEDGER_FACT_TEXT("asset", a->asset),
+												 LEDGER_FACT_AMOUNT("balance", balance),
+												 LEDGER_FACT_AMOUNT("floor", a->min_balance),
+												 LEDGER_FACT_AMOUNT("held_exclusive", excl),
+												 LEDGER_FACT_AMOUNT("held_shared", sh),
+												 LEDGER_FACT_AMOUNT("available", available),
+												 LEDGER_FACT_AMOUNT("requested", debit ? debit : add_exclusive ? add_exclusive : shared),
+												 LEDGER_FACT_TEXT("request", what),
+												 NULL),
+									"Account \"%s\" has balance %s and floor %s, with %s held exclusively and %s under shared holds, so %s is available; the %s requests %s.",
 					   a->code, ledger_numeric_str(balance), ledger_numeric_str(a->min_balance),
 					   ledger_numeric_str(excl), ledger_numeric_str(sh),
 					   ledger_numeric_str(available), what,
@@ -194,7 +213,7 @@ ledger_check_cold(LedgerDelta *d, Numeric balance, bool hot, int open_holds)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_MODE_CHANGED),
 				 errmsg("account \"%s\" is changing mode", d->account->code),
-				 errdetail("The account was switched to hot mode while the posting ran."),
+				 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_MODE_CHANGED, LEDGER_FACT_TEXT("account", d->account->code), LEDGER_FACT_TEXT("mode", "hot"), NULL), "The account was switched to hot mode while the posting ran."),
 				 errhint("Retry the posting.")));
 	d->new_balance = ledger_numeric_add(balance, d->delta);
 	if (ledger_numeric_sign(d->delta) < 0 && !d->account->unbounded && !d->from_hold)
@@ -221,7 +240,7 @@ apply_cold(LedgerStore *st, LedgerDelta *d)
 {
 	bool		hot;
 	int			open_holds;
-	Numeric		balance = ledger_store_lock_balance(st, d->account->id, &hot, &open_holds);
+	Numeric		balance = ledger_store_lock_balance(st, d->account->id, false, &hot, &open_holds);
 
 	ledger_check_cold(d, balance, hot, open_holds);
 	ledger_store_set_balance(st, d->new_balance);
@@ -242,7 +261,7 @@ ledger_apply_hot(LedgerDelta *d)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_MODE_CHANGED),
 				 errmsg("account \"%s\" is changing mode", d->account->code),
-				 errdetail("The account was switched to cold mode while the posting ran."),
+				 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_MODE_CHANGED, LEDGER_FACT_TEXT("account", d->account->code), LEDGER_FACT_TEXT("mode", "cold"), NULL), "The account was switched to cold mode while the posting ran."),
 				 errhint("Retry the posting.")));
 }
 

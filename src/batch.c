@@ -128,7 +128,9 @@ run_item(void *arg)
  * statement, with no buffer pinned and no lightweight lock held, before
  * the item has written anything (batchapply.c), so the state after the
  * catch is the state before the item; an item that runs alone was rolled
- * back in its own subtransaction before its error reaches here.
+ * back in its own subtransaction before its error reaches here.  An LD
+ * error raised once the item has begun to write (from a trigger on the
+ * ledger's tables, say) is not a refusal: it fails the call.
  */
 static ErrorData *
 catch_refusal(void (*fn) (void *), void *arg)
@@ -144,7 +146,7 @@ catch_refusal(void (*fn) (void *), void *arg)
 	{
 		MemoryContextSwitchTo(caller);
 		err = CopyErrorData();
-		if (!LEDGER_ERRCODE_IS_LD(err->sqlerrcode))
+		if (!LEDGER_ERRCODE_IS_LD(err->sqlerrcode) || !ledger_batch_refusable())
 			PG_RE_THROW();
 		FlushErrorState();
 	}
@@ -205,7 +207,7 @@ run_batch(FunctionCallInfo fcinfo, BatchItem *items, int n, bool transfer, bool 
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT),
 				 errmsg("a batch that is not atomic has 1 to %d items", LEDGER_MAX_BATCH_ITEMS_SUBXACT),
-				 errdetail("%s was given %d items; each item of a batch that is not atomic holds a lock until the commit.",
+				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_ARGUMENT), "%s was given %d items; an item of a batch that is not atomic may run in a subtransaction, which holds a lock until the commit.",
 						   what, n),
 				 errhint("Split the batch, or make it atomic (up to %d items).", LEDGER_MAX_BATCH)));
 	ledger_rate_check(what);
@@ -229,11 +231,14 @@ run_batch(FunctionCallInfo fcinfo, BatchItem *items, int n, bool transfer, bool 
 			else if ((e = catch_refusal(run_item, &r)) != NULL)
 			{
 				/* refused before it wrote anything (batchapply.c) */
+				char	   *prose = e->detail ? ledger_facts_strip(e->detail) : NULL;
+
 				items[i].sqlerrcode = e->sqlerrcode;
-				items[i].message = MemoryContextStrdup(caller, e->detail
-													   ? psprintf("%s / %s", e->message, e->detail)
+				items[i].message = MemoryContextStrdup(caller, prose
+													   ? psprintf("%s / %s", e->message, prose)
 													   : e->message);
 			}
+			ledger_batch_item_done();
 			MemoryContextSwitchTo(spi);
 			MemoryContextReset(itemcxt);
 		}
@@ -275,7 +280,7 @@ check_count(int n, const char *what)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT),
 				 errmsg("a batch has 1 to %d items", LEDGER_MAX_BATCH),
-				 errdetail("%s was given %d items.", what, n)));
+				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_ARGUMENT), "%s was given %d items.", what, n)));
 }
 
 /* Elements of a one-dimensional array argument (NULL elements kept). */
@@ -292,7 +297,7 @@ array_elements(FunctionCallInfo fcinfo, int argno, Oid type, Datum **values, boo
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT),
 				 errmsg("batch arrays must have one dimension"),
-				 errdetail("Argument %d has %d dimensions.", argno + 1, ARR_NDIM(a))));
+				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_ARGUMENT), "Argument %d has %d dimensions.", argno + 1, ARR_NDIM(a))));
 	get_typlenbyvalalign(type, &typlen, &typbyval, &typalign);
 	deconstruct_array(a, type, typlen, typbyval, typalign, values, nulls, &n);
 	return n;
@@ -325,7 +330,8 @@ read_transfer(void *arg)
 				(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT),
 				 errmsg("%s must not be NULL",
 						in->from_null ? "from_account" : in->to_null ? "to_account" :
-						in->amount_null ? "amount" : "metadata")));
+						in->amount_null ? "amount" : "metadata"),
+					 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_ARGUMENT), NULL)));
 	it->from = ledger_check_code(DatumGetTextPP(in->from), "account code");
 	it->to = ledger_check_code(DatumGetTextPP(in->to), "account code");
 	it->amount = DatumGetNumeric(in->amount);
@@ -375,7 +381,7 @@ ledger_transfer_batch(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT),
 				 errmsg("the arrays of a transfer batch must have the same length"),
-				 errdetail("from_accounts has %d elements; every other array given must have as many.", n)));
+				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_ARGUMENT), "from_accounts has %d elements; every other array given must have as many.", n)));
 
 	items = palloc0(sizeof(BatchItem) * n);
 	codes = palloc0(sizeof(char *) * n * 2);
@@ -427,12 +433,13 @@ read_post(void *arg)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_INVALID_LEGS),
 				 errmsg("posting %d is not a JSON object", in->number),
-				 errdetail("Each posting is {\"legs\": [...], \"idempotency_key\": ..., \"metadata\": {...}}.")));
+				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_LEGS), "Each posting is {\"legs\": [...], \"idempotency_key\": ..., \"metadata\": {...}}.")));
 	c = in->v.val.binary.data;
 	if (getKeyJsonValueFromContainer(c, "legs", 4, &legs) == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_INVALID_LEGS),
-				 errmsg("posting %d has no \"legs\"", in->number)));
+				 errmsg("posting %d has no \"legs\"", in->number),
+					 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_LEGS), NULL)));
 	known++;
 	it->legs = ledger_parse_legs(JsonbValueToJsonb(&legs), &it->nlegs);
 	if (getKeyJsonValueFromContainer(c, "idempotency_key", 15, &key) != NULL)
@@ -441,7 +448,8 @@ read_post(void *arg)
 		if (key.type != jbvNull && key.type != jbvString)
 			ereport(ERROR,
 					(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT),
-					 errmsg("the idempotency_key of posting %d is not a string", in->number)));
+					 errmsg("the idempotency_key of posting %d is not a string", in->number),
+					 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_ARGUMENT), NULL)));
 		if (key.type == jbvString)
 			it->key = ledger_check_code(cstring_to_text_with_len(key.val.string.val,
 																 key.val.string.len),
@@ -459,7 +467,8 @@ read_post(void *arg)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_INVALID_LEGS),
 				 errmsg("posting %d has keys other than \"legs\", \"idempotency_key\" and \"metadata\"",
-						in->number)));
+						in->number),
+					 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_LEGS), NULL)));
 }
 
 PG_FUNCTION_INFO_V1(ledger_post_batch);
@@ -486,7 +495,7 @@ ledger_post_batch(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_INVALID_LEGS),
 				 errmsg("postings must be a JSON array of postings"),
-				 errdetail("Each posting is {\"legs\": [...], \"idempotency_key\": ..., \"metadata\": {...}}.")));
+				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_LEGS), "Each posting is {\"legs\": [...], \"idempotency_key\": ..., \"metadata\": {...}}.")));
 	n = JB_ROOT_COUNT(doc);
 	check_count(n, "ledger.post_batch");
 

@@ -57,6 +57,9 @@ typedef struct LedgerBatch
 	HTAB	   *accounts;
 	LedgerStore *store;			/* NULL between a flush and the next use */
 	bool		atomic;
+	bool		busy;			/* inside an item's posting or a flush */
+	bool		writing;		/* an item has begun to write */
+	TimestampTz last_ts;		/* the newest posting time of the batch */
 } LedgerBatch;
 
 static LedgerBatch *batch = NULL;
@@ -67,23 +70,65 @@ ledger_batch_active(void)
 	return batch != NULL;
 }
 
+/*
+ * Whether an error raised now may be reported as an item's refusal: not
+ * once the item has begun to write (batch.c re-raises it then, failing the
+ * call).
+ */
+bool
+ledger_batch_refusable(void)
+{
+	return batch == NULL || !batch->writing;
+}
+
+/* Between items (batch.c): whatever the last item did, none runs now. */
+void
+ledger_batch_item_done(void)
+{
+	Assert(batch != NULL);
+	Assert(!batch->writing);
+	batch->busy = false;
+}
+
+/*
+ * A posting reached while a batch item or flush runs (a trigger on the
+ * ledger's tables calling the ledger) would bypass the running balances:
+ * refused, failing the batch.
+ */
+static void
+refuse_nested(void)
+{
+	if (batch->busy)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("a posting cannot run inside a batch item"),
+				 errdetail("A trigger or function called ledger postings while ledger.transfer_batch or ledger.post_batch was writing.")));
+}
+
 /* Start a batch's running balances, for a call that ends with ledger_batch_end. */
 void
 ledger_batch_begin(bool atomic)
 {
 	HASHCTL		ctl;
-	MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext, "ledger batch balances",
-											  ALLOCSET_DEFAULT_SIZES);
+	MemoryContext cxt;
+	LedgerBatch *b;
 
-	Assert(batch == NULL);
-	batch = MemoryContextAllocZero(cxt, sizeof(LedgerBatch));
-	batch->cxt = cxt;
-	batch->atomic = atomic;
+	if (batch != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("a batch cannot run inside another batch"),
+				 errdetail("A trigger or function called a batch while a batch was running.")));
+	cxt = AllocSetContextCreate(CurrentMemoryContext, "ledger batch balances",
+								ALLOCSET_DEFAULT_SIZES);
+	b = MemoryContextAllocZero(cxt, sizeof(LedgerBatch));
+	b->cxt = cxt;
+	b->atomic = atomic;
 	ctl.keysize = sizeof(int64);
 	ctl.entrysize = sizeof(BatchAccount);
 	ctl.hcxt = cxt;
-	batch->accounts = hash_create("ledger batch accounts", 1024, &ctl,
-								  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	b->accounts = hash_create("ledger batch accounts", 1024, &ctl,
+							  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	batch = b;					/* last: nothing above can leave it dangling */
 }
 
 /* Forget the batch after an error: the transaction's abort undoes its work. */
@@ -91,6 +136,17 @@ void
 ledger_batch_forget(void)
 {
 	batch = NULL;
+}
+
+/* A copy in the batch's memory. */
+static Numeric
+numeric_copy(Numeric n)
+{
+	MemoryContext old = MemoryContextSwitchTo(batch->cxt);
+	Numeric		copy = DatumGetNumericCopy(NumericGetDatum(n));
+
+	MemoryContextSwitchTo(old);
+	return copy;
 }
 
 static LedgerStore *
@@ -121,13 +177,13 @@ batch_account(int64 id)
 	if (!a->locked)
 	{
 		LedgerStore *st = batch_store();
-		MemoryContext old = MemoryContextSwitchTo(batch->cxt);
+		Numeric		balance;
 
 		Assert(!a->dirty);
-		a->balance = ledger_store_lock_balance(st, id, &a->hot, &a->open_holds);
+		balance = ledger_store_lock_balance(st, id, true, &a->hot, &a->open_holds);
+		a->balance = numeric_copy(balance);
 		a->tid = ledger_store_balance_tid(st);
 		a->locked = true;
-		MemoryContextSwitchTo(old);
 	}
 	return a;
 }
@@ -166,19 +222,22 @@ batch_flush(void)
 	HASH_SEQ_STATUS seq;
 	BatchAccount *a;
 
-	if (batch->store == NULL)
+	LedgerStore *st = batch->store;
+
+	if (st == NULL)
 		return;
+	batch->busy = true;
 	hash_seq_init(&seq, batch->accounts);
 	while ((a = hash_seq_search(&seq)) != NULL)
 	{
 		if (a->dirty)
-			ledger_store_set_balance_at(batch->store, &a->tid, a->balance);
+			ledger_store_set_balance_at(st, &a->tid, a->balance);
 		write_day(a, a->balance);
 		a->dirty = false;
 		a->locked = false;
 	}
-	ledger_store_end(batch->store);
-	batch->store = NULL;
+	batch->store = NULL;		/* its AFTER triggers fire in ledger_store_end */
+	ledger_store_end(st);
 }
 
 /* End the batch: write what it holds in memory. */
@@ -190,36 +249,33 @@ ledger_batch_end(void)
 	batch = NULL;
 }
 
-static Numeric
-numeric_copy(Numeric n)
-{
-	return DatumGetNumericCopy(NumericGetDatum(n));
-}
-
-/* Move an account's running balance by a checked delta, on day. */
+/*
+ * Move an account's running balance by a checked delta, on day (which
+ * never goes back within a batch: see ledger_batch_post).
+ */
 static void
 batch_move(BatchAccount *a, LedgerDelta *d, DateADT day)
 {
-	MemoryContext old;
+	Numeric		debits = d->debits;
+	Numeric		credits = d->credits;
 
+	Assert(!a->has_day || day >= a->day);
 	if (a->has_day && a->day != day)
 		write_day(a, a->balance);	/* the batch ran past midnight (UTC) */
-	old = MemoryContextSwitchTo(batch->cxt);
-	if (!a->has_day)
+	if (a->has_day)
 	{
-		a->has_day = true;
-		a->day = day;
-		a->debits = numeric_copy(d->debits);
-		a->credits = numeric_copy(d->credits);
+		debits = ledger_numeric_add(a->debits, debits);
+		credits = ledger_numeric_add(a->credits, credits);
+		pfree(a->debits);
+		pfree(a->credits);
 	}
-	else
-	{
-		a->debits = ledger_numeric_add(a->debits, d->debits);
-		a->credits = ledger_numeric_add(a->credits, d->credits);
-	}
+	a->has_day = true;
+	a->day = day;
+	a->debits = numeric_copy(debits);
+	a->credits = numeric_copy(credits);
+	pfree(a->balance);
 	a->balance = numeric_copy(d->new_balance);
 	a->dirty = true;
-	MemoryContextSwitchTo(old);
 }
 
 typedef struct AloneArgs
@@ -269,6 +325,8 @@ ledger_batch_post(pg_uuid_t *id, const char *kind, LedgerLeg *legs, int nlegs,
 	int			i;
 
 	Assert(batch != NULL);
+	refuse_nested();
+	batch->busy = true;
 	if (key != NULL && ledger_find_key(key, scope, hash, id))
 		return false;			/* an earlier identical request; else LD007 */
 	deltas = ledger_build_deltas(legs, nlegs, &ndeltas);
@@ -305,12 +363,23 @@ ledger_batch_post(pg_uuid_t *id, const char *kind, LedgerLeg *legs, int nlegs,
 	}
 	if (hot != NULL)
 		ledger_apply_hot(hot);	/* the last check: a reservation, settled at commit or abort */
-	if (key != NULL && !ledger_claim_key(id, kind, key, scope, hash, metadata))
-		return false;			/* a concurrent call took the key meanwhile */
 
-	/* writes */
+	/*
+	 * Writes, from the key's claim on: an error from here on is no longer
+	 * the item's refusal but the call's failure (ledger_batch_refusable).
+	 * The claim returns false when a concurrent call took the key after
+	 * ledger_find_key looked: nothing was written then.
+	 */
+	batch->writing = true;
+	if (key != NULL && !ledger_claim_key(id, kind, key, scope, hash, metadata))
+	{
+		batch->writing = false;
+		return false;
+	}
 	st = batch_store();
-	ts = GetCurrentTimestamp();
+	/* the clock may step back; a batch's days and times do not */
+	ts = Max(GetCurrentTimestamp(), batch->last_ts);
+	batch->last_ts = ts;
 	day = ledger_utc_day(ts);
 	for (i = 0; i < ndeltas; i++)
 	{
@@ -325,5 +394,6 @@ ledger_batch_post(pg_uuid_t *id, const char *kind, LedgerLeg *legs, int nlegs,
 		ledger_store_insert_journal(st, id, legs[i].account->id, legs[i].amount, ts);
 	if (key == NULL)
 		ledger_store_insert_transaction(st, id, kind, metadata);
+	batch->writing = false;
 	return true;
 }

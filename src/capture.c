@@ -79,7 +79,7 @@ ledger_capture(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_HOLD_SHARED),
 				 errmsg("hold %s is shared and cannot be captured", ledger_uuid_str(hold_id)),
-				 errdetail("Shared holds keep money in place on account \"%s\"; void it to release it.",
+				 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_HOLD_SHARED, LEDGER_FACT_ID("hold_id", hold_id), LEDGER_FACT_TEXT("account", h.account_code), NULL), "Shared holds keep money in place on account \"%s\"; void it to release it.",
 						   h.account_code)));
 	ledger_check_debit_owner(h.account_code, "ledger.capture");
 	legs[0].code = h.account_code;
@@ -123,7 +123,7 @@ ledger_capture(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_LEDGER_HOLD_EXCEEDED),
 				 errmsg("capture of %s exceeds what remains on hold %s",
 						ledger_numeric_str(amount), ledger_uuid_str(hold_id)),
-				 errdetail("Hold %s on account \"%s\" holds %s, of which %s was captured and %s remains.",
+				 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_HOLD_EXCEEDED, LEDGER_FACT_ID("hold_id", hold_id), LEDGER_FACT_TEXT("account", h.account_code), LEDGER_FACT_AMOUNT("amount", h.amount), LEDGER_FACT_AMOUNT("captured", h.captured), LEDGER_FACT_AMOUNT("remaining", h.remaining), LEDGER_FACT_AMOUNT("requested", amount), NULL), "Hold %s on account \"%s\" holds %s, of which %s was captured and %s remains.",
 						   ledger_uuid_str(hold_id), h.account_code, ledger_numeric_str(h.amount),
 						   ledger_numeric_str(h.captured), ledger_numeric_str(h.remaining))));
 	Assert(ledger_numeric_sign(amount) > 0);

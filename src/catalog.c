@@ -44,7 +44,7 @@ ledger_create_asset(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT),
 				 errmsg("scale must be between 0 and 18"),
-				 errdetail("Asset \"%s\", scale %d.", code, scale)));
+				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_ARGUMENT), "Asset \"%s\", scale %d.", code, scale)));
 
 	SPI_connect();
 	if (insert_asset_plan == NULL)
@@ -62,7 +62,7 @@ ledger_create_asset(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_DUPLICATE_ASSET),
 				 errmsg("asset \"%s\" already exists", code),
-				 errdetail("Asset \"%s\" was created before; assets are never replaced.", code)));
+				 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_DUPLICATE_ASSET, LEDGER_FACT_TEXT("asset", code), NULL), "Asset \"%s\" was created before; assets are never replaced.", code)));
 	SPI_finish();
 	PG_RETURN_VOID();
 }
@@ -97,7 +97,7 @@ ledger_create_account(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_UNKNOWN_ASSET),
 				 errmsg("asset \"%s\" does not exist", asset),
-				 errdetail("Account \"%s\" names asset \"%s\".", code, asset),
+				 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_UNKNOWN_ASSET, LEDGER_FACT_TEXT("asset", asset), LEDGER_FACT_TEXT("account", code), NULL), "Account \"%s\" names asset \"%s\".", code, asset),
 				 errhint("Create it first with ledger.create_asset.")));
 
 	SPI_connect();
@@ -130,7 +130,7 @@ ledger_create_account(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_DUPLICATE_ACCOUNT),
 				 errmsg("account \"%s\" already exists", code),
-				 errdetail("Account codes are unique; \"%s\" is taken.", code)));
+				 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_DUPLICATE_ACCOUNT, LEDGER_FACT_TEXT("account", code), NULL), "Account codes are unique; \"%s\" is taken.", code)));
 	id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
 									 SPI_tuptable->tupdesc, 1, &isnull));
 
@@ -175,7 +175,8 @@ ledger_balance(PG_FUNCTION_ARGS)
 	if (SPI_processed == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_UNKNOWN_ACCOUNT),
-				 errmsg("account \"%s\" does not exist", code)));
+				 errmsg("account \"%s\" does not exist", code),
+					 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_UNKNOWN_ACCOUNT, LEDGER_FACT_TEXT("account", code), NULL), NULL)));
 	result = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	result = SPI_datumTransfer(result, false, -1);
 	SPI_finish();

@@ -12,8 +12,10 @@
  *
  * Validity: an entry is dropped when its relation's relcache entry is
  *	  invalidated (ALTER TABLE ... ADD or DROP CONSTRAINT, and every other
- *	  change), and the trees are compared by count with the relation's
- *	  current constraints before use.  A dropped entry's memory is freed at
+ *	  change), and every entry when any function or type changes (planning
+ *	  inlines SQL functions and folds immutable calls, as the plan cache
+ *	  knows); the trees are compared by count with the relation's current
+ *	  constraints before use.  A dropped entry's memory is freed at
  *	  the end of the transaction, since an executor state of the running
  *	  posting may still point into it.
  *
@@ -30,6 +32,7 @@
 #include "utils/inval.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
+#include "utils/syscache.h"
 
 typedef struct KeptChecks
 {
@@ -77,6 +80,12 @@ checks_invalidate(Datum arg, Oid relid)
 }
 
 static void
+checks_invalidate_all(Datum arg, int cacheid, uint32 hashvalue)
+{
+	checks_invalidate(arg, InvalidOid);
+}
+
+static void
 checks_xact_end(XactEvent event, void *arg)
 {
 	ListCell   *lc;
@@ -117,6 +126,9 @@ ledger_checks_prepare(ResultRelInfo *rri)
 		ctl.hcxt = TopMemoryContext;
 		kept = hash_create("ledger kept checks", 16, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 		CacheRegisterRelcacheCallback(checks_invalidate, (Datum) 0);
+		/* planning inlined SQL functions and folded immutable ones */
+		CacheRegisterSyscacheCallback(PROCOID, checks_invalidate_all, (Datum) 0);
+		CacheRegisterSyscacheCallback(TYPEOID, checks_invalidate_all, (Datum) 0);
 		RegisterXactCallback(checks_xact_end, NULL);
 	}
 	k = hash_search(kept, &relid, HASH_FIND, &found);
@@ -152,7 +164,14 @@ ledger_checks_prepare(ResultRelInfo *rri)
 		k->exprs = exprs;
 		k->cxt = cxt;
 	}
-	rri->ri_ConstraintExprs = palloc(sizeof(ExprState *) * k->ncheck);
-	for (i = 0; i < k->ncheck; i++)
-		rri->ri_ConstraintExprs[i] = ExecInitExpr(k->exprs[i], NULL);
+	{
+		/* an invalidation during ExecInitExpr may retire k: its trees stay */
+		int			ncheck = k->ncheck;
+		Expr	  **exprs = k->exprs;
+		ExprState **states = palloc(sizeof(ExprState *) * ncheck);
+
+		for (i = 0; i < ncheck; i++)
+			states[i] = ExecInitExpr(exprs[i], NULL);
+		rri->ri_ConstraintExprs = states;
+	}
 }

@@ -126,7 +126,8 @@ ledger_escrow_require(void)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_HOT_UNAVAILABLE),
 				 errmsg("hot accounts require the ledger library to be preloaded"),
-				 errhint("Add 'ledger' to shared_preload_libraries and restart the server.")));
+				 errhint("Add 'ledger' to shared_preload_libraries and restart the server."),
+					 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_HOT_UNAVAILABLE), NULL)));
 }
 
 /*
@@ -157,7 +158,7 @@ ledger_escrow_require_served(const char *code)
 				(errcode(ERRCODE_LEDGER_HOT_UNAVAILABLE),
 				 errmsg("hot accounts are served in database \"%s\" only",
 						ledger_database ? ledger_database : ""),
-				 errdetail("Account \"%s\"; this is database \"%s\".", code,
+				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_HOT_UNAVAILABLE), "Account \"%s\"; this is database \"%s\".", code,
 						   get_database_name(MyDatabaseId)),
 				 errhint("Switch the account to cold mode here, or set ledger.database to this database and restart.")));
 }
@@ -263,7 +264,7 @@ ledger_escrow_wait_ready(void)
 			ereport(ERROR,
 					(errcode(ERRCODE_LEDGER_HOT_NOT_READY),
 					 errmsg("hot account balances are being rebuilt after a restart"),
-					 errdetail("The fold worker has not finished loading hot accounts within %d ms.",
+					 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_HOT_NOT_READY), "The fold worker has not finished loading hot accounts within %d ms.",
 							   ledger_hot_wait_ms),
 					 errhint("Retry the posting; if this persists, check that the ledger fold worker runs in database \"%s\".",
 							 ledger_database)));
@@ -342,7 +343,8 @@ ledger_escrow_wait_drained(int slot, const char *code)
 			ereport(ERROR,
 					(errcode(ERRCODE_LEDGER_MODE_CHANGED),
 					 errmsg("hot account \"%s\" still has %d posting(s) in flight", code, inflight - own),
-					 errhint("Retry when they have committed or rolled back.")));
+					 errhint("Retry when they have committed or rolled back."),
+					 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_MODE_CHANGED), NULL)));
 		CHECK_FOR_INTERRUPTS();
 		pg_usleep(1000L);
 		waited++;
@@ -470,7 +472,7 @@ escrow_xact_callback(XactEvent event, void *arg)
 				ereport(ERROR,
 						(errcode(ERRCODE_LEDGER_HOT_PREPARE),
 						 errmsg("cannot PREPARE a transaction that posted to a hot account"),
-						 errdetail("The transaction holds %d hot-account reservation(s) in this backend's shared-memory escrow.",
+						 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_HOT_PREPARE), "The transaction holds %d hot-account reservation(s) in this backend's shared-memory escrow.",
 								   nentries),
 						 errhint("Commit it directly, or switch the account to cold mode for two-phase commit.")));
 			break;

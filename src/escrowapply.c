@@ -70,7 +70,7 @@ ledger_hot_apply(LedgerDelta *d)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_HOT_OUT_OF_RANGE),
 				 errmsg("amount is too large for hot account \"%s\"", acct->code),
-				 errdetail("Hot accounts hold amounts below 10^36 units of 10^-%d; the posting moves %s.",
+				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_HOT_OUT_OF_RANGE), "Hot accounts hold amounts below 10^36 units of 10^-%d; the posting moves %s.",
 						   acct->scale, ledger_numeric_str(d->delta))));
 	ledger_escrow_reserve_entries();
 
@@ -93,7 +93,7 @@ ledger_hot_apply(LedgerDelta *d)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_MODE_CHANGED),
 				 errmsg("hot account \"%s\" changed under its escrow", acct->code),
-				 errdetail("The escrow counts in units of 10^-%d, the account's asset in units of 10^-%d.",
+				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_MODE_CHANGED), "The escrow counts in units of 10^-%d, the account's asset in units of 10^-%d.",
 						   scale, acct->scale),
 				 errhint("Switch the account to cold mode and back.")));
 	}
@@ -103,7 +103,7 @@ ledger_hot_apply(LedgerDelta *d)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_MODE_CHANGED),
 				 errmsg("hot account \"%s\" takes no postings for the moment", acct->code),
-				 errdetail("%s", busy_reason(state)),
+				 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_MODE_CHANGED, LEDGER_FACT_TEXT("account", acct->code), LEDGER_FACT_TEXT("state", ledger_slot_state_names[state]), NULL), "%s", busy_reason(state)),
 				 errhint("Retry the posting.")));
 	}
 	SpinLockAcquire(&s->mutex);
@@ -147,7 +147,15 @@ ledger_hot_apply(LedgerDelta *d)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_INSUFFICIENT_FUNDS),
 				 errmsg("insufficient funds in account \"%s\"", acct->code),
-				 errdetail("Account \"%s\" (hot) has %s available above its floor %s; the posting requests %s.",
+				 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_INSUFFICIENT_FUNDS,
+													 LEDGER_FACT_TEXT("account", acct->code),
+													 LEDGER_FACT_TEXT("asset", acct->asset),
+													 LEDGER_FACT_AMOUNT("balance", ledger_scaled_to_numeric(available, scale)),
+													 LEDGER_FACT_AMOUNT("floor", ledger_scaled_to_numeric(floor, scale)),
+													 LEDGER_FACT_AMOUNT("available", ledger_scaled_to_numeric(available - floor, scale)),
+													 LEDGER_FACT_AMOUNT("requested", ledger_numeric_neg(d->delta)),
+													 NULL),
+										"Account \"%s\" (hot) has %s available above its floor %s; the posting requests %s.",
 						   acct->code,
 						   ledger_numeric_str(ledger_scaled_to_numeric(available - floor, scale)),
 						   ledger_numeric_str(ledger_scaled_to_numeric(floor, scale)),
@@ -156,7 +164,7 @@ ledger_hot_apply(LedgerDelta *d)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_HOT_OUT_OF_RANGE),
 				 errmsg("hot account \"%s\" would hold more than its escrow can", acct->code),
-				 errdetail("Hot accounts hold balances below 10^36 units of 10^-%d in absolute value; account \"%s\" stands at %s with postings in flight, and this posting moves %s.",
+				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_HOT_OUT_OF_RANGE), "Hot accounts hold balances below 10^36 units of 10^-%d in absolute value; account \"%s\" stands at %s with postings in flight, and this posting moves %s.",
 						   scale, acct->code,
 						   ledger_numeric_str(ledger_scaled_to_numeric(total, scale)),
 						   ledger_numeric_str(d->delta)),

@@ -124,7 +124,8 @@ ledger_hot_load(void)
 		ereport(WARNING,
 				(errcode(ERRCODE_LEDGER_HOT_UNAVAILABLE),
 				 errmsg("%d of %d hot accounts could not be loaded into shared memory", missed, n),
-				 errhint("Raise ledger.max_hot_accounts; postings to them load them when a slot is free.")));
+				 errhint("Raise ledger.max_hot_accounts; postings to them load them when a slot is free."),
+					 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_HOT_UNAVAILABLE), NULL)));
 }
 
 /* The extension (at a version with hot accounts) is not installed: nothing to load. */
@@ -154,20 +155,20 @@ ledger_hot_load_account(LedgerAccount *acct)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_MODE_CHANGED),
 				 errmsg("account \"%s\" is changing mode", acct->code),
-				 errdetail("The account was switched to cold mode while the posting ran."),
+				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_MODE_CHANGED), "The account was switched to cold mode while the posting ran."),
 				 errhint("Retry the posting.")));
 	/* a slot outlives the transaction: it must not hold what may roll back */
 	if (a->own_change)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_MODE_CHANGED),
 				 errmsg("hot account \"%s\" was changed by this transaction", acct->code),
-				 errdetail("Its escrow is not loaded on this server, and its balance row holds this transaction's uncommitted change (a correction)."),
+				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_MODE_CHANGED), "Its escrow is not loaded on this server, and its balance row holds this transaction's uncommitted change (a correction)."),
 				 errhint("Commit the change, then post.")));
 	if (!a->fits)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_HOT_OUT_OF_RANGE),
 				 errmsg("hot account \"%s\" holds amounts too large for the escrow", acct->code),
-				 errdetail("Hot accounts hold amounts below 10^36 units of 10^-%d.", acct->scale),
+				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_HOT_OUT_OF_RANGE), "Hot accounts hold amounts below 10^36 units of 10^-%d.", acct->scale),
 				 errhint("Switch the account to cold mode.")));
 	LWLockAcquire(escrow->lock, LW_EXCLUSIVE);
 	slot = ledger_escrow_find(acct->id, relid);
@@ -179,7 +180,7 @@ ledger_hot_load_account(LedgerAccount *acct)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_HOT_UNAVAILABLE),
 				 errmsg("no room for hot account \"%s\"", acct->code),
-				 errdetail("All %d hot-account slots are in use.", escrow->nslots),
+				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_HOT_UNAVAILABLE), "All %d hot-account slots are in use.", escrow->nslots),
 				 errhint("Raise ledger.max_hot_accounts and restart.")));
 }
 
@@ -234,7 +235,8 @@ ledger_hot_fence(int64 account_id, const char *code)
 			ereport(ERROR,
 					(errcode(ERRCODE_LEDGER_MODE_CHANGED),
 					 errmsg("hot account \"%s\" was switched to hot mode by this transaction", code),
-					 errhint("Commit the switch, then correct the account.")));
+					 errhint("Commit the switch, then correct the account."),
+					 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_MODE_CHANGED), NULL)));
 		}
 		if (state == SLOT_ACTIVE && IsolationUsesXactSnapshot())
 		{
@@ -258,7 +260,7 @@ ledger_hot_fence(int64 account_id, const char *code)
 			ereport(ERROR,
 					(errcode(ERRCODE_LEDGER_MODE_CHANGED),
 					 errmsg("hot account \"%s\" is busy with another correction or mode change", code),
-					 errdetail("Waited %d ms for its slot (state %s).", waited,
+					 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_MODE_CHANGED), "Waited %d ms for its slot (state %s).", waited,
 							   ledger_slot_state_names[state]),
 					 errhint("Retry.")));
 		CHECK_FOR_INTERRUPTS();
@@ -280,7 +282,7 @@ ledger_refuse_snapshot_isolation(const char *code)
 	ereport(ERROR,
 			(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT),
 			 errmsg("hot account \"%s\" can only be corrected or switched under READ COMMITTED", code),
-			 errdetail("This transaction runs under %s; its snapshot would miss the postings the correction waits for.",
+			 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_ARGUMENT), "This transaction runs under %s; its snapshot would miss the postings the correction waits for.",
 					   IsolationIsSerializable() ? "SERIALIZABLE" : "REPEATABLE READ"),
 			 errhint("Run it in a READ COMMITTED transaction.")));
 }
@@ -325,7 +327,7 @@ ledger_hot_fence_set(int64 account_id, Numeric balance)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_HOT_OUT_OF_RANGE),
 				 errmsg("balance %s is too large for a hot account", ledger_numeric_str(balance)),
-				 errdetail("Hot accounts hold balances below 10^36 units of 10^-%d; account " INT64_FORMAT " would hold %s.",
+				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_HOT_OUT_OF_RANGE), "Hot accounts hold balances below 10^36 units of 10^-%d; account " INT64_FORMAT " would hold %s.",
 						   scale, account_id, ledger_numeric_str(balance)),
 				 errhint("Switch the account to cold mode.")));
 	ledger_escrow_set_reset(account_id, scaled);

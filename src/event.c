@@ -53,11 +53,13 @@ ledger_append_event(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_INVALID_EVENT),
 				 errmsg("unknown event type \"%s\"", type),
-				 errhint("Event types: transfer, post, hold, mark_submitted, capture, void, invalidate.")));
+				 errhint("Event types: transfer, post, hold, mark_submitted, capture, void, invalidate."),
+					 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_EVENT), NULL)));
 	if (VARSIZE(payload) > LEDGER_MAX_METADATA_SIZE)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_INVALID_EVENT),
-				 errmsg("the payload of an event must be at most %d bytes", LEDGER_MAX_METADATA_SIZE)));
+				 errmsg("the payload of an event must be at most %d bytes", LEDGER_MAX_METADATA_SIZE),
+					 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_EVENT), NULL)));
 	ledger_event_check_payload(t, payload);
 	PreventCommandIfReadOnly("ledger.append_event");
 	ledger_horizon_require();

@@ -130,7 +130,8 @@ ledger_event_check_payload(const EventType *t, Jsonb *payload)
 	if (!JB_ROOT_IS_OBJECT(payload) || JB_ROOT_IS_SCALAR(payload))
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_INVALID_EVENT),
-				 errmsg("the payload of a %s event must be a JSON object", t->name)));
+				 errmsg("the payload of a %s event must be a JSON object", t->name),
+					 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_EVENT), NULL)));
 	for (i = 0; i < n; i++)
 	{
 		JsonbValue	v;
@@ -141,7 +142,8 @@ ledger_event_check_payload(const EventType *t, Jsonb *payload)
 			if (k->required)
 				ereport(ERROR,
 						(errcode(ERRCODE_LEDGER_INVALID_EVENT),
-						 errmsg("the payload of a %s event needs \"%s\"", t->name, k->name)));
+						 errmsg("the payload of a %s event needs \"%s\"", t->name, k->name),
+					 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_EVENT), NULL)));
 			continue;
 		}
 		found++;
@@ -151,13 +153,15 @@ ledger_event_check_payload(const EventType *t, Jsonb *payload)
 					 errmsg("\"%s\" in the payload of a %s event must be %s", k->name, t->name,
 							json_type_name(k->type)),
 					 k->type == 's' && strcmp(k->name, "amount") == 0 ?
-					 errhint("Give amounts as decimal strings, such as \"10.25\".") : 0));
+					 errhint("Give amounts as decimal strings, such as \"10.25\".") : 0,
+					 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_EVENT), NULL)));
 	}
 	if (found != JsonContainerSize(&payload->root))
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_INVALID_EVENT),
 				 errmsg("the payload of a %s event has keys other than the arguments of ledger.%s",
-						t->name, t->name)));
+						t->name, t->name),
+					 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_EVENT), NULL)));
 }
 
 const char *
@@ -217,11 +221,11 @@ ledger_event_check_rights(const char *role, const EventType *t, int64 seq)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_INVALID_EVENT),
 				 errmsg("role \"%s\" may not call %s", role, t->function),
-				 errdetail("Events of type %s run with the rights of the role that appends them.", t->name)));
+				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_EVENT), "Events of type %s run with the rights of the role that appends them.", t->name)));
 	ereport(ERROR,
 			(errcode(ERRCODE_LEDGER_INVALID_EVENT),
 			 errmsg("role \"%s\" may not call %s", role, t->function),
-			 errdetail("Event " INT64_FORMAT " was appended by role \"%s\", which lacks EXECUTE on %s.",
+			 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_EVENT), "Event " INT64_FORMAT " was appended by role \"%s\", which lacks EXECUTE on %s.",
 					   seq, role, t->function)));
 }
 

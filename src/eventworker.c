@@ -145,7 +145,7 @@ ledger_catch_up(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT),
 				 errmsg("timeout must be between 0 and 1 hour"),
-				 errdetail("timeout is %s.",
+				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_ARGUMENT), "timeout is %s.",
 						   DatumGetCString(DirectFunctionCall1(interval_out,
 															   IntervalPGetDatum(timeout))))));
 	timeout_ms = timeout->time / 1000;
@@ -153,14 +153,14 @@ ledger_catch_up(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT),
 				 errmsg("ledger.catch_up runs under READ COMMITTED only"),
-				 errdetail("It reads the pointer as others move it; this transaction's snapshot would never see them move.")));
+				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_ARGUMENT), "It reads the pointer as others move it; this transaction's snapshot would never see them move.")));
 	PreventCommandIfReadOnly("ledger.catch_up");
 	ledger_horizon_require();
 	if (ledger_horizon_claimed())
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_CATCH_UP_TIMEOUT),
 				 errmsg("ledger.catch_up cannot wait for events this transaction appended"),
-				 errdetail("They can be applied only after this transaction commits."),
+				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_CATCH_UP_TIMEOUT), "They can be applied only after this transaction commits."),
 				 errhint("Commit the append first, then call ledger.catch_up.")));
 
 	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
@@ -181,7 +181,7 @@ ledger_catch_up(PG_FUNCTION_ARGS)
 					 errmsg("events are not applied within %s",
 							DatumGetCString(DirectFunctionCall1(interval_out,
 																IntervalPGetDatum(timeout)))),
-					 errdetail("The pointer is at " INT64_FORMAT ", the %s " INT64_FORMAT "; the horizon is " INT64_FORMAT ".",
+					 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_CATCH_UP_TIMEOUT), "The pointer is at " INT64_FORMAT ", the %s " INT64_FORMAT "; the horizon is " INT64_FORMAT ".",
 							   pointer, stream ? "stream's last event is" : "last event is",
 							   target, ledger_horizon(ledger_event_relid())),
 					 errhint("See ledger.event_worker: an open transaction that appended events holds the horizon back, or the applier is stopped or failing.")));

@@ -69,7 +69,7 @@ exchange_accounts(const char *asset, bool need_spread, char **liquidity, char **
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_EXCHANGE_NOT_CONFIGURED),
 				 errmsg("asset \"%s\" has no liquidity account for exchanges", asset),
-				 errdetail("An exchange in or out of %s needs the account that provides and absorbs it.", asset),
+				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_EXCHANGE_NOT_CONFIGURED), "An exchange in or out of %s needs the account that provides and absorbs it.", asset),
 				 errhint("Name one with ledger.set_exchange_accounts.")));
 	*liquidity = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 	*spread = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
@@ -77,7 +77,7 @@ exchange_accounts(const char *asset, bool need_spread, char **liquidity, char **
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_EXCHANGE_NOT_CONFIGURED),
 				 errmsg("asset \"%s\" has no spread account", asset),
-				 errdetail("An exchange into %s with a spread needs one.", asset),
+				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_EXCHANGE_NOT_CONFIGURED), "An exchange into %s with a spread needs one.", asset),
 				 errhint("Name one with ledger.set_exchange_accounts.")));
 }
 
@@ -114,13 +114,25 @@ fresh_rate(const char *base, const char *quote, int64 max_age_us, int64 wait_us,
 				ereport(ERROR,
 						(errcode(ERRCODE_LEDGER_STALE_RATE),
 						 errmsg("no exchange rate for %s/%s", base, quote),
-						 errdetail("Pair %s/%s has no rate at all%s.", base, quote,
+						 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_STALE_RATE,
+															 LEDGER_FACT_TEXT("base", base),
+															 LEDGER_FACT_TEXT("quote", quote),
+															 LEDGER_FACT_TEXT("observed_at", NULL),
+															 NULL),
+												"Pair %s/%s has no rate at all%s.", base, quote,
 								   wait_us > 0 ? " after the wait" : ""),
 						 errhint("Retry once the rate feed delivers.")));
 			ereport(ERROR,
 					(errcode(ERRCODE_LEDGER_STALE_RATE),
 					 errmsg("the exchange rate for %s/%s is stale", base, quote),
-					 errdetail("The newest rate of %s/%s was observed %.3f s ago, at %s; at most %.3f s is allowed.",
+					 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_STALE_RATE,
+														 LEDGER_FACT_TEXT("base", base),
+														 LEDGER_FACT_TEXT("quote", quote),
+														 LEDGER_FACT_TEXT("observed_at", ledger_timestamptz_iso(*observed_at)),
+														 LEDGER_FACT_INT("age_ms", (now - *observed_at) / 1000),
+														 LEDGER_FACT_INT("max_age_ms", max_age_us / 1000),
+														 NULL),
+											"The newest rate of %s/%s was observed %.3f s ago, at %s; at most %.3f s is allowed.",
 							   base, quote, (double) (now - *observed_at) / USECS_PER_SEC,
 							   DatumGetCString(DirectFunctionCall1(timestamptz_out,
 																   TimestampTzGetDatum(*observed_at))),
@@ -186,7 +198,7 @@ exchange_account(const char *code, LedgerAccount *a)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_UNKNOWN_ACCOUNT),
 				 errmsg("account \"%s\" does not exist", code),
-				 errdetail("An exchange names account \"%s\".", code)));
+				 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_UNKNOWN_ACCOUNT, LEDGER_FACT_TEXT("account", code), NULL), "An exchange names account \"%s\".", code)));
 }
 
 PG_FUNCTION_INFO_V1(ledger_exchange);
@@ -239,18 +251,18 @@ ledger_exchange(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT),
 				 errmsg("spread must be at least 0 and below 1"),
-				 errdetail("The spread given is %s (a fraction of the converted amount).",
+				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_ARGUMENT), "The spread given is %s (a fraction of the converted amount).",
 						   ledger_numeric_str(spread))));
 	if (strcmp(from_code, to_code) == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT),
 				 errmsg("cannot exchange from an account to itself"),
-				 errdetail("Both sides name account \"%s\".", from_code)));
+				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_ARGUMENT), "Both sides name account \"%s\".", from_code)));
 	if (wait_us > 0 && IsolationUsesXactSnapshot())
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT),
 				 errmsg("ledger.exchange with a wait runs under READ COMMITTED only"),
-				 errdetail("It waits for a rate committed after the call began, which this transaction's snapshot would never show.")));
+				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_ARGUMENT), "It waits for a rate committed after the call began, which this transaction's snapshot would never show.")));
 	PreventCommandIfReadOnly("ledger.exchange");
 	ledger_rate_check("ledger.exchange");
 
@@ -262,7 +274,7 @@ ledger_exchange(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_ASSET_MISMATCH),
 				 errmsg("an exchange needs accounts of two different assets"),
-				 errdetail("Accounts \"%s\" and \"%s\" both hold %s; use ledger.transfer.",
+				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_ASSET_MISMATCH), "Accounts \"%s\" and \"%s\" both hold %s; use ledger.transfer.",
 						   from_code, to_code, from.asset)));
 	amount = ledger_check_amount(amount, &from, false);
 
@@ -285,7 +297,7 @@ ledger_exchange(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT),
 				 errmsg("an exchange cannot name a liquidity or spread account"),
-				 errdetail("Accounts \"%s\" and \"%s\": liquidity and spread accounts are the other side of every exchange.",
+				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_ARGUMENT), "Accounts \"%s\" and \"%s\": liquidity and spread accounts are the other side of every exchange.",
 						   from_code, to_code)));
 
 	fresh_rate(from.asset, to.asset, max_age_us, wait_us, &rate, &observed_at);
@@ -295,7 +307,7 @@ ledger_exchange(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_INVALID_AMOUNT),
 				 errmsg("%s %s converts to too much %s", ledger_numeric_str(amount), from.asset, to.asset),
-				 errdetail("At rate %s it is %s %s; amounts must be below 10^%d.",
+				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_AMOUNT), "At rate %s it is %s %s; amounts must be below 10^%d.",
 						   ledger_numeric_str(rate), ledger_numeric_str(gross), to.asset,
 						   LEDGER_MAX_AMOUNT_DIGITS)));
 	spread_amount = ledger_numeric_trunc(ledger_numeric_mul(gross, spread), to.scale);
@@ -305,7 +317,7 @@ ledger_exchange(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_LEDGER_INVALID_AMOUNT),
 				 errmsg("%s %s converts to nothing in %s", ledger_numeric_str(amount), from.asset,
 						to.asset),
-				 errdetail("At rate %s, %s %s is %s %s at scale %d, and %s after the spread.",
+				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_AMOUNT), "At rate %s, %s %s is %s %s at scale %d, and %s after the spread.",
 						   ledger_numeric_str(rate), ledger_numeric_str(amount), from.asset,
 						   ledger_numeric_str(gross), to.asset, to.scale,
 						   ledger_numeric_str(net))));

@@ -58,7 +58,8 @@ bad_record(int n, const char *field, const char *why)
 			 errmsg("statement record %d: %s %s", n, field, why),
 			 errhint("A record is {\"external_ref\": text, \"amount\": number, \"asset\": text, "
 					 "\"status\": \"pending\"|\"succeeded\"|\"failed\"|\"reversed\", "
-					 "\"occurred_at\": timestamptz text}.")));
+					 "\"occurred_at\": timestamptz text}."),
+					 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_RECORD), NULL)));
 }
 
 /* A string field of a record, or LD030. */
@@ -141,7 +142,7 @@ read_record(JsonbValue *elem, int n, Record *r)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_UNKNOWN_ASSET),
 				 errmsg("asset \"%s\" does not exist", r->asset),
-				 errdetail("Statement record %d (external_ref \"%s\") names it.", n, r->ref)));
+				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_UNKNOWN_ASSET), "Statement record %d (external_ref \"%s\") names it.", n, r->ref)));
 	r->amount = ledger_check_numeric_finite(r->amount, "amount", r->asset, scale);
 	if (ledger_numeric_sign(r->amount) <= 0)
 		bad_record(n, "amount", "must be positive");
@@ -225,7 +226,7 @@ ledger_import_statement(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_INVALID_RECORD),
 				 errmsg("records must be a JSON array of statement records"),
-				 errdetail("Source \"%s\".", source)));
+				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_RECORD), "Source \"%s\".", source)));
 	PreventCommandIfReadOnly("ledger.import_statement");
 	n = JB_ROOT_COUNT(doc);
 	SPI_connect();
@@ -344,7 +345,7 @@ ledger_reconcile_external(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT),
 				 errmsg("since must be before until"),
-				 errdetail("Source \"%s\".", source)));
+				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_ARGUMENT), "Source \"%s\".", source)));
 	InitMaterializedSRF(fcinfo, 0);
 
 	SPI_connect();

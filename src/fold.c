@@ -235,7 +235,7 @@ ledger_fold_round(int max_rows, int64 *writes, bool worker)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_MODE_CHANGED),
 				 errmsg("another fold advanced the fold state concurrently"),
-				 errdetail("Expected generation " INT64_FORMAT ".", generation),
+				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_MODE_CHANGED), "Expected generation " INT64_FORMAT ".", generation),
 				 errhint("Retry; this round is rolled back.")));
 	return folded;
 }
@@ -271,7 +271,7 @@ ledger_fold(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT),
 				 errmsg("max_rows must be positive"),
-				 errdetail("max_rows %d.", max_rows)));
+				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_ARGUMENT), "max_rows %d.", max_rows)));
 	SPI_connect();
 	folded = ledger_fold_round(max_rows, &writes, false);
 	SPI_finish();

@@ -59,7 +59,7 @@ ledger_hold_refuse(const LedgerHold *h, const char *state, const char *move)
 	ereport(ERROR,
 			(errcode(ERRCODE_LEDGER_HOLD_FINISHED),
 			 errmsg("hold %s is %s and cannot be %s", ledger_uuid_str(&h->id), state, move),
-			 errdetail("Hold %s on account \"%s\" is %s: %s of %s was captured, %s remains.",
+			 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_HOLD_FINISHED, LEDGER_FACT_ID("hold_id", &h->id), LEDGER_FACT_TEXT("account", h->account_code), LEDGER_FACT_TEXT("state", state), LEDGER_FACT_AMOUNT("amount", h->amount), LEDGER_FACT_AMOUNT("captured", h->captured), LEDGER_FACT_AMOUNT("remaining", h->remaining), NULL), "Hold %s on account \"%s\" is %s: %s of %s was captured, %s remains.",
 					   ledger_uuid_str(&h->id), h->account_code, state,
 					   ledger_numeric_str(h->captured), ledger_numeric_str(h->amount),
 					   ledger_numeric_str(h->remaining))));
@@ -94,7 +94,8 @@ ledger_hold_get(const pg_uuid_t *id, bool lock, LedgerHold *h)
 		elog(ERROR, "hold %s disappeared", ledger_uuid_str(id));
 	ereport(ERROR,
 			(errcode(ERRCODE_LEDGER_UNKNOWN_HOLD),
-			 errmsg("hold %s does not exist", ledger_uuid_str(id))));
+			 errmsg("hold %s does not exist", ledger_uuid_str(id)),
+					 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_UNKNOWN_HOLD, LEDGER_FACT_ID("hold_id", id), NULL), NULL)));
 }
 
 /* Does a hold in this (effective) state still keep money, and move? */
@@ -122,7 +123,7 @@ window_end(TimestampTz now, Interval *window, const char *name)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT),
 				 errmsg("%s must be positive and at most %d days", name, HOLD_MAX_WINDOW_DAYS),
-				 errdetail("%s is %s.", name,
+				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_ARGUMENT), "%s is %s.", name,
 						   DatumGetCString(DirectFunctionCall1(interval_out,
 															   IntervalPGetDatum(window))))));
 	return end;
@@ -177,7 +178,7 @@ refuse_hot(const char *code)
 	ereport(ERROR,
 			(errcode(ERRCODE_LEDGER_HOLD_HOT),
 			 errmsg("account \"%s\" is hot and takes no holds", code),
-			 errdetail("Account \"%s\" keeps its balance in shared memory; holds are checked at the balance row.", code),
+			 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_HOLD_HOT, LEDGER_FACT_TEXT("account", code), NULL), "Account \"%s\" keeps its balance in shared memory; holds are checked at the balance row.", code),
 			 errhint("Switch the account to cold with ledger.set_account_mode to hold its money.")));
 }
 
@@ -223,25 +224,25 @@ ledger_hold(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT),
 				 errmsg("hold mode must be \"exclusive\" or \"shared\""),
-				 errdetail("The mode given is \"%s\".", mode)));
+				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_ARGUMENT), "The mode given is \"%s\".", mode)));
 	exclusive = mode[0] == 'e';
 	if (exclusive && legs[1].code == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT),
 				 errmsg("an exclusive hold needs to_account"),
-				 errdetail("The hold on account \"%s\" names no account to capture to.",
+				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_ARGUMENT), "The hold on account \"%s\" names no account to capture to.",
 						   legs[0].code)));
 	if (!exclusive && legs[1].code != NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT),
 				 errmsg("a shared hold cannot name to_account"),
-				 errdetail("Shared holds keep money in place on account \"%s\"; they are never captured.",
+				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_ARGUMENT), "Shared holds keep money in place on account \"%s\"; they are never captured.",
 						   legs[0].code)));
 	if (exclusive && strcmp(legs[0].code, legs[1].code) == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT),
 				 errmsg("cannot hold money for a capture to the same account"),
-				 errdetail("Both sides name account \"%s\".", legs[0].code)));
+				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_ARGUMENT), "Both sides name account \"%s\".", legs[0].code)));
 	now = GetCurrentTimestamp();
 	(void) window_end(now, submit, "submit_within");
 	(void) window_end(now, confirm, "confirm_within");
@@ -273,7 +274,7 @@ ledger_hold(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_LEDGER_HOLD_LIMIT),
 				 errmsg("account \"%s\" has reached its limit of %d active holds",
 						legs[0].code, acct.max_active_holds),
-				 errdetail("Account \"%s\" has %d active holds; ledger.set_account_limits allows %d.",
+				 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_HOLD_LIMIT, LEDGER_FACT_TEXT("account", legs[0].code), LEDGER_FACT_INT("active", held.active), LEDGER_FACT_INT("max_active_holds", acct.max_active_holds), NULL), "Account \"%s\" has %d active holds; ledger.set_account_limits allows %d.",
 						   legs[0].code, held.active, acct.max_active_holds)));
 	ledger_check_room(legs[0].account, acct.balance, NULL, acct.open_holds > 0 ? &held : NULL,
 					  exclusive ? amount : NULL, exclusive ? NULL : amount,
@@ -337,7 +338,7 @@ ledger_mark_submitted(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT),
 				 errmsg("hold %s already has external_ref \"%s\"", ledger_uuid_str(&h.id), h.external_ref),
-				 errdetail("Hold %s on account \"%s\" was given external_ref \"%s\".",
+				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_ARGUMENT), "Hold %s on account \"%s\" was given external_ref \"%s\".",
 						   ledger_uuid_str(&h.id), h.account_code, ref)));
 	if (strcmp(state, "submitted") == 0 || strcmp(state, "timed_out") == 0)
 	{
@@ -406,7 +407,7 @@ ledger_void(PG_FUNCTION_ARGS)
 				ereport(ERROR,
 						(errcode(ERRCODE_LEDGER_IDEMPOTENCY_CONFLICT),
 						 errmsg("idempotency key \"%s\" was already used for a different request", key),
-						 errdetail("The key belongs to the %s event of hold %s.",
+						 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_IDEMPOTENCY_CONFLICT), "The key belongs to the %s event of hold %s.",
 								   event, ledger_uuid_str(&other))));
 			amount = keep_numeric(caller, amount);
 			SPI_finish();
@@ -424,7 +425,7 @@ ledger_void(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_IDEMPOTENCY_CONFLICT),
 				 errmsg("idempotency key \"%s\" was already used for a different request", key),
-				 errdetail("The key was taken by a move of another hold while hold %s was voided.",
+				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_IDEMPOTENCY_CONFLICT), "The key was taken by a move of another hold while hold %s was voided.",
 						   ledger_uuid_str(&h.id))));
 	released = keep_numeric(caller, released);
 	SPI_finish();
@@ -461,7 +462,7 @@ ledger_set_account_limits(PG_FUNCTION_ARGS)
 			ereport(ERROR,
 					(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT),
 					 errmsg("max_active_holds must not be negative"),
-					 errdetail("Account \"%s\", max_active_holds %d.", code, max)));
+					 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_ARGUMENT), "Account \"%s\", max_active_holds %d.", code, max)));
 	}
 	PreventCommandIfReadOnly("ledger.set_account_limits");
 	SPI_connect();

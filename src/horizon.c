@@ -171,7 +171,7 @@ horizon_xact_callback(XactEvent event, void *arg)
 				ereport(ERROR,
 						(errcode(ERRCODE_LEDGER_EVENTS_UNAVAILABLE),
 						 errmsg("cannot PREPARE a transaction that appended events"),
-						 errdetail("Its events hold back the horizon of event appliers until it ends in this backend."),
+						 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_EVENTS_UNAVAILABLE), "Its events hold back the horizon of event appliers until it ends in this backend."),
 						 errhint("Append events in transactions that commit directly.")));
 			break;
 		case XACT_EVENT_COMMIT:
@@ -227,7 +227,7 @@ ledger_horizon_require(void)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_EVENTS_UNAVAILABLE),
 				 errmsg("events need ledger in shared_preload_libraries"),
-				 errdetail("Event numbers and the applier's horizon live in shared memory."),
+				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_EVENTS_UNAVAILABLE), "Event numbers and the applier's horizon live in shared memory."),
 				 errhint("Add 'ledger' to shared_preload_libraries and restart.")));
 }
 
@@ -291,7 +291,7 @@ ledger_horizon_load(Oid relid, int64 max_seq)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_EVENTS_UNAVAILABLE),
 				 errmsg("events are served in at most %d databases of one server", HORIZON_MAX_DBS),
-				 errdetail("Database %u would be one more.", MyDatabaseId)));
+				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_EVENTS_UNAVAILABLE), "Database %u would be one more.", MyDatabaseId)));
 }
 
 /*

@@ -71,7 +71,8 @@ lock_target(const char *code, ModeTarget *t)
 	if (SPI_processed == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_UNKNOWN_ACCOUNT),
-				 errmsg("account \"%s\" does not exist", code)));
+				 errmsg("account \"%s\" does not exist", code),
+					 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_UNKNOWN_ACCOUNT, LEDGER_FACT_TEXT("account", code), NULL), NULL)));
 	tup = SPI_tuptable->vals[0];
 	desc = SPI_tuptable->tupdesc;
 	t->id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
@@ -102,7 +103,7 @@ make_hot(const char *code, ModeTarget *t, Oid relid)
 			ereport(ERROR,
 					(errcode(ERRCODE_LEDGER_HOLD_HOT),
 					 errmsg("account \"%s\" has active holds and cannot become hot", code),
-					 errdetail("Account \"%s\" has %d active holds keeping %s exclusively and %s shared.",
+					 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_HOLD_HOT), "Account \"%s\" has %d active holds keeping %s exclusively and %s shared.",
 							   code, held.active, ledger_numeric_str(held.exclusive),
 							   ledger_numeric_str(held.shared)),
 					 errhint("Capture, void or let them expire first.")));
@@ -113,7 +114,7 @@ make_hot(const char *code, ModeTarget *t, Oid relid)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_HOT_OUT_OF_RANGE),
 				 errmsg("account \"%s\" holds amounts too large for hot mode", code),
-				 errdetail("Hot accounts hold balances and floors below 10^36 units of 10^-%d; the balance is %s.",
+				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_HOT_OUT_OF_RANGE), "Hot accounts hold balances and floors below 10^36 units of 10^-%d; the balance is %s.",
 						   t->scale, ledger_numeric_str(t->balance))));
 	LWLockAcquire(escrow->lock, LW_EXCLUSIVE);
 
@@ -134,7 +135,7 @@ make_hot(const char *code, ModeTarget *t, Oid relid)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_HOT_UNAVAILABLE),
 				 errmsg("no room for another hot account"),
-				 errdetail("All %d hot-account slots are in use; account \"%s\" was not switched.",
+				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_HOT_UNAVAILABLE), "All %d hot-account slots are in use; account \"%s\" was not switched.",
 						   escrow->nslots, code),
 				 errhint("Raise ledger.max_hot_accounts and restart.")));
 }
@@ -164,7 +165,7 @@ make_cold(const char *code, ModeTarget *t, Oid relid)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_MODE_CHANGED),
 				 errmsg("hot account \"%s\" is busy with a correction or another mode change", code),
-				 errdetail("Its escrow slot is %s; it can be switched once that commits or rolls back.",
+				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_MODE_CHANGED), "Its escrow slot is %s; it can be switched once that commits or rolls back.",
 						   ledger_slot_state_names[state]),
 				 errhint("Retry.")));
 	if (slot >= 0)
@@ -193,7 +194,7 @@ ledger_set_account_mode(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT),
 				 errmsg("mode must be 'hot' or 'cold'"),
-				 errdetail("Account \"%s\", mode \"%s\".", code, mode)));
+				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_ARGUMENT), "Account \"%s\", mode \"%s\".", code, mode)));
 	to_hot = strcmp(mode, "hot") == 0;
 
 	/* to hot only where hot accounts are served; to cold anywhere */

@@ -88,14 +88,15 @@ lock_transaction(pg_uuid_t *id)
 	if (SPI_processed == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_UNKNOWN_TRANSACTION),
-				 errmsg("transaction %s does not exist", ledger_uuid_str(id))));
+				 errmsg("transaction %s does not exist", ledger_uuid_str(id)),
+					 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_UNKNOWN_TRANSACTION, LEDGER_FACT_ID("transaction_id", id), NULL), NULL)));
 	tup = SPI_tuptable->vals[0];
 	desc = SPI_tuptable->tupdesc;
 	if (DatumGetBool(SPI_getbinval(tup, desc, 1, &isnull)))
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_ALREADY_INVALIDATED),
 				 errmsg("transaction %s is already invalidated", ledger_uuid_str(id)),
-				 errdetail("It was invalidated at %s by %s: %s.",
+				 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_ALREADY_INVALIDATED, LEDGER_FACT_ID("transaction_id", id), NULL), "It was invalidated at %s by %s: %s.",
 						   SPI_getvalue(tup, desc, 2),
 						   SPI_getvalue(tup, desc, 3),
 						   SPI_getvalue(tup, desc, 4))));
@@ -103,7 +104,7 @@ lock_transaction(pg_uuid_t *id)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_CAPTURE_NOT_INVALIDATED),
 				 errmsg("transaction %s is a capture of a hold and cannot be invalidated", ledger_uuid_str(id)),
-				 errdetail("Invalidating it would put the money back on the account while its hold stays captured."),
+				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_CAPTURE_NOT_INVALIDATED), "Invalidating it would put the money back on the account while its hold stays captured."),
 				 errhint("Record the reversal as a new transfer (a refund), so the hold, the processor's statement and the journal agree.")));
 }
 
@@ -234,7 +235,7 @@ check_floors(pg_uuid_t *id, Touched *t, int n, bool force, const char *reason)
 				 errmsg_plural("invalidation would leave %d account below its floor",
 							   "invalidation would leave %d accounts below their floor",
 							   below, below),
-				 errdetail("Invalidating transaction %s: %s.", ledger_uuid_str(id), detail.data),
+				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_BELOW_FLOOR), "Invalidating transaction %s: %s.", ledger_uuid_str(id), detail.data),
 				 errhint("Fund the accounts first, or pass force => true to invalidate anyway and raise an alert.")));
 }
 

@@ -101,7 +101,10 @@
 		if (PG_ARGISNULL(n)) \
 			ereport(ERROR, \
 					(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT), \
-					 errmsg("%s must not be NULL", (name)))); \
+					 errmsg("%s must not be NULL", (name)), \
+					 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_INVALID_ARGUMENT, \
+														  LEDGER_FACT_TEXT("argument", (name)), \
+														  NULL), NULL))); \
 	} while (0)
 
 /* An account as resolved for a posting. */
@@ -352,6 +355,8 @@ extern bool ledger_batch_post(pg_uuid_t *id, const char *kind, LedgerLeg *legs, 
 							  const char *key, int64 scope, bytea *hash, Jsonb *metadata);
 extern void ledger_batch_end(void);
 extern void ledger_batch_forget(void);
+extern bool ledger_batch_refusable(void);
+extern void ledger_batch_item_done(void);
 
 /* escrow.c */
 extern char *ledger_database;
@@ -376,7 +381,7 @@ extern void ledger_hot_fence_set(int64 account_id, Numeric balance);
 /* store.c */
 typedef struct LedgerStore LedgerStore;
 extern LedgerStore *ledger_store_begin(void);
-extern Numeric ledger_store_lock_balance(LedgerStore *st, int64 account_id, bool *hot,
+extern Numeric ledger_store_lock_balance(LedgerStore *st, int64 account_id, bool latest, bool *hot,
 										 int *open_holds);
 extern void ledger_store_set_balance(LedgerStore *st, Numeric balance);
 extern ItemPointerData ledger_store_balance_tid(LedgerStore *st);
@@ -516,10 +521,22 @@ extern void ledger_json_int(LedgerJson *j, const char *key, int64 i);
 extern void ledger_json_text(LedgerJson *j, const char *key, const char *s);
 extern void ledger_json_bool(LedgerJson *j, const char *key, bool b);
 extern void ledger_json_timestamptz(LedgerJson *j, const char *key, TimestampTz ts);
+extern char *ledger_timestamptz_iso(TimestampTz ts);
 extern void ledger_json_jsonb(LedgerJson *j, const char *key, Jsonb *doc);
 extern Jsonb *ledger_json_end(LedgerJson *j);
 extern int64 ledger_raise_alert(const char *severity, const char *kind,
 								int64 account_id, Jsonb *details);
+
+/* errfacts.c */
+extern LedgerJson *ledger_facts(int sqlerrcode);
+extern LedgerJson *ledger_factsv(int sqlerrcode,...);
+#define LEDGER_FACT_TEXT(key, v)	(key), 's', (const char *) (v)
+#define LEDGER_FACT_AMOUNT(key, v)	(key), 'a', (Numeric) (v)
+#define LEDGER_FACT_INT(key, v)		(key), 'i', (int64) (v)
+#define LEDGER_FACT_ID(key, v)		(key), 'u', (const pg_uuid_t *) (v)
+extern void ledger_fact_amount(LedgerJson *j, const char *key, Numeric n);
+extern int	ledger_errdetail_facts(LedgerJson *facts, const char *fmt,...) pg_attribute_printf(2, 3);
+extern char *ledger_facts_strip(const char *detail);
 
 /* validate.c */
 extern char *ledger_check_code(text *t, const char *what);

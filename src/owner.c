@@ -63,7 +63,11 @@ ledger_check_debit_owner(const char *code, const char *what)
 			ereport(ERROR,
 					(errcode(ERRCODE_LEDGER_ACTING_OWNER_REQUIRED),
 					 errmsg("%s needs ledger.acting_owner", what),
-					 errdetail("Role \"%s\" debits only on behalf of an owner; account \"%s\" was asked for.",
+					 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_ACTING_OWNER_REQUIRED,
+														 LEDGER_FACT_TEXT("account", code),
+														 LEDGER_FACT_TEXT("role", GetUserNameFromId(GetOuterUserId(), false)),
+														 NULL),
+											"Role \"%s\" debits only on behalf of an owner; account \"%s\" was asked for.",
 							   GetUserNameFromId(GetOuterUserId(), false), code),
 					 errhint("SET LOCAL ledger.acting_owner = '<owner id>' in the transaction.")));
 		return;
@@ -74,6 +78,10 @@ ledger_check_debit_owner(const char *code, const char *what)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_NOT_ACCOUNT_OWNER),
 				 errmsg("account \"%s\" does not belong to the acting owner", code),
-				 errdetail("ledger.acting_owner is \"%s\"; %s may debit only that owner's accounts.",
+				 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_NOT_ACCOUNT_OWNER,
+													 LEDGER_FACT_TEXT("account", code),
+													 LEDGER_FACT_TEXT("acting_owner", acting_owner),
+													 NULL),
+										"ledger.acting_owner is \"%s\"; %s may debit only that owner's accounts.",
 						   acting_owner, what)));
 }

@@ -156,7 +156,11 @@ ledger_resolve_accounts(LedgerLeg *legs, int nlegs)
 			ereport(ERROR,
 					(errcode(ERRCODE_LEDGER_UNKNOWN_ACCOUNT),
 					 errmsg("account \"%s\" does not exist", legs[i].code),
-					 errdetail("Leg %d names account \"%s\".", i + 1, legs[i].code)));
+					 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_UNKNOWN_ACCOUNT,
+														 LEDGER_FACT_TEXT("account", legs[i].code),
+														 LEDGER_FACT_INT("leg", i + 1),
+														 NULL),
+											"Leg %d names account \"%s\".", i + 1, legs[i].code)));
 		ledger_account_cache_put(&found[i], xmin, &stamp);
 	}
 }
@@ -173,7 +177,13 @@ ledger_check_same_asset(LedgerLeg *legs)
 				(errcode(ERRCODE_LEDGER_ASSET_MISMATCH),
 				 errmsg("accounts \"%s\" and \"%s\" hold different assets",
 						legs[0].code, legs[1].code),
-				 errdetail("Account \"%s\" holds %s, account \"%s\" holds %s.",
+				 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_ASSET_MISMATCH,
+												 LEDGER_FACT_TEXT("account", legs[0].code),
+												 LEDGER_FACT_TEXT("asset", legs[0].account->asset),
+												 LEDGER_FACT_TEXT("other_account", legs[1].code),
+												 LEDGER_FACT_TEXT("other_asset", legs[1].account->asset),
+												 NULL),
+									"Account \"%s\" holds %s, account \"%s\" holds %s.",
 						   legs[0].code, legs[0].account->asset,
 						   legs[1].code, legs[1].account->asset),
 				 errhint("Use ledger.post with legs that net to zero in each asset.")));
@@ -209,7 +219,11 @@ check_balanced(LedgerLeg *legs, int nlegs)
 					(errcode(ERRCODE_LEDGER_UNBALANCED_POSTING),
 					 errmsg("posting does not net to zero in asset \"%s\"",
 							legs[i].account->asset),
-					 errdetail("The legs in asset \"%s\" sum to %s.",
+					 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_UNBALANCED_POSTING,
+													 LEDGER_FACT_TEXT("asset", legs[i].account->asset),
+													 LEDGER_FACT_AMOUNT("sum", sum),
+													 NULL),
+										"The legs in asset \"%s\" sum to %s.",
 							   legs[i].account->asset, ledger_numeric_str(sum)),
 					 errhint("Each asset's legs must sum to exactly zero.")));
 	}
@@ -307,7 +321,7 @@ ledger_transfer_item(char *from, char *to, Numeric amount, const char *key, Json
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT),
 				 errmsg("cannot transfer from an account to itself"),
-				 errdetail("Both sides name account \"%s\".", from)));
+				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_ARGUMENT), "Both sides name account \"%s\".", from)));
 
 	/* the fingerprint sees the request as given: -amount out, +amount in */
 	legs[0] = (LedgerLeg) {from, ledger_numeric_neg(amount), NULL};
@@ -376,13 +390,18 @@ ledger_parse_legs(Jsonb *doc, int *nlegs)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_INVALID_LEGS),
 				 errmsg("legs must be a JSON array"),
-				 errhint("Pass [{\"account\": \"code\", \"amount\": \"-10.00\"}, ...].")));
+				 errhint("Pass [{\"account\": \"code\", \"amount\": \"-10.00\"}, ...]."),
+					 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_LEGS), NULL)));
 	n = JB_ROOT_COUNT(doc);
 	if (n < 2 || n > ledger_max_legs)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_INVALID_LEGS),
 				 errmsg("a posting needs between 2 and %d legs", ledger_max_legs),
-				 errdetail_plural("%d leg was given.", "%d legs were given.", n, n)));
+				 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_INVALID_LEGS,
+													 LEDGER_FACT_INT("legs", n),
+													 LEDGER_FACT_INT("max_legs", ledger_max_legs),
+													 NULL),
+										"%d %s given.", n, n == 1 ? "leg was" : "legs were")));
 
 	legs = palloc0(sizeof(LedgerLeg) * n);
 	for (i = 0; i < n; i++)
@@ -395,22 +414,26 @@ ledger_parse_legs(Jsonb *doc, int *nlegs)
 		if (elem->type != jbvBinary || !JsonContainerIsObject(elem->val.binary.data))
 			ereport(ERROR,
 					(errcode(ERRCODE_LEDGER_INVALID_LEGS),
-					 errmsg("leg %d is not a JSON object", i + 1)));
+					 errmsg("leg %d is not a JSON object", i + 1),
+					 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_LEGS), NULL)));
 		obj = elem->val.binary.data;
 		if (getKeyJsonValueFromContainer(obj, "account", 7, &acct) == NULL ||
 			acct.type != jbvString)
 			ereport(ERROR,
 					(errcode(ERRCODE_LEDGER_INVALID_LEGS),
-					 errmsg("leg %d has no \"account\" string", i + 1)));
+					 errmsg("leg %d has no \"account\" string", i + 1),
+					 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_LEGS), NULL)));
 		if (getKeyJsonValueFromContainer(obj, "amount", 6, &amt) == NULL ||
 			(amt.type != jbvString && amt.type != jbvNumeric))
 			ereport(ERROR,
 					(errcode(ERRCODE_LEDGER_INVALID_LEGS),
-					 errmsg("leg %d has no \"amount\" number or string", i + 1)));
+					 errmsg("leg %d has no \"amount\" number or string", i + 1),
+					 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_LEGS), NULL)));
 		if (JsonContainerSize(obj) != 2)
 			ereport(ERROR,
 					(errcode(ERRCODE_LEDGER_INVALID_LEGS),
-					 errmsg("leg %d has keys other than \"account\" and \"amount\"", i + 1)));
+					 errmsg("leg %d has keys other than \"account\" and \"amount\"", i + 1),
+					 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_LEGS), NULL)));
 
 		legs[i].code = ledger_check_code(
 			cstring_to_text_with_len(acct.val.string.val, acct.val.string.len),

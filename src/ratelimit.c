@@ -135,7 +135,7 @@ rate_xact_callback(XactEvent event, void *arg)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT),
 				 errmsg("cannot PREPARE a transaction that changed rate limits"),
-				 errdetail("The change would take effect at COMMIT PREPARED, which this backend would not announce."),
+				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_ARGUMENT), "The change would take effect at COMMIT PREPARED, which this backend would not announce."),
 				 errhint("Change rate limits in a transaction of its own.")));
 	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_PARALLEL_COMMIT)
 		pg_atomic_fetch_add_u64(&rate->config_gen, 1);
@@ -390,7 +390,14 @@ ledger_rate_check(const char *what)
 				(errcode(ERRCODE_LEDGER_RATE_LIMITED),
 				 errmsg("%s refused: role \"%s\" is over its rate limit",
 						what, GetUserNameFromId(lim.roleid, false)),
-				 errdetail("The limit is %g calls per second with a burst of %d%s; retry after %d ms.",
+				 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_RATE_LIMITED,
+													 LEDGER_FACT_TEXT("role", GetUserNameFromId(lim.roleid, false)),
+													 LEDGER_FACT_AMOUNT("per_second", DatumGetNumeric(DirectFunctionCall1(float8_numeric, Float8GetDatum(lim.per_second)))),
+													 LEDGER_FACT_INT("burst", lim.burst),
+													 LEDGER_FACT_TEXT("acting_owner", lim.per_owner ? owner : NULL),
+													 LEDGER_FACT_INT("retry_after_ms", (int64) Min(ceil(wait_s * 1000.0), 1000000000.0)),
+													 NULL),
+										"The limit is %g calls per second with a burst of %d%s; retry after %d ms.",
 						   lim.per_second, lim.burst,
 						   lim.per_owner ? (owner ? ", per acting owner" : ", for calls without an acting owner") : "",
 						   (int) Min(ceil(wait_s * 1000.0), 1000000000.0)),
@@ -405,7 +412,7 @@ change_begin(const char *what)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT),
 				 errmsg("%s needs the ledger library preloaded", what),
-				 errdetail("Rate limits live in shared memory; without shared_preload_libraries = 'ledger' they would not be enforced."),
+				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_ARGUMENT), "Rate limits live in shared memory; without shared_preload_libraries = 'ledger' they would not be enforced."),
 				 errhint("Add ledger to shared_preload_libraries and restart the server.")));
 	PreventCommandIfReadOnly(what);
 	change_pending = true;
@@ -445,13 +452,13 @@ ledger_set_rate_limit(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT),
 				 errmsg("per_second must be between %s and %d", RATE_MIN_PER_SECOND, RATE_MAX_PER_SECOND),
-				 errdetail("Role \"%s\" was given %s calls per second.", role,
+				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_ARGUMENT), "Role \"%s\" was given %s calls per second.", role,
 						   ledger_numeric_str(per_second))));
 	if (burst < 1 || burst > RATE_MAX_BURST)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT),
 				 errmsg("burst must be between 1 and %d", RATE_MAX_BURST),
-				 errdetail("Role \"%s\" was given a burst of %d.", role, burst)));
+				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_ARGUMENT), "Role \"%s\" was given a burst of %d.", role, burst)));
 	change_begin("ledger.set_rate_limit");
 
 	SPI_connect();
@@ -475,7 +482,7 @@ ledger_set_rate_limit(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT),
 				 errmsg("at most %d roles may have rate limits", RATE_DB_LIMITS),
-				 errdetail("Role \"%s\" would be one too many.", role),
+				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_ARGUMENT), "Role \"%s\" would be one too many.", role),
 				 errhint("Limit a group's login roles one by one, or remove unused limits with ledger.remove_rate_limit.")));
 	SPI_finish();
 	PG_RETURN_VOID();

@@ -59,7 +59,7 @@ known_asset(text *t, const char *what)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_UNKNOWN_ASSET),
 				 errmsg("asset \"%s\" does not exist", code),
-				 errdetail("The %s given names no asset.", what)));
+				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_UNKNOWN_ASSET), "The %s given names no asset.", what)));
 	return code;
 }
 
@@ -122,7 +122,7 @@ ledger_set_exchange_rate(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_INVALID_RATE),
 				 errmsg("an exchange rate needs two different assets"),
-				 errdetail("Both base and quote are \"%s\".", base)));
+				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_RATE), "Both base and quote are \"%s\".", base)));
 	if (numeric_is_nan(rate) || numeric_is_inf(rate) || ledger_numeric_sign(rate) <= 0 ||
 		ledger_numeric_cmp(rate, ledger_max_amount()) >= 0 ||
 		DatumGetInt32(DirectFunctionCall1(numeric_scale,
@@ -132,14 +132,14 @@ ledger_set_exchange_rate(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_LEDGER_INVALID_RATE),
 				 errmsg("an exchange rate must be a positive finite number below 10^%d with at most %d decimals",
 						LEDGER_MAX_AMOUNT_DIGITS, RATE_MAX_SCALE),
-				 errdetail("The rate given for %s/%s is %s.", base, quote,
+				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_RATE), "The rate given for %s/%s is %s.", base, quote,
 						   ledger_numeric_str(rate))));
 	if (TIMESTAMP_NOT_FINITE(observed_at) ||
 		observed_at > TimestampTzPlusMilliseconds(GetCurrentTimestamp(), RATE_CLOCK_SKEW_S * 1000))
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_INVALID_RATE),
 				 errmsg("observed_at must not be more than %d seconds in the future", RATE_CLOCK_SKEW_S),
-				 errdetail("The rate for %s/%s was given as observed at %s.", base, quote,
+				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_RATE), "The rate for %s/%s was given as observed at %s.", base, quote,
 						   DatumGetCString(DirectFunctionCall1(timestamptz_out,
 															   TimestampTzGetDatum(observed_at))))));
 	PreventCommandIfReadOnly("ledger.set_exchange_rate");
@@ -182,12 +182,12 @@ exchange_account_id(text *t, const char *asset, const char *what)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_UNKNOWN_ACCOUNT),
 				 errmsg("account \"%s\" does not exist", code),
-				 errdetail("The %s of asset %s must be an existing account.", what, asset)));
+				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_UNKNOWN_ACCOUNT), "The %s of asset %s must be an existing account.", what, asset)));
 	if (strcmp(a.asset, asset) != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_ASSET_MISMATCH),
 				 errmsg("account \"%s\" holds %s, not %s", code, a.asset, asset),
-				 errdetail("The %s of asset %s must hold %s.", what, asset, asset)));
+				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_ASSET_MISMATCH), "The %s of asset %s must hold %s.", what, asset, asset)));
 	return a.id;
 }
 

@@ -176,7 +176,8 @@ ledger_lock_account(LedgerTaken *t)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_MODE_CHANGED),
 				 errmsg("hot account \"%s\" was loaded while the correction started", t->code),
-				 errhint("Retry the correction.")));
+				 errhint("Retry the correction."),
+					 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_MODE_CHANGED), NULL)));
 	if (ledger_schema_has_hot())
 		ledger_fold_account(t->id, INT_MAX);
 }
@@ -238,7 +239,8 @@ account_id_by_code(const char *code)
 	if (SPI_processed == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_UNKNOWN_ACCOUNT),
-				 errmsg("account \"%s\" does not exist", code)));
+				 errmsg("account \"%s\" does not exist", code),
+					 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_UNKNOWN_ACCOUNT), NULL)));
 	id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	SPI_freetuptable(SPI_tuptable);
 	return id;

@@ -194,6 +194,7 @@ insert_row(LedgerStore *st, int rti)
 {
 	ExecStoreVirtualTuple(st->slots[rti]);
 	ExecSimpleRelationInsert(st->rels[rti], st->estate, st->slots[rti]);
+	ResetPerTupleExprContext(st->estate);	/* what the checks allocated */
 }
 
 /*
@@ -276,17 +277,21 @@ slot_col(LedgerStore *st, TupleTableSlot *slot, int rti, const char *name, bool 
  * Lock an account's balance row (see the header for the snapshot rules)
  * and return its balance; *hot gets the row's hot flag (false before
  * 0.3.0), *open_holds its count of unfinished holds (0 before 0.6.0).
- * The row stays current for ledger_store_set_balance.
+ * The row stays current for ledger_store_set_balance.  latest: under READ
+ * COMMITTED, find the row with a snapshot taken now rather than the
+ * store's (a batch's store outlives accounts created meanwhile).
  */
 Numeric
-ledger_store_lock_balance(LedgerStore *st, int64 account_id, bool *hot, int *open_holds)
+ledger_store_lock_balance(LedgerStore *st, int64 account_id, bool latest, bool *hot,
+						  int *open_holds)
 {
 	ScanKeyData key;
 	bool		isnull;
 	Datum		d;
 
 	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(account_id));
-	st->balance_row = lock_row(st, RT_BALANCE, st->schema->account_balance_index, &key, 1, false);
+	st->balance_row = lock_row(st, RT_BALANCE, st->schema->account_balance_index, &key, 1,
+							   latest && !IsolationUsesXactSnapshot());
 	if (st->balance_row == NULL && IsolationUsesXactSnapshot())
 		ereport(ERROR,		/* an account created after this transaction's snapshot */
 				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
@@ -352,6 +357,7 @@ ledger_store_set_balance_of(LedgerStore *st, TupleTableSlot *old, Numeric balanc
 			TimestampTzGetDatum(GetCurrentTransactionStartTimestamp()), false);
 	ExecStoreVirtualTuple(slot);
 	ExecSimpleRelationUpdate(st->rels[RT_BALANCE], st->estate, &st->epq, old, slot);
+	ResetPerTupleExprContext(st->estate);
 }
 
 /*
@@ -391,6 +397,7 @@ ledger_store_add_daily(LedgerStore *st, int64 account_id, DateADT day,
 	{
 		ExecStoreVirtualTuple(slot);
 		ExecSimpleRelationUpdate(st->rels[RT_DAILY], st->estate, &st->epq, old, slot);
+		ResetPerTupleExprContext(st->estate);
 	}
 }
 

@@ -65,6 +65,7 @@ ledger_find_key(const char *key, int64 scope_account, bytea *hash, pg_uuid_t *id
 										   &isnull)), sizeof(pg_uuid_t));
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
 	ledger_require_same_request(key, isnull ? NULL : DatumGetByteaPP(d), hash, "transaction", id);
+	SPI_freetuptable(SPI_tuptable);
 	return true;
 }
 

@@ -36,7 +36,12 @@ ledger_check_code(text *t, const char *what)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT),
 				 errmsg("%s must be between 1 and %d bytes long", what, LEDGER_MAX_CODE_LEN),
-				 errdetail("The %s given is %zu bytes long.", what, len)));
+				 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_INVALID_ARGUMENT,
+													 LEDGER_FACT_TEXT("argument", what),
+													 LEDGER_FACT_INT("bytes", len),
+													 LEDGER_FACT_INT("max_bytes", LEDGER_MAX_CODE_LEN),
+													 NULL),
+										"The %s given is %zu bytes long.", what, len)));
 	for (i = 0; i < len; i++)
 	{
 		unsigned char c = (unsigned char) s[i];
@@ -45,7 +50,11 @@ ledger_check_code(text *t, const char *what)
 			ereport(ERROR,
 					(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT),
 					 errmsg("%s must not contain control characters", what),
-					 errdetail("Control character 0x%02X at byte %zu.", c, i + 1)));
+					 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_INVALID_ARGUMENT,
+														 LEDGER_FACT_TEXT("argument", what),
+														 LEDGER_FACT_INT("byte", i + 1),
+														 NULL),
+											"Control character 0x%02X at byte %zu.", c, i + 1)));
 	}
 	return s;
 }
@@ -65,7 +74,7 @@ ledger_known_role(FunctionCallInfo fcinfo, int argno, const char *what)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT),
 				 errmsg("role \"%s\" does not exist", role),
-				 errdetail("%s apply to an existing role.", what)));
+				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_ARGUMENT), "%s apply to an existing role.", what)));
 	return role;
 }
 
@@ -102,14 +111,25 @@ ledger_check_numeric_finite(Numeric n, const char *what, const char *asset, int 
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_INVALID_AMOUNT),
 				 errmsg("%s must be a finite number", what),
-				 errdetail("The %s given is %s.", what, ledger_numeric_str(n))));
+				 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_INVALID_AMOUNT,
+													 LEDGER_FACT_TEXT("argument", what),
+													 LEDGER_FACT_TEXT("given", ledger_numeric_str(n)),
+													 LEDGER_FACT_TEXT("reason", "not_finite"),
+													 NULL),
+										"The %s given is %s.", what, ledger_numeric_str(n))));
 
 	abs = DatumGetNumeric(DirectFunctionCall1(numeric_abs, NumericGetDatum(n)));
 	if (ledger_numeric_cmp(abs, ledger_max_amount()) >= 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_INVALID_AMOUNT),
 				 errmsg("%s is too large", what),
-				 errdetail("The %s given is %s; amounts must be below 10^%d.",
+				 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_INVALID_AMOUNT,
+													 LEDGER_FACT_TEXT("argument", what),
+													 LEDGER_FACT_AMOUNT("given", n),
+													 LEDGER_FACT_TEXT("reason", "too_large"),
+													 LEDGER_FACT_INT("max_digits", LEDGER_MAX_AMOUNT_DIGITS),
+													 NULL),
+										"The %s given is %s; amounts must be below 10^%d.",
 						   what, ledger_numeric_str(n), LEDGER_MAX_AMOUNT_DIGITS)));
 
 	rounded = DatumGetNumeric(DirectFunctionCall2(numeric_round,
@@ -119,7 +139,14 @@ ledger_check_numeric_finite(Numeric n, const char *what, const char *asset, int 
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_INVALID_AMOUNT),
 				 errmsg("%s has more decimals than asset \"%s\" allows", what, asset),
-				 errdetail("The %s given is %s; asset \"%s\" has scale %d.",
+				 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_INVALID_AMOUNT,
+													 LEDGER_FACT_TEXT("argument", what),
+													 LEDGER_FACT_AMOUNT("given", n),
+													 LEDGER_FACT_TEXT("reason", "too_many_decimals"),
+													 LEDGER_FACT_TEXT("asset", asset),
+													 LEDGER_FACT_INT("scale", scale),
+													 NULL),
+										"The %s given is %s; asset \"%s\" has scale %d.",
 						   what, ledger_numeric_str(n), asset, scale)));
 	return rounded;
 }
@@ -141,7 +168,13 @@ ledger_check_amount(Numeric amount, const LedgerAccount *account, bool allow_neg
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_INVALID_AMOUNT),
 				 errmsg("amount must be %s", allow_negative ? "non-zero" : "positive"),
-				 errdetail("Account \"%s\", amount %s.",
+				 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_INVALID_AMOUNT,
+													 LEDGER_FACT_TEXT("argument", "amount"),
+													 LEDGER_FACT_AMOUNT("given", amount),
+													 LEDGER_FACT_TEXT("reason", allow_negative ? "zero" : "not_positive"),
+													 LEDGER_FACT_TEXT("account", account->code),
+													 NULL),
+										"Account \"%s\", amount %s.",
 						   account->code, ledger_numeric_str(amount))));
 	return result;
 }
@@ -173,7 +206,13 @@ ledger_parse_amount(const char *str, int len, int leg)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_INVALID_AMOUNT),
 				 errmsg("amount of leg %d is not a decimal number", leg),
-				 errdetail("The amount given is \"%.*s\".", Min(len, 64), str),
+				 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_INVALID_AMOUNT,
+													 LEDGER_FACT_TEXT("argument", "amount"),
+													 LEDGER_FACT_TEXT("given", pnstrdup(str, Min(len, 64))),
+													 LEDGER_FACT_TEXT("reason", "not_a_decimal"),
+													 LEDGER_FACT_INT("leg", leg),
+													 NULL),
+										"The amount given is \"%.*s\".", Min(len, 64), str),
 				 errhint("Give amounts as JSON numbers or strings such as \"-10.25\".")));
 
 	cstr = pnstrdup(str, len);
@@ -193,14 +232,14 @@ ledger_check_metadata(Jsonb *metadata)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT),
 				 errmsg("metadata must be a JSON object"),
-				 errdetail("The metadata given is a JSON %s.",
+				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_ARGUMENT), "The metadata given is a JSON %s.",
 						   JB_ROOT_IS_ARRAY(metadata) && !JB_ROOT_IS_SCALAR(metadata) ?
 						   "array" : "scalar")));
 	if (VARSIZE(metadata) > LEDGER_MAX_METADATA_SIZE)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT),
 				 errmsg("metadata is too large"),
-				 errdetail("The metadata is %u bytes; the limit is %d.",
+				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_ARGUMENT), "The metadata is %u bytes; the limit is %d.",
 						   (unsigned int) VARSIZE(metadata), LEDGER_MAX_METADATA_SIZE)));
 }
 
@@ -228,7 +267,12 @@ ledger_require_same_request(const char *key, bytea *taken, bytea *hash, const ch
 	ereport(ERROR,
 			(errcode(ERRCODE_LEDGER_IDEMPOTENCY_CONFLICT),
 			 errmsg("idempotency key \"%s\" was already used for a different request", key),
-			 errdetail("The key belongs to %s %s, whose request differs from this one.",
+			 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_IDEMPOTENCY_CONFLICT,
+											 LEDGER_FACT_TEXT("idempotency_key", key),
+											 LEDGER_FACT_TEXT("original_kind", what),
+											 LEDGER_FACT_ID("original_id", owner),
+											 NULL),
+								"The key belongs to %s %s, whose request differs from this one.",
 					   what, ledger_uuid_str(owner))));
 }
 
@@ -252,7 +296,7 @@ ledger_check_interval(Interval *iv, const char *what, int64 min_us, int64 max_us
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT),
 				 errmsg("%s must be %s", what, range),
-				 errdetail("%s is %s.", what,
+				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_ARGUMENT), "%s is %s.", what,
 						   DatumGetCString(DirectFunctionCall1(interval_out,
 															   IntervalPGetDatum(iv))))));
 	return us;

@@ -115,3 +115,38 @@ SELECT try($$SELECT * FROM ledger.post_batch(NULL)$$);
 SELECT try($$SELECT * FROM ledger.post_batch('[{"legs": [{"account": "bt-a", "amount": "-1"}, {"account": "bt-b", "amount": 1}]}, 3]', atomic => true)$$);
 SELECT ledger.balance('bt-a') AS a, ledger.balance('bt-b') AS b, ledger.balance('bt-c') AS c;
 SELECT count(*) AS clean FROM ledger.reconcile(repair => false);
+
+-- a posting reached from a trigger while a batch item or its flush writes
+-- would bypass the running balances: refused, failing the call (a single
+-- call still nests); an LD error raised by a trigger once an item writes
+-- is not that item's refusal either: it fails the call, nothing written
+CREATE FUNCTION public.nest() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.metadata ? 'nest' THEN
+        PERFORM ledger.transfer('bt-a', 'bt-b', 1);
+    END IF;
+    RETURN NEW;
+END
+$$;
+CREATE TRIGGER nest AFTER INSERT ON ledger.transaction FOR EACH ROW EXECUTE FUNCTION public.nest();
+SELECT count(*) AS transactions_before FROM ledger.transaction \gset
+SELECT try($$SELECT * FROM ledger.transfer_batch(ARRAY['bt-a'], ARRAY['bt-b'], ARRAY[1],
+                                                 metadata => ARRAY['{"nest": 1}']::jsonb[])$$);
+SELECT count(*) - :transactions_before AS written FROM ledger.transaction;
+SELECT ledger.transfer('bt-a', 'bt-b', 1, metadata => '{"nest": 1}') IS NOT NULL AS single_nests;
+SELECT count(*) - :transactions_before AS written FROM ledger.transaction;
+DROP TRIGGER nest ON ledger.transaction;
+CREATE FUNCTION public.refuse_777() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF abs(NEW.amount) = 7.77 THEN
+        RAISE EXCEPTION 'no 7.77' USING ERRCODE = 'LD001';
+    END IF;
+    RETURN NEW;
+END
+$$;
+CREATE TRIGGER refuse_777 BEFORE INSERT ON ledger.journal_entry FOR EACH ROW EXECUTE FUNCTION public.refuse_777();
+SELECT count(*) AS transactions_before FROM ledger.transaction \gset
+SELECT try($$SELECT * FROM ledger.transfer_batch(ARRAY['bt-a', 'bt-a'], ARRAY['bt-b', 'bt-b'], ARRAY[1, 7.77])$$);
+SELECT count(*) - :transactions_before AS written FROM ledger.transaction;
+DROP TRIGGER refuse_777 ON ledger.journal_entry;
+DROP FUNCTION public.nest(), public.refuse_777();

@@ -29,7 +29,8 @@ SELECT c.relname, t.tgname, t.tgenabled
  ORDER BY c.relname, t.tgname;
 
 -- Test helper used by the later files: run a statement, report its outcome
--- as "ok" or "SQLSTATE: message / detail".
+-- as "ok" or "SQLSTATE: message / detail", the detail without its last line
+-- of structured facts (test/sql/facts.sql shows those).
 CREATE FUNCTION public.try(stmt text) RETURNS text
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -42,6 +43,7 @@ BEGIN
 EXCEPTION WHEN OTHERS THEN
     GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT,
                             det = PG_EXCEPTION_DETAIL;
+    det := regexp_replace(det, '(^|\n)\{[^\n]*\}$', '');
     RETURN st || ': ' || msg || coalesce(' / ' || nullif(det, ''), '');
 END
 $$;
