@@ -313,4 +313,5 @@ ledger_apply_balances(LedgerDelta *deltas, int ndeltas, pg_uuid_t *txid,
 	if (kind != NULL)
 		ledger_store_insert_transaction(st, txid, kind, metadata);
 	ledger_store_end(st);
+	ledger_count_posting(ledger_batch_active());
 }

@@ -394,6 +394,7 @@ ledger_batch_post(pg_uuid_t *id, const char *kind, LedgerLeg *legs, int nlegs,
 		ledger_store_insert_journal(st, id, legs[i].account->id, legs[i].amount, ts);
 	if (key == NULL)
 		ledger_store_insert_transaction(st, id, kind, metadata);
+	ledger_count_posting(true);
 	batch->writing = false;
 	return true;
 }

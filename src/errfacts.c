@@ -21,12 +21,13 @@
 #include "lib/stringinfo.h"
 #include "utils/builtins.h"
 
-/* Begin an error's facts: {"sqlstate": "LDnnn", ...}. */
+/* Begin an error's facts: {"sqlstate": "LDnnn", ...}; counts the error (counters.c). */
 LedgerJson *
 ledger_facts(int sqlerrcode)
 {
 	LedgerJson *j = ledger_json_begin();
 
+	ledger_count_raised(sqlerrcode);
 	ledger_json_text(j, "sqlstate", unpack_sql_state(sqlerrcode));
 	return j;
 }

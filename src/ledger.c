@@ -37,6 +37,7 @@ _PG_init(void)
 	ledger_rates_init();
 	ledger_owner_init();
 	ledger_ratelimit_init();
+	ledger_counters_init();
 
 	MarkGUCPrefixReserved("ledger");
 }

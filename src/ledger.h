@@ -14,7 +14,7 @@
  *	    balance          balance.c (cold rows); batchapply.c (a batch's running
  *	      strategies     balances); escrowapply.c escrowload.c escrow.c (hot)
  *	    storage helpers  store.c checks.c txkey.c holdstore.c horizon.c outboxstore.c
- *	                     owner.c ratelimit.c
+ *	                     owner.c ratelimit.c counters.c errfacts.c
  *	                     lookup.c cache.c
  *	                     schema.c spi.c
  *	                     alert.c validate.c amount.c ids.c
@@ -526,6 +526,11 @@ extern void ledger_json_jsonb(LedgerJson *j, const char *key, Jsonb *doc);
 extern Jsonb *ledger_json_end(LedgerJson *j);
 extern int64 ledger_raise_alert(const char *severity, const char *kind,
 								int64 account_id, Jsonb *details);
+
+/* counters.c */
+extern void ledger_counters_init(void);
+extern void ledger_count_posting(bool batch_item);
+extern void ledger_count_raised(int sqlerrcode);
 
 /* errfacts.c */
 extern LedgerJson *ledger_facts(int sqlerrcode);

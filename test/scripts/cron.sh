@@ -96,6 +96,13 @@ for _ in $(seq 1 30); do
 done
 [ "$hstatus" = succeeded ] && ok "ledger-expire-holds ran and succeeded" ||
 	fail "ledger-expire-holds: ${hstatus:-did not run}"
+# what a monitor sees of those runs: pg_cron's row-level security hides
+# them from it, ledger.scheduled_runs() shows them
+seen=$(psql -At -c "SET ROLE ledger_monitor" -c "SELECT string_agg(jobname || '=' || last_status, ' ' ORDER BY jobname)
+                                               FROM ledger.scheduled_runs()" 2>&1)
+[ "$seen" = "ledger-expire-holds=succeeded ledger-reconcile=succeeded" ] &&
+	ok "ledger_monitor sees the runs through ledger.scheduled_runs(): $seen" ||
+	fail "ledger.scheduled_runs() as ledger_monitor: $seen"
 rows=$(psql -At -F '|' <<'SQL'
 SELECT 'the unsent hold is recorded expired', recorded_state = 'expired' AND remaining = 0, recorded_state
   FROM ledger.holds WHERE external_ref = 'never-sent';

@@ -124,6 +124,23 @@ SELECT item, result FROM ledger.transfer_batch(ARRAY['u-world', 'u-o1'], ARRAY['
  ORDER BY item;
 SELECT count(*) AS clean FROM ledger.reconcile();
 
+ALTER EXTENSION ledger UPDATE TO '0.12.0';
+SELECT extversion FROM pg_extension WHERE extname = 'ledger';
+-- the monitoring objects, and the facts line of a SQL wrapper's error
+SELECT counter FROM ledger.counters() WHERE sqlstate IS NULL ORDER BY counter;
+SELECT (SELECT coalesce(sum(alerts), 0) FROM ledger.open_alerts) = (SELECT count(*) FROM ledger.alert WHERE acknowledged_at IS NULL) AS alerts_match,
+       (SELECT coalesce(sum(holds), 0) FROM ledger.hold_stats) = (SELECT count(*) FROM ledger.hold) AS holds_match;
+SELECT count(*) AS no_pg_cron FROM ledger.scheduled_runs();
+SELECT try($$SELECT ledger.schedule_hold_expiry(NULL)$$);
+DO $$
+DECLARE det text;
+BEGIN
+  PERFORM ledger.schedule_hold_expiry(NULL);
+EXCEPTION WHEN OTHERS THEN
+  GET STACKED DIAGNOSTICS det = PG_EXCEPTION_DETAIL;
+  RAISE NOTICE '%', det;
+END $$;
+
 -- every object of the upgraded extension has a comment
 SELECT p.proname FROM pg_proc p
  WHERE p.pronamespace = 'ledger'::regnamespace AND obj_description(p.oid, 'pg_proc') IS NULL;
