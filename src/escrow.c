@@ -158,7 +158,9 @@ ledger_escrow_require_served(const char *code)
 				(errcode(ERRCODE_LEDGER_HOT_UNAVAILABLE),
 				 errmsg("hot accounts are served in database \"%s\" only",
 						ledger_database ? ledger_database : ""),
-				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_HOT_UNAVAILABLE), "Account \"%s\"; this is database \"%s\".", code,
+				 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_HOT_UNAVAILABLE,
+													 LEDGER_FACT_TEXT("account", code), NULL),
+										"Account \"%s\"; this is database \"%s\".", code,
 						   get_database_name(MyDatabaseId)),
 				 errhint("Switch the account to cold mode here, or set ledger.database to this database and restart.")));
 }

@@ -69,7 +69,10 @@ exchange_accounts(const char *asset, bool need_spread, char **liquidity, char **
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_EXCHANGE_NOT_CONFIGURED),
 				 errmsg("asset \"%s\" has no liquidity account for exchanges", asset),
-				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_EXCHANGE_NOT_CONFIGURED), "An exchange in or out of %s needs the account that provides and absorbs it.", asset),
+				 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_EXCHANGE_NOT_CONFIGURED,
+													 LEDGER_FACT_TEXT("asset", asset),
+													 LEDGER_FACT_TEXT("missing", "liquidity_account"), NULL),
+										"An exchange in or out of %s needs the account that provides and absorbs it.", asset),
 				 errhint("Name one with ledger.set_exchange_accounts.")));
 	*liquidity = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 	*spread = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
@@ -77,7 +80,10 @@ exchange_accounts(const char *asset, bool need_spread, char **liquidity, char **
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_EXCHANGE_NOT_CONFIGURED),
 				 errmsg("asset \"%s\" has no spread account", asset),
-				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_EXCHANGE_NOT_CONFIGURED), "An exchange into %s with a spread needs one.", asset),
+				 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_EXCHANGE_NOT_CONFIGURED,
+													 LEDGER_FACT_TEXT("asset", asset),
+													 LEDGER_FACT_TEXT("missing", "spread_account"), NULL),
+										"An exchange into %s with a spread needs one.", asset),
 				 errhint("Name one with ledger.set_exchange_accounts.")));
 }
 

@@ -104,7 +104,9 @@ lock_transaction(pg_uuid_t *id)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_CAPTURE_NOT_INVALIDATED),
 				 errmsg("transaction %s is a capture of a hold and cannot be invalidated", ledger_uuid_str(id)),
-				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_CAPTURE_NOT_INVALIDATED), "Invalidating it would put the money back on the account while its hold stays captured."),
+				 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_CAPTURE_NOT_INVALIDATED,
+													 LEDGER_FACT_ID("transaction_id", id), NULL),
+										"Invalidating it would put the money back on the account while its hold stays captured."),
 				 errhint("Record the reversal as a new transfer (a refund), so the hold, the processor's statement and the journal agree.")));
 }
 
@@ -179,6 +181,8 @@ check_floors(pg_uuid_t *id, Touched *t, int n, bool force, const char *reason)
 {
 	StringInfoData detail;
 	int			below = 0;
+	int			first = -1;		/* the first account below: its facts */
+	Numeric		first_shortfall = NULL;
 	int			i;
 
 	initStringInfo(&detail);
@@ -214,6 +218,11 @@ check_floors(pg_uuid_t *id, Touched *t, int n, bool force, const char *reason)
 							 ledger_numeric_str(t[i].after), ledger_numeric_str(kept),
 							 ledger_numeric_str(t[i].min_balance),
 							 ledger_numeric_str(shortfall));
+		if (first < 0)
+		{
+			first = i;
+			first_shortfall = shortfall;
+		}
 		below++;
 		if (force)
 		{
@@ -235,7 +244,15 @@ check_floors(pg_uuid_t *id, Touched *t, int n, bool force, const char *reason)
 				 errmsg_plural("invalidation would leave %d account below its floor",
 							   "invalidation would leave %d accounts below their floor",
 							   below, below),
-				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_BELOW_FLOOR), "Invalidating transaction %s: %s.", ledger_uuid_str(id), detail.data),
+				 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_BELOW_FLOOR,
+													 LEDGER_FACT_ID("transaction_id", id),
+													 LEDGER_FACT_INT("accounts_below", below),
+													 LEDGER_FACT_TEXT("account", t[first].code),
+													 LEDGER_FACT_AMOUNT("balance", t[first].after),
+													 LEDGER_FACT_AMOUNT("floor", t[first].min_balance),
+													 LEDGER_FACT_AMOUNT("shortfall", first_shortfall),
+													 NULL),
+										"Invalidating transaction %s: %s.", ledger_uuid_str(id), detail.data),
 				 errhint("Fund the accounts first, or pass force => true to invalidate anyway and raise an alert.")));
 }
 

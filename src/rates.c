@@ -122,7 +122,10 @@ ledger_set_exchange_rate(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_INVALID_RATE),
 				 errmsg("an exchange rate needs two different assets"),
-				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_RATE), "Both base and quote are \"%s\".", base)));
+				 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_INVALID_RATE,
+													 LEDGER_FACT_TEXT("base", base),
+													 LEDGER_FACT_TEXT("quote", base), NULL),
+										"Both base and quote are \"%s\".", base)));
 	if (numeric_is_nan(rate) || numeric_is_inf(rate) || ledger_numeric_sign(rate) <= 0 ||
 		ledger_numeric_cmp(rate, ledger_max_amount()) >= 0 ||
 		DatumGetInt32(DirectFunctionCall1(numeric_scale,
@@ -132,7 +135,11 @@ ledger_set_exchange_rate(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_LEDGER_INVALID_RATE),
 				 errmsg("an exchange rate must be a positive finite number below 10^%d with at most %d decimals",
 						LEDGER_MAX_AMOUNT_DIGITS, RATE_MAX_SCALE),
-				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_RATE), "The rate given for %s/%s is %s.", base, quote,
+				 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_INVALID_RATE,
+													 LEDGER_FACT_TEXT("base", base),
+													 LEDGER_FACT_TEXT("quote", quote),
+													 LEDGER_FACT_TEXT("rate", ledger_numeric_str(rate)), NULL),
+										"The rate given for %s/%s is %s.", base, quote,
 						   ledger_numeric_str(rate))));
 	if (TIMESTAMP_NOT_FINITE(observed_at) ||
 		observed_at > TimestampTzPlusMilliseconds(GetCurrentTimestamp(), RATE_CLOCK_SKEW_S * 1000))

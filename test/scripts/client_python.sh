@@ -23,11 +23,23 @@
 #   pgbouncer  transfers, keyed retries, batches, SET LOCAL and the retry
 #              helper through pgbouncer with connect(pgbouncer=True); the
 #              default settings shown to break there
+#   sqlalchemy the SQL functions from a SQLAlchemy 1.4 session (Debian's,
+#              with psycopg2): Decimal both ways, a keyed retry, an LD001's
+#              class and facts read from the driver's diagnostics
 # Then the invariants and reconcile over everything the tests wrote.
 #
 # Run by test/run.sh as root.  Starts its own cluster and pgbouncer.
 source "$LEDGER_ROOT/test/lib.sh"
 test_begin client_python
+# SQLAlchemy as Debian ships it (1.4, whose PostgreSQL driver is psycopg2)
+need=()
+for p in python3-psycopg python3-sqlalchemy python3-psycopg2; do
+	pkg_installed "$p" || need+=("$p")
+done
+if [ ${#need[@]} -gt 0 ]; then
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+		"${need[@]}" >/dev/null 2>&1 || { echo "client_python: FAIL: apt-get install ${need[*]}" >&2; exit 1; }
+fi
 # The cluster runs as postgres, which must reach $DIR: a WORK made by a bare
 # `mktemp -d` is 0700 (test/run.sh makes it 0755).  Let others search it.
 runuser -u postgres -- test -x "$DIR" 2>/dev/null || chmod o+x "${WORK:-/tmp}"
@@ -74,7 +86,7 @@ export LEDGER_TEST_PGBOUNCER_DSN="host=$DIR port=$BPORT user=postgres dbname=cli
 export LEDGER_TEST_STRICT=1        # a missing DSN fails instead of skipping
 export PYTHONDONTWRITEBYTECODE=1   # leave no __pycache__ in the tree
 
-for module in offline errors decimal api retry pgbouncer; do
+for module in offline errors decimal api retry pgbouncer sqlalchemy; do
 	out=$DIR/unittest_$module.out
 	if (cd "$LEDGER_ROOT/clients/python" && "$PYTHON" -m unittest -v "tests.test_$module") >"$out" 2>&1; then
 		if grep -q '^OK' "$out" && ! grep -q 'skipped' "$out"; then

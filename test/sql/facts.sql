@@ -92,6 +92,32 @@ SELECT facts($$SELECT ledger.transfer('f-world', 'f-b', 1)$$);
 RESET ROLE;
 SELECT ledger.remove_rate_limit('f_limited');
 DROP ROLE f_limited;
+-- LD015: an invalidation that would leave an account below its floor
+SELECT ledger.create_account('f-c', 'FCT') > 0 AS ok;
+SELECT ledger.transfer('f-world', 'f-c', 30) AS dep \gset
+SELECT ledger.transfer('f-c', 'f-b', 20) IS NOT NULL AS spent;
+SELECT facts(format($$SELECT * FROM ledger.invalidate(%L, 'undo the deposit')$$, :'dep'));
+-- LD029: a capture's transaction
+SELECT ledger.capture(:'h2', 1) AS cap \gset
+SELECT facts(format($$SELECT * FROM ledger.invalidate(%L, 'undo the capture')$$, :'cap'));
+-- LD017, LD021: what this database lacks
+SELECT facts($$SELECT ledger.schedule_reconciliation()$$);
+SELECT facts($$SELECT ledger.set_account_mode('f-b', 'hot')$$);
+-- LD030: a bad statement record
+SELECT facts($$SELECT ledger.import_statement('psp', '[{"external_ref": ""}]')$$);
+-- LD034: waiting for events this transaction appended
+BEGIN;
+SELECT ledger.append_event('f-stream', 'transfer',
+       jsonb_build_object('from_account', 'f-world', 'to_account', 'f-b', 'amount', '1.00')) IS NOT NULL AS appended;
+SELECT facts($$SELECT ledger.catch_up('f-stream')$$);
+ROLLBACK;
+-- LD036, LD037, LD038: exchanges
+SELECT ledger.create_account('f-eworld', 'FCE', min_balance => NULL) > 0 AS ok;
+SELECT facts($$SELECT ledger.exchange('f-a', 'f-e', 1)$$);
+SELECT ledger.set_exchange_accounts('FCT', 'f-world');
+SELECT ledger.set_exchange_accounts('FCE', 'f-eworld');
+SELECT facts($$SELECT ledger.exchange('f-a', 'f-e', 1)$$);
+SELECT facts($$SELECT ledger.set_exchange_rate('FCT', 'FCT', 1)$$);
 -- every LD error carries at least its SQLSTATE, also those of other calls
 SELECT facts($$SELECT ledger.acknowledge_alert(-1)$$);
 SELECT facts($$SELECT ledger.outbox_ack(-1)$$);
