@@ -214,6 +214,36 @@ PYTHON=${PYTHON:-/usr/bin/python3}
 
 # wait_sql DIR DB SQL [SECONDS]: until SQL returns t (default up to 60 s);
 # 1 on timeout.
+# pgbouncer_start NODE DB POOL: pgbouncer in transaction pooling mode in
+# $DIR (socket, ini, log, pid), for database DB of NODE as postgres, with
+# POOL server connections; sets BPORT and waits until it serves.  The
+# caller kills $(cat $DIR/pgbouncer.pid) when done.
+pgbouncer_start() {
+	local node=$1 db=$2 pool=$3 i
+	BPORT=$(free_port "$DIR")
+	cat >"$DIR/pgbouncer.ini" <<INI
+[databases]
+$db = host=$node port=$(node_port "$node") dbname=$db user=postgres
+[pgbouncer]
+listen_addr =
+listen_port = $BPORT
+unix_socket_dir = $DIR
+auth_type = any
+pool_mode = transaction
+default_pool_size = $pool
+max_client_conn = 100
+logfile = $DIR/pgbouncer.log
+pidfile = $DIR/pgbouncer.pid
+INI
+	chown -R postgres:postgres "$DIR"
+	runuser -u postgres -- /usr/sbin/pgbouncer -d "$DIR/pgbouncer.ini" || return 1
+	for i in $(seq 1 50); do
+		"$PGBIN/psql" -X -At -h "$DIR" -p "$BPORT" -U postgres -d "$db" -c "SELECT 1" >/dev/null 2>&1 && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
 wait_sql() {
 	local i
 	for i in $(seq 1 $((${4:-60} * 10))); do

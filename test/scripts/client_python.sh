@@ -57,27 +57,7 @@ for db in client client_other; do
 done
 node_ready "$NODE" client || fail "the fold worker never loaded"
 
-BPORT=$(free_port "$DIR")
-cat >"$DIR/pgbouncer.ini" <<INI
-[databases]
-client = host=$NODE port=$PORT dbname=client user=postgres
-[pgbouncer]
-listen_addr =
-listen_port = $BPORT
-unix_socket_dir = $DIR
-auth_type = any
-pool_mode = transaction
-default_pool_size = 2
-max_client_conn = 100
-logfile = $DIR/pgbouncer.log
-pidfile = $DIR/pgbouncer.pid
-INI
-chown -R postgres:postgres "$DIR"
-runuser -u postgres -- /usr/sbin/pgbouncer -d "$DIR/pgbouncer.ini" || fail "pgbouncer did not start"
-for _ in $(seq 1 50); do
-	"$PGBIN/psql" -X -At -h "$DIR" -p "$BPORT" -U postgres -d client -c "SELECT 1" >/dev/null 2>&1 && break
-	sleep 0.1
-done
+pgbouncer_start "$NODE" client 2 || fail "pgbouncer did not start"
 
 export PYTHONPATH=$LEDGER_ROOT/clients/python${PYTHONPATH:+:$PYTHONPATH}
 export LEDGER_TEST_DSN="host=$NODE port=$PORT user=postgres dbname=client"

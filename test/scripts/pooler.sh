@@ -62,27 +62,7 @@ SQL
 node_ready "$NODE" pool || fail "the fold worker never loaded"
 P -c "SELECT ledger.set_account_mode('fees', 'hot')" >/dev/null || fail "fees did not turn hot"
 
-BPORT=$(free_port "$DIR")
-cat >"$DIR/pgbouncer.ini" <<EOF
-[databases]
-pool = host=$NODE port=$(node_port "$NODE") dbname=pool user=postgres
-[pgbouncer]
-listen_addr =
-listen_port = $BPORT
-unix_socket_dir = $DIR
-auth_type = any
-pool_mode = transaction
-default_pool_size = 4
-max_client_conn = 100
-logfile = $DIR/pgbouncer.log
-pidfile = $DIR/pgbouncer.pid
-EOF
-chown -R postgres:postgres "$DIR"
-runuser -u postgres -- /usr/sbin/pgbouncer -d "$DIR/pgbouncer.ini" || { echo "pooler: FAIL: pgbouncer did not start" >&2; exit 1; }
-for i in $(seq 1 50); do
-	"$PGBIN/psql" -X -At -h "$DIR" -p "$BPORT" -U postgres -d pool -c "SELECT 1" >/dev/null 2>&1 && break
-	sleep 0.1
-done
+pgbouncer_start "$NODE" pool 4 || { echo "pooler: FAIL: pgbouncer did not start" >&2; exit 1; }
 
 cat >"$DIR/load.sql" <<'EOF'
 \set a random(1, 40)
