@@ -31,17 +31,28 @@ COMMENT ON VIEW ledger.hold_stats IS
     'Holds by recorded state, with what they still hold (amounts summed across assets: a monitoring figure); for monitors that may not read ledger.hold.';
 
 CREATE FUNCTION ledger.scheduled_runs()
-RETURNS TABLE (jobname text, schedule text, active boolean, last_start timestamptz,
+RETURNS TABLE (jobname text, username text, schedule text, active boolean, last_start timestamptz,
                last_end timestamptz, last_status text, last_message text)
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    IF to_regclass('cron.job') IS NULL OR to_regclass('cron.job_run_details') IS NULL THEN
+    /*
+     * Only pg_cron's own tables: this runs as the extension's owner, so
+     * relations someone else named cron.job or cron.job_run_details (a
+     * view calling their function) must never be read.
+     */
+    IF (SELECT count(*)
+          FROM pg_depend d
+          JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'pg_cron'
+          JOIN pg_class c ON c.oid = d.objid AND c.relkind = 'r'
+         WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_extension'::regclass
+           AND d.deptype = 'e'
+           AND d.objid IN (to_regclass('cron.job'), to_regclass('cron.job_run_details'))) <> 2 THEN
         RETURN;
     END IF;
     RETURN QUERY EXECUTE
-        'SELECT j.jobname::text, j.schedule::text, j.active, r.start_time, r.end_time,
+        'SELECT j.jobname::text, j.username::text, j.schedule::text, j.active, r.start_time, r.end_time,
                 r.status::text, r.return_message::text
            FROM cron.job j
            LEFT JOIN LATERAL (SELECT d.start_time, d.end_time, d.status, d.return_message
@@ -49,11 +60,11 @@ BEGIN
                                WHERE d.jobid = j.jobid
                                ORDER BY d.runid DESC LIMIT 1) r ON true
           WHERE j.jobname IN (''ledger-reconcile'', ''ledger-expire-holds'')
-          ORDER BY j.jobname';
+          ORDER BY j.jobname, j.username';
 END
 $$;
 COMMENT ON FUNCTION ledger.scheduled_runs() IS
-    'The ledger''s pg_cron jobs (ledger-reconcile, ledger-expire-holds) and their last run: start, end, status and message. pg_cron''s row-level security shows job_run_details only to the job''s owner; this function shows these jobs to monitors. No rows without pg_cron in this database.';
+    'The ledger''s pg_cron jobs (ledger-reconcile, ledger-expire-holds), one row per job and owning user, and their last run: start, end, status and message. pg_cron''s row-level security shows job_run_details only to the job''s owner; this function shows these jobs to monitors. It reads cron.job and cron.job_run_details only when they are the pg_cron extension''s own tables; no rows otherwise.';
 
 REVOKE ALL ON FUNCTION ledger.counters(), ledger.scheduled_runs() FROM PUBLIC;
 REVOKE ALL ON ledger.open_alerts, ledger.hold_stats FROM PUBLIC;

@@ -367,13 +367,17 @@ ledger_batch_post(pg_uuid_t *id, const char *kind, LedgerLeg *legs, int nlegs,
 	/*
 	 * Writes, from the key's claim on: an error from here on is no longer
 	 * the item's refusal but the call's failure (ledger_batch_refusable).
-	 * The claim returns false when a concurrent call took the key after
-	 * ledger_find_key looked: nothing was written then.
+	 * The claim's insert writes nothing when a concurrent call took the key
+	 * after ledger_find_key looked: the item is then a replay, or refused
+	 * with LD007 like any other item.
 	 */
 	batch->writing = true;
-	if (key != NULL && !ledger_claim_key(id, kind, key, scope, hash, metadata))
+	if (key != NULL && !ledger_claim_key_insert(id, kind, key, scope, hash, metadata))
 	{
+		/* nothing written: the key's owner is a replay, or LD007 refuses the item */
 		batch->writing = false;
+		if (!ledger_find_key(key, scope, hash, id))
+			elog(ERROR, "idempotency key \"%s\" conflicted but its transaction is not visible", key);
 		return false;
 	}
 	st = batch_store();

@@ -3,7 +3,7 @@
  * errfacts.c
  *	  The facts of an LD error in machine-readable form.  Every error a
  *	  caller can cause ends its DETAIL with one line holding a JSON object:
- *	  "sqlstate" first, then the error's facts (the account, the asset,
+ *	  "sqlstate" and the error's facts (the account, the asset,
  *	  amounts, the original transaction, a hold's state, how long to wait
  *	  before a retry), under the keys the README's error table lists.
  *	  Amounts are JSON strings of the exact decimal (a JSON number would
@@ -28,7 +28,7 @@ ledger_facts(int sqlerrcode)
 	LedgerJson *j = ledger_json_begin();
 
 	ledger_count_raised(sqlerrcode);
-	ledger_json_text(j, "sqlstate", unpack_sql_state(sqlerrcode));
+	ledger_json_text(j, "sqlstate", pstrdup(unpack_sql_state(sqlerrcode)));
 	return j;
 }
 
@@ -77,11 +77,24 @@ ledger_factsv(int sqlerrcode,...)
 	return j;
 }
 
-/* An amount fact: the exact decimal as a JSON string; NULL gives null. */
+/*
+ * An amount fact: the exact decimal as a JSON string; NULL gives null, and
+ * so does a value of more than LEDGER_FACT_MAX_CHARS characters (only
+ * refused input can be that long), with "<key>_chars" giving its length.
+ */
+#define LEDGER_FACT_MAX_CHARS 200
+
 void
 ledger_fact_amount(LedgerJson *j, const char *key, Numeric n)
 {
-	ledger_json_text(j, key, n ? ledger_numeric_str(n) : NULL);
+	char	   *s = n ? DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(n))) : NULL;
+
+	if (s != NULL && strlen(s) > LEDGER_FACT_MAX_CHARS)
+	{
+		ledger_json_int(j, psprintf("%s_chars", key), (int64) strlen(s));
+		s = NULL;
+	}
+	ledger_json_text(j, key, s);
 }
 
 /*

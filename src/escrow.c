@@ -346,7 +346,7 @@ ledger_escrow_wait_drained(int slot, const char *code)
 					(errcode(ERRCODE_LEDGER_MODE_CHANGED),
 					 errmsg("hot account \"%s\" still has %d posting(s) in flight", code, inflight - own),
 					 errhint("Retry when they have committed or rolled back."),
-					 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_MODE_CHANGED), NULL)));
+					 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_MODE_CHANGED, LEDGER_FACT_TEXT("account", code), NULL), NULL)));
 		CHECK_FOR_INTERRUPTS();
 		pg_usleep(1000L);
 		waited++;

@@ -93,7 +93,7 @@ ledger_hot_apply(LedgerDelta *d)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_MODE_CHANGED),
 				 errmsg("hot account \"%s\" changed under its escrow", acct->code),
-				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_MODE_CHANGED), "The escrow counts in units of 10^-%d, the account's asset in units of 10^-%d.",
+				 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_MODE_CHANGED, LEDGER_FACT_TEXT("account", acct->code), NULL), "The escrow counts in units of 10^-%d, the account's asset in units of 10^-%d.",
 						   scale, acct->scale),
 				 errhint("Switch the account to cold mode and back.")));
 	}

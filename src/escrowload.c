@@ -155,14 +155,14 @@ ledger_hot_load_account(LedgerAccount *acct)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_MODE_CHANGED),
 				 errmsg("account \"%s\" is changing mode", acct->code),
-				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_MODE_CHANGED), "The account was switched to cold mode while the posting ran."),
+				 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_MODE_CHANGED, LEDGER_FACT_TEXT("account", acct->code), NULL), "The account was switched to cold mode while the posting ran."),
 				 errhint("Retry the posting.")));
 	/* a slot outlives the transaction: it must not hold what may roll back */
 	if (a->own_change)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_MODE_CHANGED),
 				 errmsg("hot account \"%s\" was changed by this transaction", acct->code),
-				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_MODE_CHANGED), "Its escrow is not loaded on this server, and its balance row holds this transaction's uncommitted change (a correction)."),
+				 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_MODE_CHANGED, LEDGER_FACT_TEXT("account", acct->code), NULL), "Its escrow is not loaded on this server, and its balance row holds this transaction's uncommitted change (a correction)."),
 				 errhint("Commit the change, then post.")));
 	if (!a->fits)
 		ereport(ERROR,
@@ -236,7 +236,7 @@ ledger_hot_fence(int64 account_id, const char *code)
 					(errcode(ERRCODE_LEDGER_MODE_CHANGED),
 					 errmsg("hot account \"%s\" was switched to hot mode by this transaction", code),
 					 errhint("Commit the switch, then correct the account."),
-					 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_MODE_CHANGED), NULL)));
+					 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_MODE_CHANGED, LEDGER_FACT_TEXT("account", code), NULL), NULL)));
 		}
 		if (state == SLOT_ACTIVE && IsolationUsesXactSnapshot())
 		{
@@ -260,7 +260,7 @@ ledger_hot_fence(int64 account_id, const char *code)
 			ereport(ERROR,
 					(errcode(ERRCODE_LEDGER_MODE_CHANGED),
 					 errmsg("hot account \"%s\" is busy with another correction or mode change", code),
-					 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_MODE_CHANGED), "Waited %d ms for its slot (state %s).", waited,
+					 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_MODE_CHANGED, LEDGER_FACT_TEXT("account", code), NULL), "Waited %d ms for its slot (state %s).", waited,
 							   ledger_slot_state_names[state]),
 					 errhint("Retry.")));
 		CHECK_FOR_INTERRUPTS();

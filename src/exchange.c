@@ -280,7 +280,7 @@ ledger_exchange(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_ASSET_MISMATCH),
 				 errmsg("an exchange needs accounts of two different assets"),
-				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_ASSET_MISMATCH), "Accounts \"%s\" and \"%s\" both hold %s; use ledger.transfer.",
+				 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_ASSET_MISMATCH, LEDGER_FACT_TEXT("account", from_code), LEDGER_FACT_TEXT("asset", from.asset), LEDGER_FACT_TEXT("other_account", to_code), LEDGER_FACT_TEXT("other_asset", to.asset), NULL), "Accounts \"%s\" and \"%s\" both hold %s; use ledger.transfer.",
 						   from_code, to_code, from.asset)));
 	amount = ledger_check_amount(amount, &from, false);
 
@@ -313,7 +313,7 @@ ledger_exchange(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_INVALID_AMOUNT),
 				 errmsg("%s %s converts to too much %s", ledger_numeric_str(amount), from.asset, to.asset),
-				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_AMOUNT), "At rate %s it is %s %s; amounts must be below 10^%d.",
+				 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_INVALID_AMOUNT, LEDGER_FACT_TEXT("argument", "amount"), LEDGER_FACT_AMOUNT("given", amount), LEDGER_FACT_TEXT("reason", "too_large"), LEDGER_FACT_AMOUNT("rate", rate), LEDGER_FACT_AMOUNT("converted", gross), LEDGER_FACT_TEXT("asset", to.asset), NULL), "At rate %s it is %s %s; amounts must be below 10^%d.",
 						   ledger_numeric_str(rate), ledger_numeric_str(gross), to.asset,
 						   LEDGER_MAX_AMOUNT_DIGITS)));
 	spread_amount = ledger_numeric_trunc(ledger_numeric_mul(gross, spread), to.scale);
@@ -323,7 +323,7 @@ ledger_exchange(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_LEDGER_INVALID_AMOUNT),
 				 errmsg("%s %s converts to nothing in %s", ledger_numeric_str(amount), from.asset,
 						to.asset),
-				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_AMOUNT), "At rate %s, %s %s is %s %s at scale %d, and %s after the spread.",
+				 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_INVALID_AMOUNT, LEDGER_FACT_TEXT("argument", "amount"), LEDGER_FACT_AMOUNT("given", amount), LEDGER_FACT_TEXT("reason", "converts_to_nothing"), LEDGER_FACT_AMOUNT("rate", rate), LEDGER_FACT_AMOUNT("converted", gross), LEDGER_FACT_AMOUNT("net", net), LEDGER_FACT_TEXT("asset", to.asset), NULL), "At rate %s, %s %s is %s %s at scale %d, and %s after the spread.",
 						   ledger_numeric_str(rate), ledger_numeric_str(amount), from.asset,
 						   ledger_numeric_str(gross), to.asset, to.scale,
 						   ledger_numeric_str(net))));

@@ -142,7 +142,7 @@ read_record(JsonbValue *elem, int n, Record *r)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_UNKNOWN_ASSET),
 				 errmsg("asset \"%s\" does not exist", r->asset),
-				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_UNKNOWN_ASSET), "Statement record %d (external_ref \"%s\") names it.", n, r->ref)));
+				 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_UNKNOWN_ASSET, LEDGER_FACT_TEXT("asset", r->asset), LEDGER_FACT_INT("record", n), NULL), "Statement record %d (external_ref \"%s\") names it.", n, r->ref)));
 	r->amount = ledger_check_numeric_finite(r->amount, "amount", r->asset, scale);
 	if (ledger_numeric_sign(r->amount) <= 0)
 		bad_record(n, "amount", "must be positive");

@@ -407,7 +407,7 @@ ledger_void(PG_FUNCTION_ARGS)
 				ereport(ERROR,
 						(errcode(ERRCODE_LEDGER_IDEMPOTENCY_CONFLICT),
 						 errmsg("idempotency key \"%s\" was already used for a different request", key),
-						 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_IDEMPOTENCY_CONFLICT), "The key belongs to the %s event of hold %s.",
+						 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_IDEMPOTENCY_CONFLICT, LEDGER_FACT_TEXT("idempotency_key", key), LEDGER_FACT_TEXT("original_kind", "hold_event"), LEDGER_FACT_ID("original_id", &other), LEDGER_FACT_TEXT("original_event", event), NULL), "The key belongs to the %s event of hold %s.",
 								   event, ledger_uuid_str(&other))));
 			amount = keep_numeric(caller, amount);
 			SPI_finish();
@@ -425,7 +425,7 @@ ledger_void(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_IDEMPOTENCY_CONFLICT),
 				 errmsg("idempotency key \"%s\" was already used for a different request", key),
-				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_IDEMPOTENCY_CONFLICT), "The key was taken by a move of another hold while hold %s was voided.",
+				 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_IDEMPOTENCY_CONFLICT, LEDGER_FACT_TEXT("idempotency_key", key), LEDGER_FACT_TEXT("original_kind", "hold_event"), LEDGER_FACT_TEXT("original_id", NULL), NULL), "The key was taken by a move of another hold while hold %s was voided.",
 						   ledger_uuid_str(&h.id))));
 	released = keep_numeric(caller, released);
 	SPI_finish();

@@ -165,7 +165,7 @@ make_cold(const char *code, ModeTarget *t, Oid relid)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_MODE_CHANGED),
 				 errmsg("hot account \"%s\" is busy with a correction or another mode change", code),
-				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_MODE_CHANGED), "Its escrow slot is %s; it can be switched once that commits or rolls back.",
+				 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_MODE_CHANGED, LEDGER_FACT_TEXT("account", code), NULL), "Its escrow slot is %s; it can be switched once that commits or rolls back.",
 						   ledger_slot_state_names[state]),
 				 errhint("Retry.")));
 	if (slot >= 0)

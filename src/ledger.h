@@ -401,6 +401,8 @@ extern void ledger_store_end(LedgerStore *st);
 extern bool ledger_key_select(SPIPlanPtr *plans, const char *select, const char *key,
 							  int64 scope_account);
 extern bool ledger_find_key(const char *key, int64 scope_account, bytea *hash, pg_uuid_t *id);
+extern bool ledger_claim_key_insert(pg_uuid_t *id, const char *kind, const char *key,
+									int64 scope_account, bytea *hash, Jsonb *metadata);
 extern bool ledger_claim_key(pg_uuid_t *id, const char *kind, const char *key,
 							 int64 scope_account, bytea *hash,
 							 Jsonb *metadata);

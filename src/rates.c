@@ -59,7 +59,7 @@ known_asset(text *t, const char *what)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_UNKNOWN_ASSET),
 				 errmsg("asset \"%s\" does not exist", code),
-				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_UNKNOWN_ASSET), "The %s given names no asset.", what)));
+				 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_UNKNOWN_ASSET, LEDGER_FACT_TEXT("asset", code), LEDGER_FACT_TEXT("argument", what), NULL), "The %s given names no asset.", what)));
 	return code;
 }
 
@@ -146,7 +146,7 @@ ledger_set_exchange_rate(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_INVALID_RATE),
 				 errmsg("observed_at must not be more than %d seconds in the future", RATE_CLOCK_SKEW_S),
-				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_RATE), "The rate for %s/%s was given as observed at %s.", base, quote,
+				 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_INVALID_RATE, LEDGER_FACT_TEXT("base", base), LEDGER_FACT_TEXT("quote", quote), NULL), "The rate for %s/%s was given as observed at %s.", base, quote,
 						   DatumGetCString(DirectFunctionCall1(timestamptz_out,
 															   TimestampTzGetDatum(observed_at))))));
 	PreventCommandIfReadOnly("ledger.set_exchange_rate");
@@ -189,12 +189,12 @@ exchange_account_id(text *t, const char *asset, const char *what)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_UNKNOWN_ACCOUNT),
 				 errmsg("account \"%s\" does not exist", code),
-				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_UNKNOWN_ACCOUNT), "The %s of asset %s must be an existing account.", what, asset)));
+				 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_UNKNOWN_ACCOUNT, LEDGER_FACT_TEXT("account", code), NULL), "The %s of asset %s must be an existing account.", what, asset)));
 	if (strcmp(a.asset, asset) != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_ASSET_MISMATCH),
 				 errmsg("account \"%s\" holds %s, not %s", code, a.asset, asset),
-				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_ASSET_MISMATCH), "The %s of asset %s must hold %s.", what, asset, asset)));
+				 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_ASSET_MISMATCH, LEDGER_FACT_TEXT("account", code), LEDGER_FACT_TEXT("asset", a.asset), LEDGER_FACT_TEXT("expected_asset", asset), NULL), "The %s of asset %s must hold %s.", what, asset, asset)));
 	return a.id;
 }
 

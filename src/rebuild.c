@@ -177,7 +177,7 @@ ledger_lock_account(LedgerTaken *t)
 				(errcode(ERRCODE_LEDGER_MODE_CHANGED),
 				 errmsg("hot account \"%s\" was loaded while the correction started", t->code),
 				 errhint("Retry the correction."),
-					 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_MODE_CHANGED), NULL)));
+					 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_MODE_CHANGED, LEDGER_FACT_TEXT("account", t->code), NULL), NULL)));
 	if (ledger_schema_has_hot())
 		ledger_fold_account(t->id, INT_MAX);
 }
@@ -240,7 +240,7 @@ account_id_by_code(const char *code)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_UNKNOWN_ACCOUNT),
 				 errmsg("account \"%s\" does not exist", code),
-					 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_UNKNOWN_ACCOUNT), NULL)));
+					 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_UNKNOWN_ACCOUNT, LEDGER_FACT_TEXT("account", code), NULL), NULL)));
 	id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	SPI_freetuptable(SPI_tuptable);
 	return id;

@@ -80,6 +80,23 @@ bool
 ledger_claim_key(pg_uuid_t *id, const char *kind, const char *key, int64 scope_account,
 				 bytea *hash, Jsonb *metadata)
 {
+	if (ledger_claim_key_insert(id, kind, key, scope_account, hash, metadata))
+		return true;
+
+	/* the key is taken by a committed transaction: same request? */
+	if (!ledger_find_key(key, scope_account, hash, id))
+		elog(ERROR, "idempotency key \"%s\" conflicted but its transaction is not visible", key);
+	return false;
+}
+
+/*
+ * The claim's insert alone: true if this call wrote the transaction row
+ * with the key, false (nothing written) if the key was taken.
+ */
+bool
+ledger_claim_key_insert(pg_uuid_t *id, const char *kind, const char *key, int64 scope_account,
+						bytea *hash, Jsonb *metadata)
+{
 	Datum		values[6];
 	bool		scoped = ledger_keys_scoped();
 
@@ -98,11 +115,5 @@ ledger_claim_key(pg_uuid_t *id, const char *kind, const char *key, int64 scope_a
 	values[4] = PointerGetDatum(hash);
 	values[5] = Int64GetDatum(scope_account);
 	ledger_spi_exec(claim_plan[scoped], values, NULL, SPI_OK_INSERT);
-	if (SPI_processed == 1)
-		return true;
-
-	/* the key is taken by a committed transaction: same request? */
-	if (!ledger_find_key(key, scope_account, hash, id))
-		elog(ERROR, "idempotency key \"%s\" conflicted but its transaction is not visible", key);
-	return false;
+	return SPI_processed == 1;
 }

@@ -14,6 +14,7 @@
 
 #include "common/int.h"
 #include "fmgr.h"
+#include "mb/pg_wchar.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
@@ -208,11 +209,11 @@ ledger_parse_amount(const char *str, int len, int leg)
 				 errmsg("amount of leg %d is not a decimal number", leg),
 				 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_INVALID_AMOUNT,
 													 LEDGER_FACT_TEXT("argument", "amount"),
-													 LEDGER_FACT_TEXT("given", pnstrdup(str, Min(len, 64))),
+													 LEDGER_FACT_TEXT("given", pnstrdup(str, pg_mbcliplen(str, len, 64))),
 													 LEDGER_FACT_TEXT("reason", "not_a_decimal"),
 													 LEDGER_FACT_INT("leg", leg),
 													 NULL),
-										"The amount given is \"%.*s\".", Min(len, 64), str),
+										"The amount given is \"%.*s\".", pg_mbcliplen(str, len, 64), str),
 				 errhint("Give amounts as JSON numbers or strings such as \"-10.25\".")));
 
 	cstr = pnstrdup(str, len);
