@@ -82,6 +82,9 @@ BEGIN;
 SET LOCAL ledger.acting_owner = 'owner-other';
 SELECT facts($$SELECT ledger.transfer('f-a', 'f-b', 1)$$);
 COMMIT;
+SET ledger.require_acting_owner = on;
+SELECT facts($$SELECT ledger.transfer('f-a', 'f-b', 1)$$);
+RESET ledger.require_acting_owner;
 -- LD041: a role over its rate limit is told when to retry
 CREATE ROLE f_limited;
 GRANT ledger_writer TO f_limited;
