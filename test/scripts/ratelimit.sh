@@ -37,7 +37,8 @@ SELECT ledger.set_rate_limit('app', 20, 5);
 SQL
 
 # calls ROLE N SLEEP: N transfers of 0.01 from a to b, SLEEP seconds apart;
-# prints "passed refused elapsed_ms first_detail"
+# prints "passed refused elapsed_ms retry_after_ms first_detail": the
+# first refusal's retry_after_ms fact and the prose of its detail
 calls() {
 	node_psql "$N" rl -U "$1" <<SQL 2>&1 | tail -1
 DO \$\$
@@ -53,22 +54,24 @@ BEGIN
     END;
     PERFORM pg_sleep($3);
   END LOOP;
-  RAISE NOTICE 'result % % % %', passed, refused,
-    round(extract(epoch FROM clock_timestamp() - started) * 1000), detail;
+  RAISE NOTICE 'result % % % % %', passed, refused,
+    round(extract(epoch FROM clock_timestamp() - started) * 1000),
+    coalesce((substring(detail FROM '\n(\{.*\})$')::jsonb ->> 'retry_after_ms'), '-'),
+    split_part(detail, E'\n', 1);
 END \$\$;
 SQL
 }
 # burst LABEL: 40 calls at once must see refusals, and pass no more than
 # the bucket allows
 burst() {
-	local out passed refused ms detail
+	local out passed refused ms retry detail
 	out=$(calls app 40 0)
-	read -r _ _ passed refused ms detail <<<"$out"
+	read -r _ _ passed refused ms retry detail <<<"$out"
 	if [ -z "$refused" ]; then
 		fail "$1: no result: $out"
 	elif [ "$refused" -gt 0 ] && [ "$passed" -le $((5 + 20 * (ms + 999) / 1000 + 1)) ] &&
-		grep -q "retry after [0-9]* ms" <<<"$detail"; then
-		ok "$1: $passed passed, $refused refused with LD041 in $ms ms ($detail)"
+		grep -q "retry after [0-9]* ms" <<<"$detail" && [[ $retry =~ ^[0-9]+$ ]] && [ "$retry" -gt 0 ]; then
+		ok "$1: $passed passed, $refused refused with LD041 in $ms ms ($detail; retry_after_ms $retry)"
 	else
 		fail "$1: $passed passed, $refused refused in $ms ms: $out"
 	fi
