@@ -67,6 +67,7 @@ typedef struct BatchItem
 	pg_uuid_t	id;
 	int			sqlerrcode;		/* 0: ok */
 	char	   *message;
+	Jsonb	   *facts;			/* the refusal's structured facts */
 } BatchItem;
 
 typedef struct BatchRun
@@ -233,10 +234,15 @@ run_batch(FunctionCallInfo fcinfo, BatchItem *items, int n, bool transfer, bool 
 				/* refused before it wrote anything (batchapply.c) */
 				char	   *prose = e->detail ? ledger_facts_strip(e->detail) : NULL;
 
+				MemoryContext old;
+
 				items[i].sqlerrcode = e->sqlerrcode;
 				items[i].message = MemoryContextStrdup(caller, prose
 													   ? psprintf("%s / %s", e->message, prose)
 													   : e->message);
+				old = MemoryContextSwitchTo(caller);
+				items[i].facts = ledger_facts_of(e->detail);
+				MemoryContextSwitchTo(old);
 			}
 			ledger_batch_item_done();
 			MemoryContextSwitchTo(spi);
@@ -257,8 +263,8 @@ run_batch(FunctionCallInfo fcinfo, BatchItem *items, int n, bool transfer, bool 
 	InitMaterializedSRF(fcinfo, 0);
 	for (i = 0; i < n; i++)
 	{
-		Datum		values[4];
-		bool		nulls[4] = {false, false, false, false};
+		Datum		values[5];
+		bool		nulls[5] = {false, false, false, false, true};
 
 		values[0] = Int32GetDatum(i + 1);
 		values[1] = CStringGetTextDatum(items[i].sqlerrcode == 0 ? "ok"
@@ -267,6 +273,10 @@ run_batch(FunctionCallInfo fcinfo, BatchItem *items, int n, bool transfer, bool 
 		nulls[2] = items[i].message == NULL;
 		values[3] = UUIDPGetDatum(&items[i].id);
 		nulls[3] = items[i].sqlerrcode != 0;
+		/* the facts column: from 0.12.0 on */
+		values[4] = items[i].facts ? JsonbPGetDatum(items[i].facts) : (Datum) 0;
+		nulls[4] = items[i].facts == NULL;
+		Assert(rsinfo->setDesc->natts == 4 || rsinfo->setDesc->natts == 5);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	error_context_stack = item_ctx.previous;

@@ -128,6 +128,22 @@ ledger_errdetail_facts(LedgerJson *facts, const char *fmt,...)
 	return errdetail_internal("%s", buf.data);
 }
 
+/*
+ * The facts of a DETAIL (its last line, which errdetail_facts wrote from a
+ * jsonb value), as jsonb again; NULL if it has none.  For a batch item's
+ * result row.
+ */
+Jsonb *
+ledger_facts_of(const char *detail)
+{
+	const char *nl = detail ? strrchr(detail, '\n') : NULL;
+	const char *line = nl ? nl + 1 : detail;
+
+	if (line == NULL || line[0] != '{')
+		return NULL;
+	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(line)));
+}
+
 /* A DETAIL without its facts line (the prose alone), for a batch item's message. */
 char *
 ledger_facts_strip(const char *detail)

@@ -544,6 +544,7 @@ extern LedgerJson *ledger_factsv(int sqlerrcode,...);
 extern void ledger_fact_amount(LedgerJson *j, const char *key, Numeric n);
 extern int	ledger_errdetail_facts(LedgerJson *facts, const char *fmt,...) pg_attribute_printf(2, 3);
 extern char *ledger_facts_strip(const char *detail);
+extern Jsonb *ledger_facts_of(const char *detail);
 
 /* validate.c */
 extern char *ledger_check_code(text *t, const char *what);

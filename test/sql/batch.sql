@@ -150,3 +150,11 @@ SELECT try($$SELECT * FROM ledger.transfer_batch(ARRAY['bt-a', 'bt-a'], ARRAY['b
 SELECT count(*) - :transactions_before AS written FROM ledger.transaction;
 DROP TRIGGER refuse_777 ON ledger.journal_entry;
 DROP FUNCTION public.nest(), public.refuse_777();
+
+-- each refused item's structured facts, in the facts column (0.12.0)
+SELECT item, result, facts FROM ledger.transfer_batch(
+    ARRAY['bt-a', 'bt-nope', 'bt-a', 'bt-a'], ARRAY['bt-b', 'bt-b', 'bt-e', 'bt-b'],
+    ARRAY[100000, 1, 1, 0.001]) ORDER BY item;
+SELECT item, result, facts FROM ledger.post_batch('[
+  {"legs": [{"account": "bt-a", "amount": "-1"}, {"account": "bt-b", "amount": "2"}]},
+  {"legs": [{"account": "bt-a", "amount": "-1"}, {"account": "bt-b", "amount": "1"}]}]') ORDER BY item;

@@ -17,7 +17,7 @@
 
 import type { QueryConfig, QueryResult, QueryResultRow } from 'pg';
 import { toAmount, toAmountOrNull, type Amount } from './amounts';
-import { classForSqlstate, ConnectionLost, LedgerError, translate, type Facts } from './errors';
+import { classForSqlstate, ConnectionLost, LedgerError, parseFacts, translate, type Facts } from './errors';
 import { stringifyJson, type JsonValue } from './json';
 import { LEDGER_TYPES } from './types';
 
@@ -140,19 +140,26 @@ export class BatchItem {
         readonly result: string,
         readonly message: string | null,
         readonly transactionId: string | null,
+        /** The row's facts column (0.12.0) as JSON text, or null. */
+        readonly factsJson: string | null = null,
     ) {}
+
+    /** A refused item's structured facts (the facts column), else {}. */
+    get facts(): Facts {
+        return parseFacts(this.factsJson) ?? (this.ok ? {} : { sqlstate: this.result });
+    }
 
     get ok(): boolean { return this.result === 'ok'; }
     get sqlstate(): string | null { return this.ok ? null : this.result; }
 
-    /** The typed error of a refused item (not thrown), or null.  A batch
-     * item's message carries no facts line, so `facts` is {sqlstate}. */
+    /** The typed error of a refused item (not thrown), or null, with the
+     * item's facts. */
     error(): LedgerError | null {
         if (this.ok) return null;
         const text = this.message ?? '';
         const cut = text.indexOf(' / ');
         const cls = classForSqlstate(this.result);
-        const facts: Facts = { sqlstate: this.result };
+        const facts: Facts = this.facts;
         return new cls(cut >= 0 ? text.slice(0, cut) : text, {
             sqlstate: this.result,
             detail: cut >= 0 ? text.slice(cut + 3) : null,
@@ -449,7 +456,7 @@ export class Ledger {
             keys.push(textOrNull(t.idempotencyKey, `items[${i}].idempotencyKey`) ?? null);
             metas.push(t.metadata == null ? null : (jsonObject(t.metadata, `items[${i}].metadata`) as string));
         });
-        const rows = await this.rows('transfer_batch', 'item, result, message, transaction_id',
+        const rows = await this.rows('transfer_batch', 'item, result, message, transaction_id, facts::text AS facts',
             ['from_accounts', froms, 'text[]'],
             ['to_accounts', tos, 'text[]'],
             ['amounts', amounts, 'numeric[]'],
@@ -457,7 +464,7 @@ export class Ledger {
             // a NULL element is refused (LD011): '{}' is the single call's default
             ['metadata', metas.some((m) => m !== null) ? metas.map((m) => m ?? '{}') : undefined, 'jsonb[]'],
             ['atomic', bool(opts.atomic, 'atomic'), 'boolean']);
-        return rows.map((r) => new BatchItem(r.item, r.result, r.message, r.transaction_id));
+        return rows.map((r) => new BatchItem(r.item, r.result, r.message, r.transaction_id, r.facts));
     }
 
     /** Many postings in one call ({legs, idempotencyKey?, metadata?} each),
@@ -474,10 +481,10 @@ export class Ledger {
             }
             return o;
         });
-        const rows = await this.rows('post_batch', 'item, result, message, transaction_id',
+        const rows = await this.rows('post_batch', 'item, result, message, transaction_id, facts::text AS facts',
             ['postings', stringifyJson(postings), 'jsonb'],
             ['atomic', bool(opts.atomic, 'atomic'), 'boolean']);
-        return rows.map((r) => new BatchItem(r.item, r.result, r.message, r.transaction_id));
+        return rows.map((r) => new BatchItem(r.item, r.result, r.message, r.transaction_id, r.facts));
     }
 
     // -- corrections and checks ---------------------------------------------

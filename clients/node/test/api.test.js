@@ -57,8 +57,15 @@ test('transferBatch: per-item refusals, keys replayed, atomic refusals thrown', 
     assert.deepEqual(items.map((i) => [i.item, i.result]), [[1, 'ok'], [2, 'LD001'], [3, 'LD002'], [4, 'ok']]);
     assert.match(items[0].transactionId, /^[0-9a-f-]{36}$/);
     assert.equal(items[1].transactionId, null);
+    // each refused item's facts, from the result's facts column
+    assert.equal(items[1].facts.sqlstate, 'LD001');
+    assert.equal(items[1].facts.account, alice);
+    assert.equal(typeof items[1].facts.available, 'string');
+    assert.equal(items[2].facts.sqlstate, 'LD002');
+    assert.deepEqual(items[0].facts, {});
     const err = items[1].error();
     assert.ok(err instanceof L.InsufficientFunds);
+    assert.equal(err.facts.requested, items[1].facts.requested);
     assert.equal(err.context, 'batch item 2');
     assert.match(err.detail, /available/);
     assert.ok(items[2].error() instanceof L.UnknownAccount);

@@ -146,6 +146,7 @@ class BatchItem(NamedTuple):
     result: str
     message: Optional[str]
     transaction_id: Optional[UUID]
+    facts_json: Optional[str] = None    # the row's facts column (0.12.0), as JSON text
 
     @property
     def ok(self) -> bool:
@@ -162,14 +163,16 @@ class BatchItem(NamedTuple):
 
     @property
     def facts(self) -> Dict[str, Any]:
-        """The item's structured facts when the server sent them, else {}."""
-        return _batch_message_facts(self.message)[1]
+        """The item's structured facts (the facts column), else {}."""
+        facts = parse_facts(self.facts_json)
+        return facts if facts is not None else _batch_message_facts(self.message)[1]
 
     def error(self) -> Optional[LedgerError]:
         """An exception instance for a refused item (not raised), or None."""
         if self.ok:
             return None
-        text, facts = _batch_message_facts(self.message)
+        text = _batch_message_facts(self.message)[0]
+        facts = self.facts
         primary, sep, detail = (text or "").partition(" / ")
         return class_for_sqlstate(self.result)(
             primary, sqlstate=self.result, detail=detail if sep else None,
@@ -412,7 +415,7 @@ class Ledger:
             # a NULL element is refused (LD011): '{}' is the single call's default
             metas.append(None if meta is None else json_dumps(meta))
         rows = self._rows(
-            "transfer_batch", "item, result, message, transaction_id",
+            "transfer_batch", "item, result, message, transaction_id, facts::text",
             ("from_accounts", froms, "text[]"), ("to_accounts", tos, "text[]"),
             ("amounts", amounts, "numeric[]"),
             ("idempotency_keys", keys if any(k is not None for k in keys) else None, "text[]"),
@@ -444,7 +447,7 @@ class Ledger:
             if meta is not None:
                 item["metadata"] = meta
             items.append(item)
-        rows = self._rows("post_batch", "item, result, message, transaction_id",
+        rows = self._rows("post_batch", "item, result, message, transaction_id, facts::text",
                           ("postings", _jsonb(items), "jsonb"), ("atomic", bool(atomic), "boolean"))
         return BatchResults(BatchItem(*row) for row in rows)
 
