@@ -170,19 +170,8 @@ lock_accounts(char **codes, int ncodes)
 	for (i = 0; i < ncodes; i++)
 	{
 		LedgerAccount a;
-		LedgerCacheStamp stamp;
-		TransactionId xmin;
 
-		if (codes[i] == NULL)
-			continue;
-		if (!ledger_account_cache_get(codes[i], &a))
-		{
-			ledger_account_cache_stamp(codes[i], &stamp);
-			if (!ledger_lookup_account(codes[i], &a, &xmin))
-				continue;
-			ledger_account_cache_put(&a, xmin, &stamp);
-		}
-		if (!a.hot)
+		if (codes[i] != NULL && ledger_find_account(codes[i], &a) && !a.hot)
 			ids[n++] = a.id;
 	}
 	qsort(ids, n, sizeof(int64), id_cmp);

@@ -376,8 +376,7 @@ ledger_batch_post(pg_uuid_t *id, const char *kind, LedgerLeg *legs, int nlegs,
 	{
 		/* nothing written: the key's owner is a replay, or LD007 refuses the item */
 		batch->writing = false;
-		if (!ledger_find_key(key, scope, hash, id))
-			elog(ERROR, "idempotency key \"%s\" conflicted but its transaction is not visible", key);
+		ledger_key_taken(key, scope, hash, id);
 		return false;
 	}
 	st = batch_store();

@@ -128,31 +128,39 @@ ledger_errdetail_facts(LedgerJson *facts, const char *fmt,...)
 	return errdetail_internal("%s", buf.data);
 }
 
+/* The facts line of a DETAIL (its last line, if a JSON object), or NULL. */
+static const char *
+facts_line(const char *detail)
+{
+	const char *nl = strrchr(detail, '\n');
+	const char *line = nl ? nl + 1 : detail;
+
+	return line[0] == '{' ? line : NULL;
+}
+
 /*
- * The facts of a DETAIL (its last line, which errdetail_facts wrote from a
- * jsonb value), as jsonb again; NULL if it has none.  For a batch item's
- * result row.
+ * The facts of a DETAIL (the line errdetail_facts wrote from a jsonb
+ * value), as jsonb again; NULL if it has none.  For a batch item's result
+ * row.
  */
 Jsonb *
 ledger_facts_of(const char *detail)
 {
-	const char *nl = detail ? strrchr(detail, '\n') : NULL;
-	const char *line = nl ? nl + 1 : detail;
+	const char *line = detail ? facts_line(detail) : NULL;
 
-	if (line == NULL || line[0] != '{')
-		return NULL;
-	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(line)));
+	return line ? DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(line))) : NULL;
 }
 
-/* A DETAIL without its facts line (the prose alone), for a batch item's message. */
+/*
+ * A DETAIL without its facts line (the prose alone, NULL if none), for a
+ * batch item's message.
+ */
 char *
 ledger_facts_strip(const char *detail)
 {
-	const char *nl = strrchr(detail, '\n');
+	const char *line = facts_line(detail);
 
-	if (nl != NULL && nl[1] == '{')
-		return pnstrdup(detail, nl - detail);
-	if (detail[0] == '{')
-		return NULL;
-	return pstrdup(detail);
+	if (line == NULL)
+		return pstrdup(detail);
+	return line == detail ? NULL : pnstrdup(detail, line - 1 - detail);
 }

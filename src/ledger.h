@@ -295,6 +295,7 @@ extern bool ledger_hold_take(const pg_uuid_t *id, bool skip_locked, LedgerHold *
 
 /* posting.c */
 extern bytea *ledger_fingerprint(const char *data, int len);
+extern bool ledger_find_account(const char *code, LedgerAccount *out);
 extern void ledger_resolve_accounts(LedgerLeg *legs, int nlegs);
 extern LedgerLeg *ledger_parse_legs(Jsonb *doc, int *nlegs);
 extern void ledger_transfer_item(char *from, char *to, Numeric amount, const char *key,
@@ -403,6 +404,7 @@ extern bool ledger_key_select(SPIPlanPtr *plans, const char *select, const char 
 extern bool ledger_find_key(const char *key, int64 scope_account, bytea *hash, pg_uuid_t *id);
 extern bool ledger_claim_key_insert(pg_uuid_t *id, const char *kind, const char *key,
 									int64 scope_account, bytea *hash, Jsonb *metadata);
+extern void ledger_key_taken(const char *key, int64 scope_account, bytea *hash, pg_uuid_t *id);
 extern bool ledger_claim_key(pg_uuid_t *id, const char *kind, const char *key,
 							 int64 scope_account, bytea *hash,
 							 Jsonb *metadata);

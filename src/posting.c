@@ -120,10 +120,29 @@ request_hash(const char *kind, LedgerLeg *legs, int nlegs, Jsonb *metadata)
 }
 
 /*
- * Resolve every leg's account: from the backend's account cache, else
- * straight from the unique index on account codes (lookup.c), stamping
- * the code first (see cache.c).  One struct per distinct account; an
- * unknown code raises LD002 naming the leg.  No statement is run.
+ * An account by code: from the backend's account cache, else straight from
+ * the unique index on account codes (lookup.c), stamping the code first
+ * (see cache.c) and caching what was found.  False if there is none.  No
+ * statement is run.
+ */
+bool
+ledger_find_account(const char *code, LedgerAccount *out)
+{
+	LedgerCacheStamp stamp;
+	TransactionId xmin;
+
+	if (ledger_account_cache_get(code, out))
+		return true;
+	ledger_account_cache_stamp(code, &stamp);
+	if (!ledger_lookup_account(code, out, &xmin))
+		return false;
+	ledger_account_cache_put(out, xmin, &stamp);
+	return true;
+}
+
+/*
+ * Resolve every leg's account (ledger_find_account).  One struct per
+ * distinct account; an unknown code raises LD002 naming the leg.
  */
 void
 ledger_resolve_accounts(LedgerLeg *legs, int nlegs)
@@ -134,9 +153,6 @@ ledger_resolve_accounts(LedgerLeg *legs, int nlegs)
 
 	for (i = 0; i < nlegs; i++)
 	{
-		LedgerCacheStamp stamp;
-		TransactionId xmin;
-
 		legs[i].account = NULL;
 		for (j = 0; j < i; j++)
 		{
@@ -149,10 +165,7 @@ ledger_resolve_accounts(LedgerLeg *legs, int nlegs)
 		if (legs[i].account != NULL)
 			continue;
 		legs[i].account = &found[i];
-		if (ledger_account_cache_get(legs[i].code, &found[i]))
-			continue;
-		ledger_account_cache_stamp(legs[i].code, &stamp);
-		if (!ledger_lookup_account(legs[i].code, &found[i], &xmin))
+		if (!ledger_find_account(legs[i].code, &found[i]))
 			ereport(ERROR,
 					(errcode(ERRCODE_LEDGER_UNKNOWN_ACCOUNT),
 					 errmsg("account \"%s\" does not exist", legs[i].code),
@@ -161,7 +174,6 @@ ledger_resolve_accounts(LedgerLeg *legs, int nlegs)
 														 LEDGER_FACT_INT("leg", i + 1),
 														 NULL),
 											"Leg %d names account \"%s\".", i + 1, legs[i].code)));
-		ledger_account_cache_put(&found[i], xmin, &stamp);
 	}
 }
 

@@ -82,11 +82,19 @@ ledger_claim_key(pg_uuid_t *id, const char *kind, const char *key, int64 scope_a
 {
 	if (ledger_claim_key_insert(id, kind, key, scope_account, hash, metadata))
 		return true;
+	ledger_key_taken(key, scope_account, hash, id);
+	return false;
+}
 
-	/* the key is taken by a committed transaction: same request? */
+/*
+ * After a claim's insert found the key taken by a committed transaction:
+ * the same request (its id into *id), or LD007.
+ */
+void
+ledger_key_taken(const char *key, int64 scope_account, bytea *hash, pg_uuid_t *id)
+{
 	if (!ledger_find_key(key, scope_account, hash, id))
 		elog(ERROR, "idempotency key \"%s\" conflicted but its transaction is not visible", key);
-	return false;
 }
 
 /*
