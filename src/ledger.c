@@ -38,6 +38,7 @@ _PG_init(void)
 	ledger_owner_init();
 	ledger_ratelimit_init();
 	ledger_counters_init();
+	ledger_callerror_init();
 
 	MarkGUCPrefixReserved("ledger");
 }

@@ -531,6 +531,9 @@ extern Jsonb *ledger_json_end(LedgerJson *j);
 extern int64 ledger_raise_alert(const char *severity, const char *kind,
 								int64 account_id, Jsonb *details);
 
+/* callerror.c */
+extern void ledger_callerror_init(void);
+
 /* counters.c */
 extern void ledger_counters_init(void);
 extern void ledger_count_posting(bool batch_item);

@@ -154,7 +154,10 @@ TEST_FAILURES=0
 test_begin() {
 	set +e
 	TEST_NAME=$1
-	DIR=$(mktemp -d "${WORK:-/tmp}/$1.XXXXXX")
+	DIR=$(mktemp -d "${WORK:-/tmp}/$1.XXXXXX") || {
+		echo "$1: FAIL: cannot make a directory under ${WORK:-/tmp}" >&2
+		exit 1
+	}
 	chmod 755 "$DIR"
 }
 

@@ -110,3 +110,20 @@ test('a JS number amount is refused with a TypeError before any query', async ()
     assert.equal(await l.balance(dst2), '123456789012345680.00');
     assert.equal(queries, 1);
 });
+
+test('bare node-postgres: a JS number amount gets LD005, a JS array of legs LD012, with facts', async () => {
+    const before = await ledger.balance(dst2);
+    // Without this package: pg sends every parameter untyped, so a typed
+    // float is what the SQL says; a JS array becomes an array literal.
+    const e1 = await db.query('SELECT ledger.transfer($1, $2, $3::float8)', [src2, dst2, 0.1])
+        .then(() => null, (e) => e);
+    assert.equal(e1.code, 'LD005');
+    const f1 = JSON.parse(e1.detail.split('\n').pop());
+    assert.equal(f1.given_type, 'double precision');
+    assert.equal(f1.argument, 'amount');
+    const e2 = await db.query('SELECT ledger.post($1)',
+        [[{ account: src2, amount: '-1' }, { account: dst2, amount: '1' }]]).then(() => null, (e) => e);
+    assert.equal(e2.code, 'LD012');
+    assert.equal(JSON.parse(e2.detail.split('\n').pop()).given_type, 'array literal');
+    assert.equal(await ledger.balance(dst2), before);
+});

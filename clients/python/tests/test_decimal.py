@@ -2,9 +2,12 @@
 and batches; floats refused before anything reaches the server."""
 
 import decimal
+import json
 import unittest
 
-from tests.support import D, LedgerTestCase, lc
+import psycopg
+
+from tests.support import D, LedgerTestCase, admin, lc
 
 BIG18 = D("123456789012.123456789012345678")
 TINY18 = D("0.000000000000000001")
@@ -117,6 +120,29 @@ class DecimalRoundTrips(LedgerTestCase):
         self.assertEqual(self.q1("SELECT count(*) FROM ledger.transaction"), before)
         self.assertEqual(self.ledger.balance(b), D("0.00"))
         self.assertEqual(self.conn.info.transaction_status, 0)   # nothing left open
+
+    def test_float_from_a_bare_driver_gets_ld005(self):
+        """Without this package, psycopg sends a float as double precision
+        and a list of str as text[]: the server answers LD005 and LD012
+        with facts, not 42883 "function does not exist"."""
+        a, b = self.account(D("10.00")), self.account()
+        raw = admin()
+        try:
+            with self.assertRaises(psycopg.Error) as cm:
+                raw.execute("SELECT ledger.transfer(%s, %s, %s)", (a, b, 1.5))
+            self.assertEqual(cm.exception.sqlstate, "LD005")
+            facts = json.loads(cm.exception.diag.message_detail.splitlines()[-1])
+            self.assertEqual(facts["given_type"], "double precision")
+            self.assertEqual(facts["argument"], "amount")
+            with self.assertRaises(psycopg.Error) as cm:
+                raw.execute("SELECT ledger.post(%s)",
+                            ([f'{{"account": "{a}", "amount": "-1"}}', f'{{"account": "{b}", "amount": "1"}}'],))
+            self.assertEqual(cm.exception.sqlstate, "LD012")
+            facts = json.loads(cm.exception.diag.message_detail.splitlines()[-1])
+            self.assertEqual(facts["given_type"], "array literal")
+        finally:
+            raw.close()
+        self.assertEqual(self.ledger.balance(b), D("0.00"))
 
 
 if __name__ == "__main__":
