@@ -237,7 +237,10 @@ ledger_acknowledge_alert(PG_FUNCTION_ARGS)
 			ereport(ERROR,
 					(errcode(ERRCODE_LEDGER_UNKNOWN_ALERT),
 					 errmsg("alert " INT64_FORMAT " does not exist", id),
-					 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_UNKNOWN_ALERT), NULL)));
+					 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_UNKNOWN_ALERT,
+														  LEDGER_FACT_INT("alert_id", id),
+														  NULL),
+											NULL)));
 	}
 	SPI_finish();
 

@@ -309,7 +309,11 @@ ledger_apply_batch(int max, bool skip_locked, bool *locked, int *applied, int *r
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT),
 				 errmsg("events cannot be applied from inside an event"),
-				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_ARGUMENT), "This backend is applying event " INT64_FORMAT ".", last)));
+				 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_INVALID_ARGUMENT,
+													  LEDGER_FACT_INT("seq", last),
+													  LEDGER_FACT_ID("event_id", &current),
+													  NULL),
+										"This backend is applying event " INT64_FORMAT ".", last)));
 	relid = ledger_event_relid();
 	*locked = lock_pointer(skip_locked, &last);
 	if (!*locked)
@@ -387,7 +391,10 @@ require_read_committed(const char *what)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT),
 				 errmsg("%s runs under READ COMMITTED only", what),
-				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_ARGUMENT), "It reads events with a snapshot taken after the horizon; this transaction's snapshot is older.")));
+				 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_INVALID_ARGUMENT,
+													  LEDGER_FACT_TEXT("isolation", ledger_isolation_name()),
+													  NULL),
+										"It reads events with a snapshot taken after the horizon; this transaction's snapshot is older.")));
 }
 
 PG_FUNCTION_INFO_V1(ledger_apply_events);
@@ -407,7 +414,11 @@ ledger_apply_events(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT),
 				 errmsg("max_events must be between 1 and 100000"),
-				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_ARGUMENT), "max_events is %d.", max)));
+				 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_INVALID_ARGUMENT,
+													  LEDGER_FACT_TEXT("argument", "max_events"),
+													  LEDGER_FACT_INT("given", max),
+													  NULL),
+										"max_events is %d.", max)));
 	require_read_committed("ledger.apply_events");
 	PreventCommandIfReadOnly("ledger.apply_events");
 	ledger_horizon_require();

@@ -197,7 +197,11 @@ run_batch(FunctionCallInfo fcinfo, BatchItem *items, int n, bool transfer, bool 
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT),
 				 errmsg("a batch that is not atomic has 1 to %d items", LEDGER_MAX_BATCH_ITEMS_SUBXACT),
-				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_ARGUMENT), "%s was given %d items; an item of a batch that is not atomic may run in a subtransaction, which holds a lock until the commit.",
+				 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_INVALID_ARGUMENT,
+													  LEDGER_FACT_INT("count", n),
+													  LEDGER_FACT_INT("limit", LEDGER_MAX_BATCH_ITEMS_SUBXACT),
+													  NULL),
+										"%s was given %d items; an item of a batch that is not atomic may run in a subtransaction, which holds a lock until the commit.",
 						   what, n),
 				 errhint("Split the batch, or make it atomic (up to %d items).", LEDGER_MAX_BATCH)));
 	ledger_rate_check(what);
@@ -279,7 +283,11 @@ check_count(int n, const char *what)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT),
 				 errmsg("a batch has 1 to %d items", LEDGER_MAX_BATCH),
-				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_ARGUMENT), "%s was given %d items.", what, n)));
+				 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_INVALID_ARGUMENT,
+													  LEDGER_FACT_INT("count", n),
+													  LEDGER_FACT_INT("limit", LEDGER_MAX_BATCH),
+													  NULL),
+										"%s was given %d items.", what, n)));
 }
 
 /* Elements of a one-dimensional array argument (NULL elements kept). */
@@ -330,7 +338,10 @@ read_transfer(void *arg)
 				 errmsg("%s must not be NULL",
 						in->from_null ? "from_account" : in->to_null ? "to_account" :
 						in->amount_null ? "amount" : "metadata"),
-					 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_ARGUMENT), NULL)));
+					 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_INVALID_ARGUMENT,
+														  LEDGER_FACT_TEXT("argument", in->from_null ? "from_account" : in->to_null ? "to_account" : in->amount_null ? "amount" : "metadata"),
+														  NULL),
+											NULL)));
 	it->from = ledger_check_code(DatumGetTextPP(in->from), "account code");
 	it->to = ledger_check_code(DatumGetTextPP(in->to), "account code");
 	it->amount = DatumGetNumeric(in->amount);
@@ -380,7 +391,10 @@ ledger_transfer_batch(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT),
 				 errmsg("the arrays of a transfer batch must have the same length"),
-				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_ARGUMENT), "from_accounts has %d elements; every other array given must have as many.", n)));
+				 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_INVALID_ARGUMENT,
+													  LEDGER_FACT_INT("count", n),
+													  NULL),
+										"from_accounts has %d elements; every other array given must have as many.", n)));
 
 	items = palloc0(sizeof(BatchItem) * n);
 	codes = palloc0(sizeof(char *) * n * 2);
@@ -432,13 +446,19 @@ read_post(void *arg)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_INVALID_LEGS),
 				 errmsg("posting %d is not a JSON object", in->number),
-				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_LEGS), "Each posting is {\"legs\": [...], \"idempotency_key\": ..., \"metadata\": {...}}.")));
+				 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_INVALID_LEGS,
+													  LEDGER_FACT_INT("posting", in->number),
+													  NULL),
+										"Each posting is {\"legs\": [...], \"idempotency_key\": ..., \"metadata\": {...}}.")));
 	c = in->v.val.binary.data;
 	if (getKeyJsonValueFromContainer(c, "legs", 4, &legs) == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_INVALID_LEGS),
 				 errmsg("posting %d has no \"legs\"", in->number),
-					 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_LEGS), NULL)));
+					 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_INVALID_LEGS,
+														  LEDGER_FACT_INT("posting", in->number),
+														  NULL),
+											NULL)));
 	known++;
 	it->legs = ledger_parse_legs(JsonbValueToJsonb(&legs), &it->nlegs);
 	if (getKeyJsonValueFromContainer(c, "idempotency_key", 15, &key) != NULL)
@@ -448,7 +468,11 @@ read_post(void *arg)
 			ereport(ERROR,
 					(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT),
 					 errmsg("the idempotency_key of posting %d is not a string", in->number),
-					 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_ARGUMENT), NULL)));
+					 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_INVALID_ARGUMENT,
+														  LEDGER_FACT_INT("posting", in->number),
+														  LEDGER_FACT_TEXT("argument", "idempotency_key"),
+														  NULL),
+											NULL)));
 		if (key.type == jbvString)
 			it->key = ledger_check_code(cstring_to_text_with_len(key.val.string.val,
 																 key.val.string.len),
@@ -467,7 +491,10 @@ read_post(void *arg)
 				(errcode(ERRCODE_LEDGER_INVALID_LEGS),
 				 errmsg("posting %d has keys other than \"legs\", \"idempotency_key\" and \"metadata\"",
 						in->number),
-					 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_LEGS), NULL)));
+					 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_INVALID_LEGS,
+														  LEDGER_FACT_INT("posting", in->number),
+														  NULL),
+											NULL)));
 }
 
 PG_FUNCTION_INFO_V1(ledger_post_batch);

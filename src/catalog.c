@@ -44,7 +44,12 @@ ledger_create_asset(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT),
 				 errmsg("scale must be between 0 and 18"),
-				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_ARGUMENT), "Asset \"%s\", scale %d.", code, scale)));
+				 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_INVALID_ARGUMENT,
+													  LEDGER_FACT_TEXT("asset", code),
+													  LEDGER_FACT_TEXT("argument", "scale"),
+													  LEDGER_FACT_INT("given", scale),
+													  NULL),
+										"Asset \"%s\", scale %d.", code, scale)));
 
 	SPI_connect();
 	if (insert_asset_plan == NULL)

@@ -18,6 +18,7 @@
  */
 #include "ledger.h"
 
+#include "access/xact.h"
 #include "lib/stringinfo.h"
 #include "utils/builtins.h"
 
@@ -126,6 +127,26 @@ ledger_errdetail_facts(LedgerJson *facts, const char *fmt,...)
 	}
 	appendStringInfoString(&buf, JsonbToCString(NULL, &doc->root, VARSIZE(doc)));
 	return errdetail_internal("%s", buf.data);
+}
+
+/*
+ * The transaction's isolation level as the setting transaction_isolation
+ * names it, for the facts of a refusal under a transaction snapshot.
+ */
+const char *
+ledger_isolation_name(void)
+{
+	switch (XactIsoLevel)
+	{
+		case XACT_SERIALIZABLE:
+			return "serializable";
+		case XACT_REPEATABLE_READ:
+			return "repeatable read";
+		case XACT_READ_COMMITTED:
+			return "read committed";
+		default:
+			return "read uncommitted";
+	}
 }
 
 /* The facts line of a DETAIL (its last line, if a JSON object), or NULL. */

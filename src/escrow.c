@@ -266,7 +266,10 @@ ledger_escrow_wait_ready(void)
 			ereport(ERROR,
 					(errcode(ERRCODE_LEDGER_HOT_NOT_READY),
 					 errmsg("hot account balances are being rebuilt after a restart"),
-					 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_HOT_NOT_READY), "The fold worker has not finished loading hot accounts within %d ms.",
+					 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_HOT_NOT_READY,
+														  LEDGER_FACT_INT("waited_ms", waited),
+														  NULL),
+											"The fold worker has not finished loading hot accounts within %d ms.",
 							   ledger_hot_wait_ms),
 					 errhint("Retry the posting; if this persists, check that the ledger fold worker runs in database \"%s\".",
 							 ledger_database)));
@@ -474,7 +477,10 @@ escrow_xact_callback(XactEvent event, void *arg)
 				ereport(ERROR,
 						(errcode(ERRCODE_LEDGER_HOT_PREPARE),
 						 errmsg("cannot PREPARE a transaction that posted to a hot account"),
-						 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_HOT_PREPARE), "The transaction holds %d hot-account reservation(s) in this backend's shared-memory escrow.",
+						 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_HOT_PREPARE,
+															  LEDGER_FACT_INT("reservations", nentries),
+															  NULL),
+												"The transaction holds %d hot-account reservation(s) in this backend's shared-memory escrow.",
 								   nentries),
 						 errhint("Commit it directly, or switch the account to cold mode for two-phase commit.")));
 			break;

@@ -125,7 +125,11 @@ ledger_hot_load(void)
 				(errcode(ERRCODE_LEDGER_HOT_UNAVAILABLE),
 				 errmsg("%d of %d hot accounts could not be loaded into shared memory", missed, n),
 				 errhint("Raise ledger.max_hot_accounts; postings to them load them when a slot is free."),
-					 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_HOT_UNAVAILABLE), NULL)));
+					 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_HOT_UNAVAILABLE,
+														  LEDGER_FACT_INT("count", missed),
+														  LEDGER_FACT_INT("limit", escrow->nslots),
+														  NULL),
+											NULL)));
 }
 
 /* The extension (at a version with hot accounts) is not installed: nothing to load. */
@@ -168,7 +172,12 @@ ledger_hot_load_account(LedgerAccount *acct)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_HOT_OUT_OF_RANGE),
 				 errmsg("hot account \"%s\" holds amounts too large for the escrow", acct->code),
-				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_HOT_OUT_OF_RANGE), "Hot accounts hold amounts below 10^36 units of 10^-%d.", acct->scale),
+				 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_HOT_OUT_OF_RANGE,
+													  LEDGER_FACT_TEXT("account", acct->code),
+													  LEDGER_FACT_TEXT("asset", acct->asset),
+													  LEDGER_FACT_INT("scale", acct->scale),
+													  NULL),
+										"Hot accounts hold amounts below 10^36 units of 10^-%d.", acct->scale),
 				 errhint("Switch the account to cold mode.")));
 	LWLockAcquire(escrow->lock, LW_EXCLUSIVE);
 	slot = ledger_escrow_find(acct->id, relid);
@@ -180,7 +189,11 @@ ledger_hot_load_account(LedgerAccount *acct)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_HOT_UNAVAILABLE),
 				 errmsg("no room for hot account \"%s\"", acct->code),
-				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_HOT_UNAVAILABLE), "All %d hot-account slots are in use.", escrow->nslots),
+				 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_HOT_UNAVAILABLE,
+													  LEDGER_FACT_TEXT("account", acct->code),
+													  LEDGER_FACT_INT("limit", escrow->nslots),
+													  NULL),
+										"All %d hot-account slots are in use.", escrow->nslots),
 				 errhint("Raise ledger.max_hot_accounts and restart.")));
 }
 
@@ -282,7 +295,11 @@ ledger_refuse_snapshot_isolation(const char *code)
 	ereport(ERROR,
 			(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT),
 			 errmsg("hot account \"%s\" can only be corrected or switched under READ COMMITTED", code),
-			 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_ARGUMENT), "This transaction runs under %s; its snapshot would miss the postings the correction waits for.",
+			 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_INVALID_ARGUMENT,
+												  LEDGER_FACT_TEXT("account", code),
+												  LEDGER_FACT_TEXT("isolation", ledger_isolation_name()),
+												  NULL),
+									"This transaction runs under %s; its snapshot would miss the postings the correction waits for.",
 					   IsolationIsSerializable() ? "SERIALIZABLE" : "REPEATABLE READ"),
 			 errhint("Run it in a READ COMMITTED transaction.")));
 }
@@ -327,7 +344,11 @@ ledger_hot_fence_set(int64 account_id, Numeric balance)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_HOT_OUT_OF_RANGE),
 				 errmsg("balance %s is too large for a hot account", ledger_numeric_str(balance)),
-				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_HOT_OUT_OF_RANGE), "Hot accounts hold balances below 10^36 units of 10^-%d; account " INT64_FORMAT " would hold %s.",
+				 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_HOT_OUT_OF_RANGE,
+													  LEDGER_FACT_AMOUNT("balance", balance),
+													  LEDGER_FACT_INT("scale", scale),
+													  NULL),
+										"Hot accounts hold balances below 10^36 units of 10^-%d; account " INT64_FORMAT " would hold %s.",
 						   scale, account_id, ledger_numeric_str(balance)),
 				 errhint("Switch the account to cold mode.")));
 	ledger_escrow_set_reset(account_id, scaled);

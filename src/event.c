@@ -54,12 +54,20 @@ ledger_append_event(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_LEDGER_INVALID_EVENT),
 				 errmsg("unknown event type \"%s\"", type),
 				 errhint("Event types: transfer, post, hold, mark_submitted, capture, void, invalidate."),
-					 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_EVENT), NULL)));
+					 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_INVALID_EVENT,
+														  LEDGER_FACT_TEXT("type", strlen(type) <= 200 ? type : NULL),
+														  NULL),
+											NULL)));
 	if (VARSIZE(payload) > LEDGER_MAX_METADATA_SIZE)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_INVALID_EVENT),
 				 errmsg("the payload of an event must be at most %d bytes", LEDGER_MAX_METADATA_SIZE),
-					 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_EVENT), NULL)));
+					 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_INVALID_EVENT,
+														  LEDGER_FACT_TEXT("type", type),
+														  LEDGER_FACT_INT("bytes", VARSIZE(payload)),
+														  LEDGER_FACT_INT("max_bytes", LEDGER_MAX_METADATA_SIZE),
+														  NULL),
+											NULL)));
 	ledger_event_check_payload(t, payload);
 	PreventCommandIfReadOnly("ledger.append_event");
 	ledger_horizon_require();

@@ -119,6 +119,14 @@ json_type_name(char type)
 		type == 'o' ? "an object" : "an array";
 }
 
+/* The JSON type a key must have, as a fact: string, boolean, object, array. */
+static const char *
+json_type_key(char type)
+{
+	return type == 's' ? "string" : type == 'b' ? "boolean" :
+		type == 'o' ? "object" : "array";
+}
+
 /* LD032 unless the payload has the keys of its type, of their JSON types. */
 void
 ledger_event_check_payload(const EventType *t, Jsonb *payload)
@@ -131,7 +139,10 @@ ledger_event_check_payload(const EventType *t, Jsonb *payload)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_INVALID_EVENT),
 				 errmsg("the payload of a %s event must be a JSON object", t->name),
-					 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_EVENT), NULL)));
+					 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_INVALID_EVENT,
+														  LEDGER_FACT_TEXT("type", t->name),
+														  NULL),
+											NULL)));
 	for (i = 0; i < n; i++)
 	{
 		JsonbValue	v;
@@ -143,7 +154,11 @@ ledger_event_check_payload(const EventType *t, Jsonb *payload)
 				ereport(ERROR,
 						(errcode(ERRCODE_LEDGER_INVALID_EVENT),
 						 errmsg("the payload of a %s event needs \"%s\"", t->name, k->name),
-					 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_EVENT), NULL)));
+					 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_INVALID_EVENT,
+														  LEDGER_FACT_TEXT("type", t->name),
+														  LEDGER_FACT_TEXT("key", k->name),
+														  NULL),
+											NULL)));
 			continue;
 		}
 		found++;
@@ -154,14 +169,22 @@ ledger_event_check_payload(const EventType *t, Jsonb *payload)
 							json_type_name(k->type)),
 					 k->type == 's' && strcmp(k->name, "amount") == 0 ?
 					 errhint("Give amounts as decimal strings, such as \"10.25\".") : 0,
-					 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_EVENT), NULL)));
+					 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_INVALID_EVENT,
+														  LEDGER_FACT_TEXT("type", t->name),
+														  LEDGER_FACT_TEXT("key", k->name),
+														  LEDGER_FACT_TEXT("json_type", json_type_key(k->type)),
+														  NULL),
+											NULL)));
 	}
 	if (found != JsonContainerSize(&payload->root))
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_INVALID_EVENT),
 				 errmsg("the payload of a %s event has keys other than the arguments of ledger.%s",
 						t->name, t->name),
-					 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_EVENT), NULL)));
+					 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_INVALID_EVENT,
+														  LEDGER_FACT_TEXT("type", t->name),
+														  NULL),
+											NULL)));
 }
 
 const char *
@@ -221,11 +244,22 @@ ledger_event_check_rights(const char *role, const EventType *t, int64 seq)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_INVALID_EVENT),
 				 errmsg("role \"%s\" may not call %s", role, t->function),
-				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_EVENT), "Events of type %s run with the rights of the role that appends them.", t->name)));
+				 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_INVALID_EVENT,
+													  LEDGER_FACT_TEXT("role", role),
+													  LEDGER_FACT_TEXT("type", t->name),
+													  LEDGER_FACT_TEXT("function", t->function),
+													  NULL),
+										"Events of type %s run with the rights of the role that appends them.", t->name)));
 	ereport(ERROR,
 			(errcode(ERRCODE_LEDGER_INVALID_EVENT),
 			 errmsg("role \"%s\" may not call %s", role, t->function),
-			 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_EVENT), "Event " INT64_FORMAT " was appended by role \"%s\", which lacks EXECUTE on %s.",
+			 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_INVALID_EVENT,
+												  LEDGER_FACT_TEXT("role", role),
+												  LEDGER_FACT_TEXT("type", t->name),
+												  LEDGER_FACT_TEXT("function", t->function),
+												  LEDGER_FACT_INT("seq", seq),
+												  NULL),
+									"Event " INT64_FORMAT " was appended by role \"%s\", which lacks EXECUTE on %s.",
 					   seq, role, t->function)));
 }
 

@@ -145,7 +145,11 @@ ledger_catch_up(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT),
 				 errmsg("timeout must be between 0 and 1 hour"),
-				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_ARGUMENT), "timeout is %s.",
+				 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_INVALID_ARGUMENT,
+													  LEDGER_FACT_TEXT("argument", "timeout"),
+													  LEDGER_FACT_TEXT("given", DatumGetCString(DirectFunctionCall1(interval_out, IntervalPGetDatum(timeout)))),
+													  NULL),
+										"timeout is %s.",
 						   DatumGetCString(DirectFunctionCall1(interval_out,
 															   IntervalPGetDatum(timeout))))));
 	timeout_ms = timeout->time / 1000;
@@ -153,7 +157,10 @@ ledger_catch_up(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT),
 				 errmsg("ledger.catch_up runs under READ COMMITTED only"),
-				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_ARGUMENT), "It reads the pointer as others move it; this transaction's snapshot would never see them move.")));
+				 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_INVALID_ARGUMENT,
+													  LEDGER_FACT_TEXT("isolation", ledger_isolation_name()),
+													  NULL),
+										"It reads the pointer as others move it; this transaction's snapshot would never see them move.")));
 	PreventCommandIfReadOnly("ledger.catch_up");
 	ledger_horizon_require();
 	if (ledger_horizon_claimed())
@@ -176,15 +183,26 @@ ledger_catch_up(PG_FUNCTION_ARGS)
 			break;
 		left = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
 		if (left <= 0)
+		{
+			int64		at_horizon = ledger_horizon(ledger_event_relid());
+
 			ereport(ERROR,
 					(errcode(ERRCODE_LEDGER_CATCH_UP_TIMEOUT),
 					 errmsg("events are not applied within %s",
 							DatumGetCString(DirectFunctionCall1(interval_out,
 																IntervalPGetDatum(timeout)))),
-					 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_CATCH_UP_TIMEOUT), "The pointer is at " INT64_FORMAT ", the %s " INT64_FORMAT "; the horizon is " INT64_FORMAT ".",
+					 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_CATCH_UP_TIMEOUT,
+														  LEDGER_FACT_TEXT("stream", stream),
+														  LEDGER_FACT_INT("pointer", pointer),
+														  LEDGER_FACT_INT("target", target),
+														  LEDGER_FACT_INT("horizon", at_horizon),
+														  LEDGER_FACT_INT("timeout_ms", timeout_ms),
+														  NULL),
+											"The pointer is at " INT64_FORMAT ", the %s " INT64_FORMAT "; the horizon is " INT64_FORMAT ".",
 							   pointer, stream ? "stream's last event is" : "last event is",
-							   target, ledger_horizon(ledger_event_relid())),
+							   target, at_horizon),
 					 errhint("See ledger.event_worker: an open transaction that appended events holds the horizon back, or the applier is stopped or failing.")));
+		}
 		/* the worker applies, unless this transaction holds the projection's row */
 		if (!ledger_projection_locked() && ledger_applier_wake())
 			ledger_applier_wait(Min(left, 10));

@@ -257,18 +257,28 @@ ledger_exchange(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT),
 				 errmsg("spread must be at least 0 and below 1"),
-				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_ARGUMENT), "The spread given is %s (a fraction of the converted amount).",
+				 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_INVALID_ARGUMENT,
+													  LEDGER_FACT_TEXT("argument", "spread"),
+													  LEDGER_FACT_AMOUNT("given", spread),
+													  NULL),
+										"The spread given is %s (a fraction of the converted amount).",
 						   ledger_numeric_str(spread))));
 	if (strcmp(from_code, to_code) == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT),
 				 errmsg("cannot exchange from an account to itself"),
-				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_ARGUMENT), "Both sides name account \"%s\".", from_code)));
+				 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_INVALID_ARGUMENT,
+													  LEDGER_FACT_TEXT("account", from_code),
+													  NULL),
+										"Both sides name account \"%s\".", from_code)));
 	if (wait_us > 0 && IsolationUsesXactSnapshot())
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT),
 				 errmsg("ledger.exchange with a wait runs under READ COMMITTED only"),
-				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_ARGUMENT), "It waits for a rate committed after the call began, which this transaction's snapshot would never show.")));
+				 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_INVALID_ARGUMENT,
+													  LEDGER_FACT_TEXT("isolation", ledger_isolation_name()),
+													  NULL),
+										"It waits for a rate committed after the call began, which this transaction's snapshot would never show.")));
 	PreventCommandIfReadOnly("ledger.exchange");
 	ledger_rate_check("ledger.exchange");
 
@@ -303,7 +313,10 @@ ledger_exchange(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT),
 				 errmsg("an exchange cannot name a liquidity or spread account"),
-				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_ARGUMENT), "Accounts \"%s\" and \"%s\": liquidity and spread accounts are the other side of every exchange.",
+				 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_INVALID_ARGUMENT,
+													  LEDGER_FACT_TEXT("account", strcmp(from_code, base_liquidity) == 0 || (unused && strcmp(from_code, unused) == 0) ? from_code : to_code),
+													  NULL),
+										"Accounts \"%s\" and \"%s\": liquidity and spread accounts are the other side of every exchange.",
 						   from_code, to_code)));
 
 	fresh_rate(from.asset, to.asset, max_age_us, wait_us, &rate, &observed_at);

@@ -59,7 +59,11 @@ bad_record(int n, const char *field, const char *why)
 			 errhint("A record is {\"external_ref\": text, \"amount\": number, \"asset\": text, "
 					 "\"status\": \"pending\"|\"succeeded\"|\"failed\"|\"reversed\", "
 					 "\"occurred_at\": timestamptz text}."),
-					 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_RECORD), NULL)));
+					 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_INVALID_RECORD,
+														  LEDGER_FACT_INT("record", n),
+														  LEDGER_FACT_TEXT("field", field),
+														  NULL),
+											NULL)));
 }
 
 /* A string field of a record, or LD030. */
@@ -226,7 +230,10 @@ ledger_import_statement(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_INVALID_RECORD),
 				 errmsg("records must be a JSON array of statement records"),
-				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_RECORD), "Source \"%s\".", source)));
+				 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_INVALID_RECORD,
+													  LEDGER_FACT_TEXT("source", source),
+													  NULL),
+										"Source \"%s\".", source)));
 	PreventCommandIfReadOnly("ledger.import_statement");
 	n = JB_ROOT_COUNT(doc);
 	SPI_connect();
@@ -345,7 +352,11 @@ ledger_reconcile_external(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT),
 				 errmsg("since must be before until"),
-				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_ARGUMENT), "Source \"%s\".", source)));
+				 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_INVALID_ARGUMENT,
+													  LEDGER_FACT_TEXT("argument", "since"),
+													  LEDGER_FACT_TEXT("source", source),
+													  NULL),
+										"Source \"%s\".", source)));
 	InitMaterializedSRF(fcinfo, 0);
 
 	SPI_connect();

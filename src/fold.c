@@ -271,7 +271,11 @@ ledger_fold(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT),
 				 errmsg("max_rows must be positive"),
-				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_ARGUMENT), "max_rows %d.", max_rows)));
+				 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_INVALID_ARGUMENT,
+													  LEDGER_FACT_TEXT("argument", "max_rows"),
+													  LEDGER_FACT_INT("given", max_rows),
+													  NULL),
+										"max_rows %d.", max_rows)));
 	SPI_connect();
 	folded = ledger_fold_round(max_rows, &writes, false);
 	SPI_finish();

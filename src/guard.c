@@ -37,16 +37,23 @@
 #include "utils/rel.h"
 #include "access/htup_details.h"
 
-/* The row's "id" column (else its first column) as text, for messages. */
+/* The row's "id" column (else its first column) as text; NULL if null. */
 static char *
-row_id(HeapTuple tuple, TupleDesc desc)
+row_key(HeapTuple tuple, TupleDesc desc)
 {
 	int			attno = SPI_fnumber(desc, "id");
-	char	   *val;
 
 	if (attno <= 0)
 		attno = 1;
-	val = SPI_getvalue(tuple, desc, attno);
+	return SPI_getvalue(tuple, desc, attno);
+}
+
+/* The same for messages: "NULL" if null. */
+static char *
+row_id(HeapTuple tuple, TupleDesc desc)
+{
+	char	   *val = row_key(tuple, desc);
+
 	return val ? val : pstrdup("NULL");
 }
 
@@ -101,7 +108,12 @@ check_update(Relation rel, Trigger *trigger, HeapTuple oldtup, HeapTuple newtup)
 			ereport(ERROR,
 					(errcode(ERRCODE_LEDGER_IMMUTABLE_RECORD),
 					 errmsg("column \"%s\" of ledger.%s cannot be changed", name, relname),
-					 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_IMMUTABLE_RECORD), "Row id %s of ledger.%s is append-only; only %s may change, and only once.",
+					 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_IMMUTABLE_RECORD,
+														  LEDGER_FACT_TEXT("table", relname),
+														  LEDGER_FACT_TEXT("row_id", row_key(oldtup, desc)),
+														  LEDGER_FACT_TEXT("column", name),
+														  NULL),
+											"Row id %s of ledger.%s is append-only; only %s may change, and only once.",
 							   row_id(oldtup, desc), relname, flag ? flag : "nothing"),
 					 invalidatable(trigger) ? errhint("Use ledger.invalidate to correct a posting.") : 0));
 
@@ -114,7 +126,12 @@ check_update(Relation rel, Trigger *trigger, HeapTuple oldtup, HeapTuple newtup)
 							(errcode(ERRCODE_LEDGER_IMMUTABLE_RECORD),
 							 errmsg("column \"%s\" of ledger.%s may only change from false to true",
 									name, relname),
-							 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_IMMUTABLE_RECORD), "Row id %s of ledger.%s: %s was %s.",
+							 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_IMMUTABLE_RECORD,
+																  LEDGER_FACT_TEXT("table", relname),
+																  LEDGER_FACT_TEXT("row_id", row_key(oldtup, desc)),
+																  LEDGER_FACT_TEXT("column", name),
+																  NULL),
+													"Row id %s of ledger.%s: %s was %s.",
 									   row_id(oldtup, desc), relname, name,
 									   oldnull ? "NULL" : (DatumGetBool(oldval) ? "true" : "false"))));
 			}
@@ -122,7 +139,12 @@ check_update(Relation rel, Trigger *trigger, HeapTuple oldtup, HeapTuple newtup)
 				ereport(ERROR,
 						(errcode(ERRCODE_LEDGER_IMMUTABLE_RECORD),
 						 errmsg("column \"%s\" of ledger.%s may only be set once", name, relname),
-						 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_IMMUTABLE_RECORD), "Row id %s of ledger.%s: %s %s.",
+						 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_IMMUTABLE_RECORD,
+															  LEDGER_FACT_TEXT("table", relname),
+															  LEDGER_FACT_TEXT("row_id", row_key(oldtup, desc)),
+															  LEDGER_FACT_TEXT("column", name),
+															  NULL),
+												"Row id %s of ledger.%s: %s %s.",
 								   row_id(oldtup, desc), relname, name,
 								   oldnull ? "cannot be set to NULL" : "is already set")));
 			flag_set = true;
@@ -136,7 +158,12 @@ check_update(Relation rel, Trigger *trigger, HeapTuple oldtup, HeapTuple newtup)
 				(errcode(ERRCODE_LEDGER_IMMUTABLE_RECORD),
 				 errmsg("column \"%s\" of ledger.%s can only change together with %s",
 						companion, relname, flag),
-				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_IMMUTABLE_RECORD), "Row id %s of ledger.%s: %s may be set only in the update that sets %s.",
+				 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_IMMUTABLE_RECORD,
+													  LEDGER_FACT_TEXT("table", relname),
+													  LEDGER_FACT_TEXT("row_id", row_key(oldtup, desc)),
+													  LEDGER_FACT_TEXT("column", companion),
+													  NULL),
+										"Row id %s of ledger.%s: %s may be set only in the update that sets %s.",
 						   row_id(oldtup, desc), relname, companion, flag)));
 }
 
@@ -165,7 +192,10 @@ ledger_guard_append_only(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_IMMUTABLE_RECORD),
 				 errmsg("cannot truncate append-only table ledger.%s", relname),
-				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_IMMUTABLE_RECORD), "Table ledger.%s keeps history; no row of it is ever removed.", relname)));
+				 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_IMMUTABLE_RECORD,
+													  LEDGER_FACT_TEXT("table", relname),
+													  NULL),
+										"Table ledger.%s keeps history; no row of it is ever removed.", relname)));
 
 	if (!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
 		ereport(ERROR,
@@ -177,7 +207,11 @@ ledger_guard_append_only(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_IMMUTABLE_RECORD),
 				 errmsg("cannot delete from append-only table ledger.%s", relname),
-				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_IMMUTABLE_RECORD), "Row id %s of ledger.%s is part of the ledger's history and is never deleted.",
+				 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_IMMUTABLE_RECORD,
+													  LEDGER_FACT_TEXT("table", relname),
+													  LEDGER_FACT_TEXT("row_id", row_key(trigdata->tg_trigtuple, RelationGetDescr(rel))),
+													  NULL),
+										"Row id %s of ledger.%s is part of the ledger's history and is never deleted.",
 						   row_id(trigdata->tg_trigtuple, RelationGetDescr(rel)), relname),
 				 invalidatable(trigdata->tg_trigger) ? errhint("Use ledger.invalidate to correct a posting.") : 0));
 	}
@@ -188,7 +222,11 @@ ledger_guard_append_only(PG_FUNCTION_ARGS)
 			ereport(ERROR,
 					(errcode(ERRCODE_LEDGER_IMMUTABLE_RECORD),
 					 errmsg("cannot update append-only table ledger.%s", relname),
-					 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_IMMUTABLE_RECORD), "Row id %s of ledger.%s.",
+					 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_IMMUTABLE_RECORD,
+														  LEDGER_FACT_TEXT("table", relname),
+														  LEDGER_FACT_TEXT("row_id", row_key(trigdata->tg_trigtuple, RelationGetDescr(rel))),
+														  NULL),
+											"Row id %s of ledger.%s.",
 							   row_id(trigdata->tg_trigtuple, RelationGetDescr(rel)), relname)));
 		check_update(rel, trigdata->tg_trigger,
 					 trigdata->tg_trigtuple, trigdata->tg_newtuple);
@@ -254,14 +292,28 @@ ledger_stamp_event(PG_FUNCTION_ARGS)
 					(errcode(ERRCODE_LEDGER_IMMUTABLE_RECORD),
 					 errmsg("event_seq and event_id of \"%s\" are set only by the event applier",
 							RelationGetRelationName(td->tg_relation)),
-					 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_IMMUTABLE_RECORD), "Row %s was last changed by event " INT64_FORMAT ".",
+					 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_IMMUTABLE_RECORD,
+														  LEDGER_FACT_TEXT("table", RelationGetRelationName(td->tg_relation)),
+														  LEDGER_FACT_TEXT("row_id", row_key(td->tg_trigtuple, desc)),
+														  LEDGER_FACT_INT("last_seq", old_seq),
+														  LEDGER_FACT_ID("last_event_id", old_id),
+														  NULL),
+											"Row %s was last changed by event " INT64_FORMAT ".",
 							   row_id(td->tg_trigtuple, desc), old_seq)));
 		if (applying && old_seq > seq)
 			ereport(ERROR,
 					(errcode(ERRCODE_LEDGER_STALE_EVENT),
 					 errmsg("event " INT64_FORMAT " is older than the event that last changed this %s",
 							seq, RelationGetRelationName(td->tg_relation)),
-					 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_STALE_EVENT), "Row %s of %s was last changed by event " INT64_FORMAT ".",
+					 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_STALE_EVENT,
+														  LEDGER_FACT_TEXT("table", RelationGetRelationName(td->tg_relation)),
+														  LEDGER_FACT_TEXT("row_id", row_key(td->tg_trigtuple, desc)),
+														  LEDGER_FACT_INT("seq", seq),
+														  LEDGER_FACT_ID("event_id", &id),
+														  LEDGER_FACT_INT("last_seq", old_seq),
+														  LEDGER_FACT_ID("last_event_id", old_id),
+														  NULL),
+											"Row %s of %s was last changed by event " INT64_FORMAT ".",
 							   row_id(td->tg_trigtuple, desc),
 							   RelationGetRelationName(td->tg_relation), old_seq)));
 	}

@@ -123,7 +123,11 @@ window_end(TimestampTz now, Interval *window, const char *name)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT),
 				 errmsg("%s must be positive and at most %d days", name, HOLD_MAX_WINDOW_DAYS),
-				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_ARGUMENT), "%s is %s.", name,
+				 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_INVALID_ARGUMENT,
+													  LEDGER_FACT_TEXT("argument", name),
+													  LEDGER_FACT_TEXT("given", DatumGetCString(DirectFunctionCall1(interval_out, IntervalPGetDatum(window)))),
+													  NULL),
+										"%s is %s.", name,
 						   DatumGetCString(DirectFunctionCall1(interval_out,
 															   IntervalPGetDatum(window))))));
 	return end;
@@ -224,25 +228,40 @@ ledger_hold(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT),
 				 errmsg("hold mode must be \"exclusive\" or \"shared\""),
-				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_ARGUMENT), "The mode given is \"%s\".", mode)));
+				 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_INVALID_ARGUMENT,
+													  LEDGER_FACT_TEXT("argument", "mode"),
+													  LEDGER_FACT_TEXT("given", strlen(mode) <= 200 ? mode : NULL),
+													  NULL),
+										"The mode given is \"%s\".", mode)));
 	exclusive = mode[0] == 'e';
 	if (exclusive && legs[1].code == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT),
 				 errmsg("an exclusive hold needs to_account"),
-				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_ARGUMENT), "The hold on account \"%s\" names no account to capture to.",
+				 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_INVALID_ARGUMENT,
+													  LEDGER_FACT_TEXT("account", legs[0].code),
+													  LEDGER_FACT_TEXT("argument", "to_account"),
+													  NULL),
+										"The hold on account \"%s\" names no account to capture to.",
 						   legs[0].code)));
 	if (!exclusive && legs[1].code != NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT),
 				 errmsg("a shared hold cannot name to_account"),
-				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_ARGUMENT), "Shared holds keep money in place on account \"%s\"; they are never captured.",
+				 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_INVALID_ARGUMENT,
+													  LEDGER_FACT_TEXT("account", legs[0].code),
+													  LEDGER_FACT_TEXT("argument", "to_account"),
+													  NULL),
+										"Shared holds keep money in place on account \"%s\"; they are never captured.",
 						   legs[0].code)));
 	if (exclusive && strcmp(legs[0].code, legs[1].code) == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT),
 				 errmsg("cannot hold money for a capture to the same account"),
-				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_ARGUMENT), "Both sides name account \"%s\".", legs[0].code)));
+				 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_INVALID_ARGUMENT,
+													  LEDGER_FACT_TEXT("account", legs[0].code),
+													  NULL),
+										"Both sides name account \"%s\".", legs[0].code)));
 	now = GetCurrentTimestamp();
 	(void) window_end(now, submit, "submit_within");
 	(void) window_end(now, confirm, "confirm_within");
@@ -338,7 +357,14 @@ ledger_mark_submitted(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT),
 				 errmsg("hold %s already has external_ref \"%s\"", ledger_uuid_str(&h.id), h.external_ref),
-				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_ARGUMENT), "Hold %s on account \"%s\" was given external_ref \"%s\".",
+				 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_INVALID_ARGUMENT,
+													  LEDGER_FACT_ID("hold_id", &h.id),
+													  LEDGER_FACT_TEXT("account", h.account_code),
+													  LEDGER_FACT_TEXT("external_ref", h.external_ref),
+													  LEDGER_FACT_TEXT("argument", "external_ref"),
+													  LEDGER_FACT_TEXT("given", ref),
+													  NULL),
+										"Hold %s on account \"%s\" was given external_ref \"%s\".",
 						   ledger_uuid_str(&h.id), h.account_code, ref)));
 	if (strcmp(state, "submitted") == 0 || strcmp(state, "timed_out") == 0)
 	{
@@ -462,7 +488,12 @@ ledger_set_account_limits(PG_FUNCTION_ARGS)
 			ereport(ERROR,
 					(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT),
 					 errmsg("max_active_holds must not be negative"),
-					 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_ARGUMENT), "Account \"%s\", max_active_holds %d.", code, max)));
+					 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_INVALID_ARGUMENT,
+														  LEDGER_FACT_TEXT("account", code),
+														  LEDGER_FACT_TEXT("argument", "max_active_holds"),
+														  LEDGER_FACT_INT("given", max),
+														  NULL),
+											"Account \"%s\", max_active_holds %d.", code, max)));
 	}
 	PreventCommandIfReadOnly("ledger.set_account_limits");
 	SPI_connect();

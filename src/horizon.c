@@ -48,6 +48,7 @@
 #include "access/xact.h"
 #include "miscadmin.h"
 #include "catalog/pg_type.h"
+#include "commands/dbcommands.h"
 #include "storage/condition_variable.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
@@ -291,7 +292,11 @@ ledger_horizon_load(Oid relid, int64 max_seq)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_EVENTS_UNAVAILABLE),
 				 errmsg("events are served in at most %d databases of one server", HORIZON_MAX_DBS),
-				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_EVENTS_UNAVAILABLE), "Database %u would be one more.", MyDatabaseId)));
+				 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_EVENTS_UNAVAILABLE,
+													  LEDGER_FACT_TEXT("database", get_database_name(MyDatabaseId)),
+													  LEDGER_FACT_INT("limit", HORIZON_MAX_DBS),
+													  NULL),
+										"Database %u would be one more.", MyDatabaseId)));
 }
 
 /*

@@ -103,7 +103,13 @@ make_hot(const char *code, ModeTarget *t, Oid relid)
 			ereport(ERROR,
 					(errcode(ERRCODE_LEDGER_HOLD_HOT),
 					 errmsg("account \"%s\" has active holds and cannot become hot", code),
-					 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_HOLD_HOT), "Account \"%s\" has %d active holds keeping %s exclusively and %s shared.",
+					 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_HOLD_HOT,
+														  LEDGER_FACT_TEXT("account", code),
+														  LEDGER_FACT_INT("active", held.active),
+														  LEDGER_FACT_AMOUNT("held_exclusive", held.exclusive),
+														  LEDGER_FACT_AMOUNT("held_shared", held.shared),
+														  NULL),
+											"Account \"%s\" has %d active holds keeping %s exclusively and %s shared.",
 							   code, held.active, ledger_numeric_str(held.exclusive),
 							   ledger_numeric_str(held.shared)),
 					 errhint("Capture, void or let them expire first.")));
@@ -114,7 +120,13 @@ make_hot(const char *code, ModeTarget *t, Oid relid)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_HOT_OUT_OF_RANGE),
 				 errmsg("account \"%s\" holds amounts too large for hot mode", code),
-				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_HOT_OUT_OF_RANGE), "Hot accounts hold balances and floors below 10^36 units of 10^-%d; the balance is %s.",
+				 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_HOT_OUT_OF_RANGE,
+													  LEDGER_FACT_TEXT("account", code),
+													  LEDGER_FACT_AMOUNT("balance", t->balance),
+													  LEDGER_FACT_AMOUNT("floor", t->unbounded ? NULL : t->min_balance),
+													  LEDGER_FACT_INT("scale", t->scale),
+													  NULL),
+										"Hot accounts hold balances and floors below 10^36 units of 10^-%d; the balance is %s.",
 						   t->scale, ledger_numeric_str(t->balance))));
 	LWLockAcquire(escrow->lock, LW_EXCLUSIVE);
 
@@ -135,7 +147,11 @@ make_hot(const char *code, ModeTarget *t, Oid relid)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_HOT_UNAVAILABLE),
 				 errmsg("no room for another hot account"),
-				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_HOT_UNAVAILABLE), "All %d hot-account slots are in use; account \"%s\" was not switched.",
+				 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_HOT_UNAVAILABLE,
+													  LEDGER_FACT_TEXT("account", code),
+													  LEDGER_FACT_INT("limit", escrow->nslots),
+													  NULL),
+										"All %d hot-account slots are in use; account \"%s\" was not switched.",
 						   escrow->nslots, code),
 				 errhint("Raise ledger.max_hot_accounts and restart.")));
 }
@@ -194,7 +210,12 @@ ledger_set_account_mode(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT),
 				 errmsg("mode must be 'hot' or 'cold'"),
-				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_ARGUMENT), "Account \"%s\", mode \"%s\".", code, mode)));
+				 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_INVALID_ARGUMENT,
+													  LEDGER_FACT_TEXT("account", code),
+													  LEDGER_FACT_TEXT("argument", "mode"),
+													  LEDGER_FACT_TEXT("given", mode),
+													  NULL),
+										"Account \"%s\", mode \"%s\".", code, mode)));
 	to_hot = strcmp(mode, "hot") == 0;
 
 	/* to hot only where hot accounts are served; to cold anywhere */

@@ -549,6 +549,7 @@ extern LedgerJson *ledger_factsv(int sqlerrcode,...);
 extern void ledger_fact_amount(LedgerJson *j, const char *key, Numeric n);
 extern int	ledger_errdetail_facts(LedgerJson *facts, const char *fmt,...) pg_attribute_printf(2, 3);
 extern char *ledger_facts_strip(const char *detail);
+extern const char *ledger_isolation_name(void);
 extern Jsonb *ledger_facts_of(const char *detail);
 
 /* validate.c */

@@ -99,12 +99,20 @@ ledger_enqueue(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT),
 				 errmsg("topics beginning with \"ledger.\" are the ledger's own"),
-				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_ARGUMENT), "Topic \"%s\".", topic)));
+				 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_INVALID_ARGUMENT,
+													  LEDGER_FACT_TEXT("topic", topic),
+													  NULL),
+										"Topic \"%s\".", topic)));
 	if (VARSIZE(payload) > LEDGER_MAX_METADATA_SIZE)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT),
 				 errmsg("an outbox payload must be at most %d bytes", LEDGER_MAX_METADATA_SIZE),
-				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_ARGUMENT), "The payload of topic \"%s\", key \"%s\" is %zu bytes.", topic, key,
+				 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_INVALID_ARGUMENT,
+													  LEDGER_FACT_TEXT("topic", topic),
+													  LEDGER_FACT_INT("bytes", VARSIZE(payload)),
+													  LEDGER_FACT_INT("max_bytes", LEDGER_MAX_METADATA_SIZE),
+													  NULL),
+										"The payload of topic \"%s\", key \"%s\" is %zu bytes.", topic, key,
 						   (size_t) VARSIZE(payload))));
 	PreventCommandIfReadOnly("ledger.enqueue");
 	SPI_connect();
@@ -139,14 +147,23 @@ ledger_outbox_claim(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT),
 				 errmsg("max_messages must be between 1 and 10000"),
-				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_ARGUMENT), "max_messages is %d.", max)));
+				 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_INVALID_ARGUMENT,
+													  LEDGER_FACT_TEXT("consumer", consumer),
+													  LEDGER_FACT_TEXT("argument", "max_messages"),
+													  LEDGER_FACT_INT("given", max),
+													  NULL),
+										"max_messages is %d.", max)));
 	(void) ledger_check_interval(lease, "lease", USECS_PER_SEC, USECS_PER_DAY,
 								 "between 1 second and 1 day");
 	if (!PG_ARGISNULL(3) && array_contains_nulls(PG_GETARG_ARRAYTYPE_P(3)))
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT),
 				 errmsg("topics must not contain NULL"),
-				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_ARGUMENT), "Consumer \"%s\" gave a topic list with a NULL element.", consumer)));
+				 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_INVALID_ARGUMENT,
+													  LEDGER_FACT_TEXT("consumer", consumer),
+													  LEDGER_FACT_TEXT("argument", "topics"),
+													  NULL),
+										"Consumer \"%s\" gave a topic list with a NULL element.", consumer)));
 	PreventCommandIfReadOnly("ledger.outbox_claim");
 	InitMaterializedSRF(fcinfo, 0);
 
@@ -236,7 +253,12 @@ settle(SPIPlanPtr plan, Datum *values, const char *nulls, int64 id, const char *
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_OUTBOX_STATE),
 				 errmsg("outbox message " INT64_FORMAT " does not exist", id),
-				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_OUTBOX_STATE), "ledger.%s applies to a %s message.", move, needed)));
+				 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_OUTBOX_STATE,
+													  LEDGER_FACT_INT("message_id", id),
+													  LEDGER_FACT_TEXT("consumer", consumer),
+													  LEDGER_FACT_TEXT("required_state", needed),
+													  NULL),
+										"ledger.%s applies to a %s message.", move, needed)));
 	state = TextDatumGetCString(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
 											  &isnull));
 	holder = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
@@ -246,12 +268,24 @@ settle(SPIPlanPtr plan, Datum *values, const char *nulls, int64 id, const char *
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_OUTBOX_STATE),
 				 errmsg("outbox message " INT64_FORMAT " is leased by another consumer", id),
-				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_OUTBOX_STATE), "Consumer \"%s\" holds its lease, not \"%s\".",
+				 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_OUTBOX_STATE,
+													  LEDGER_FACT_INT("message_id", id),
+													  LEDGER_FACT_TEXT("state", state),
+													  LEDGER_FACT_TEXT("leased_by", holder),
+													  LEDGER_FACT_TEXT("consumer", consumer),
+													  NULL),
+										"Consumer \"%s\" holds its lease, not \"%s\".",
 						   holder ? holder : "", consumer ? consumer : "")));
 	ereport(ERROR,
 			(errcode(ERRCODE_LEDGER_OUTBOX_STATE),
 			 errmsg("outbox message " INT64_FORMAT " is %s, not %s", id, state, needed),
-			 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_OUTBOX_STATE), "ledger.%s applies to a %s message.", move, needed)));
+			 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_OUTBOX_STATE,
+												  LEDGER_FACT_INT("message_id", id),
+												  LEDGER_FACT_TEXT("state", state),
+												  LEDGER_FACT_TEXT("required_state", needed),
+												  LEDGER_FACT_TEXT("consumer", consumer),
+												  NULL),
+									"ledger.%s applies to a %s message.", move, needed)));
 	return (Datum) 0;			/* keep compiler quiet */
 }
 
@@ -315,7 +349,13 @@ ledger_outbox_fail(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT),
 				 errmsg("error must be at most %d bytes", OUTBOX_MAX_ERROR),
-				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_ARGUMENT), "The error given for outbox message " INT64_FORMAT " is %zu bytes.",
+				 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_INVALID_ARGUMENT,
+													  LEDGER_FACT_INT("message_id", PG_GETARG_INT64(0)),
+													  LEDGER_FACT_TEXT("argument", "error"),
+													  LEDGER_FACT_INT("bytes", VARSIZE_ANY_EXHDR(error)),
+													  LEDGER_FACT_INT("max_bytes", OUTBOX_MAX_ERROR),
+													  NULL),
+										"The error given for outbox message " INT64_FORMAT " is %zu bytes.",
 						   PG_GETARG_INT64(0), (size_t) VARSIZE_ANY_EXHDR(error))));
 	consumer = optional_consumer(fcinfo, 2, &values[5], &nulls[5]);
 	PreventCommandIfReadOnly("ledger.outbox_fail");

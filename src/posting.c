@@ -333,7 +333,10 @@ ledger_transfer_item(char *from, char *to, Numeric amount, const char *key, Json
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT),
 				 errmsg("cannot transfer from an account to itself"),
-				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_ARGUMENT), "Both sides name account \"%s\".", from)));
+				 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_INVALID_ARGUMENT,
+													  LEDGER_FACT_TEXT("account", from),
+													  NULL),
+										"Both sides name account \"%s\".", from)));
 
 	/* the fingerprint sees the request as given: -amount out, +amount in */
 	legs[0] = (LedgerLeg) {from, ledger_numeric_neg(amount), NULL};
@@ -427,25 +430,37 @@ ledger_parse_legs(Jsonb *doc, int *nlegs)
 			ereport(ERROR,
 					(errcode(ERRCODE_LEDGER_INVALID_LEGS),
 					 errmsg("leg %d is not a JSON object", i + 1),
-					 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_LEGS), NULL)));
+					 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_INVALID_LEGS,
+														  LEDGER_FACT_INT("leg", i + 1),
+														  NULL),
+											NULL)));
 		obj = elem->val.binary.data;
 		if (getKeyJsonValueFromContainer(obj, "account", 7, &acct) == NULL ||
 			acct.type != jbvString)
 			ereport(ERROR,
 					(errcode(ERRCODE_LEDGER_INVALID_LEGS),
 					 errmsg("leg %d has no \"account\" string", i + 1),
-					 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_LEGS), NULL)));
+					 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_INVALID_LEGS,
+														  LEDGER_FACT_INT("leg", i + 1),
+														  NULL),
+											NULL)));
 		if (getKeyJsonValueFromContainer(obj, "amount", 6, &amt) == NULL ||
 			(amt.type != jbvString && amt.type != jbvNumeric))
 			ereport(ERROR,
 					(errcode(ERRCODE_LEDGER_INVALID_LEGS),
 					 errmsg("leg %d has no \"amount\" number or string", i + 1),
-					 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_LEGS), NULL)));
+					 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_INVALID_LEGS,
+														  LEDGER_FACT_INT("leg", i + 1),
+														  NULL),
+											NULL)));
 		if (JsonContainerSize(obj) != 2)
 			ereport(ERROR,
 					(errcode(ERRCODE_LEDGER_INVALID_LEGS),
 					 errmsg("leg %d has keys other than \"account\" and \"amount\"", i + 1),
-					 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_LEGS), NULL)));
+					 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_INVALID_LEGS,
+														  LEDGER_FACT_INT("leg", i + 1),
+														  NULL),
+											NULL)));
 
 		legs[i].code = ledger_check_code(
 			cstring_to_text_with_len(acct.val.string.val, acct.val.string.len),

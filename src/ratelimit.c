@@ -452,13 +452,23 @@ ledger_set_rate_limit(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT),
 				 errmsg("per_second must be between %s and %d", RATE_MIN_PER_SECOND, RATE_MAX_PER_SECOND),
-				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_ARGUMENT), "Role \"%s\" was given %s calls per second.", role,
+				 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_INVALID_ARGUMENT,
+													  LEDGER_FACT_TEXT("role", role),
+													  LEDGER_FACT_TEXT("argument", "per_second"),
+													  LEDGER_FACT_AMOUNT("given", per_second),
+													  NULL),
+										"Role \"%s\" was given %s calls per second.", role,
 						   ledger_numeric_str(per_second))));
 	if (burst < 1 || burst > RATE_MAX_BURST)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT),
 				 errmsg("burst must be between 1 and %d", RATE_MAX_BURST),
-				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_ARGUMENT), "Role \"%s\" was given a burst of %d.", role, burst)));
+				 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_INVALID_ARGUMENT,
+													  LEDGER_FACT_TEXT("role", role),
+													  LEDGER_FACT_TEXT("argument", "burst"),
+													  LEDGER_FACT_INT("given", burst),
+													  NULL),
+										"Role \"%s\" was given a burst of %d.", role, burst)));
 	change_begin("ledger.set_rate_limit");
 
 	SPI_connect();
@@ -482,7 +492,11 @@ ledger_set_rate_limit(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT),
 				 errmsg("at most %d roles may have rate limits", RATE_DB_LIMITS),
-				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_ARGUMENT), "Role \"%s\" would be one too many.", role),
+				 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_INVALID_ARGUMENT,
+													  LEDGER_FACT_TEXT("role", role),
+													  LEDGER_FACT_INT("limit", RATE_DB_LIMITS),
+													  NULL),
+										"Role \"%s\" would be one too many.", role),
 				 errhint("Limit a group's login roles one by one, or remove unused limits with ledger.remove_rate_limit.")));
 	SPI_finish();
 	PG_RETURN_VOID();

@@ -363,7 +363,10 @@ ledger_reconcile(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT),
 				 errmsg("reconcile cannot repair on a standby"),
-				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_ARGUMENT), "This server is in recovery; the balances are repaired on the primary."),
+				 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_INVALID_ARGUMENT,
+													  LEDGER_FACT_TEXT("argument", "repair"),
+													  NULL),
+										"This server is in recovery; the balances are repaired on the primary."),
 				 errhint("Call ledger.reconcile(repair => false) to report only.")));
 
 	InitMaterializedSRF(fcinfo, 0);

@@ -75,7 +75,11 @@ ledger_known_role(FunctionCallInfo fcinfo, int argno, const char *what)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT),
 				 errmsg("role \"%s\" does not exist", role),
-				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_ARGUMENT), "%s apply to an existing role.", what)));
+				 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_INVALID_ARGUMENT,
+													  LEDGER_FACT_TEXT("argument", "role"),
+													  LEDGER_FACT_TEXT("role", role),
+													  NULL),
+										"%s apply to an existing role.", what)));
 	return role;
 }
 
@@ -233,14 +237,22 @@ ledger_check_metadata(Jsonb *metadata)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT),
 				 errmsg("metadata must be a JSON object"),
-				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_ARGUMENT), "The metadata given is a JSON %s.",
+				 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_INVALID_ARGUMENT,
+													  LEDGER_FACT_TEXT("argument", "metadata"),
+													  NULL),
+										"The metadata given is a JSON %s.",
 						   JB_ROOT_IS_ARRAY(metadata) && !JB_ROOT_IS_SCALAR(metadata) ?
 						   "array" : "scalar")));
 	if (VARSIZE(metadata) > LEDGER_MAX_METADATA_SIZE)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT),
 				 errmsg("metadata is too large"),
-				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_ARGUMENT), "The metadata is %u bytes; the limit is %d.",
+				 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_INVALID_ARGUMENT,
+													  LEDGER_FACT_TEXT("argument", "metadata"),
+													  LEDGER_FACT_INT("bytes", VARSIZE(metadata)),
+													  LEDGER_FACT_INT("max_bytes", LEDGER_MAX_METADATA_SIZE),
+													  NULL),
+										"The metadata is %u bytes; the limit is %d.",
 						   (unsigned int) VARSIZE(metadata), LEDGER_MAX_METADATA_SIZE)));
 }
 
@@ -297,7 +309,11 @@ ledger_check_interval(Interval *iv, const char *what, int64 min_us, int64 max_us
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT),
 				 errmsg("%s must be %s", what, range),
-				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_ARGUMENT), "%s is %s.", what,
+				 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_INVALID_ARGUMENT,
+													  LEDGER_FACT_TEXT("argument", what),
+													  LEDGER_FACT_TEXT("given", DatumGetCString(DirectFunctionCall1(interval_out, IntervalPGetDatum(iv)))),
+													  NULL),
+										"%s is %s.", what,
 						   DatumGetCString(DirectFunctionCall1(interval_out,
 															   IntervalPGetDatum(iv))))));
 	return us;
