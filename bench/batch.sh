@@ -47,10 +47,6 @@ for r in $(seq 1 "$ROUNDS"); do
 	printf '| %s | %.0f (%s) | %s (%s) | %s | %.0f (%s) | %s (%s) | %s | %s (%s) | %s |\n' "$r" \
 		"$ins" "$ins99" "$b8" "$b8_99" "$(ratio "$b8" "$ins")" "$one" "$one99" "$b1" "$b1_99" \
 		"$(ratio "$b1" "$one")" "$hot" "$hot99" "$(ratio "$hot" "$b8")" >>"$report"
-	q -c "SELECT ledger.fold()" >/dev/null
-	[ "$(q -c "SELECT count(*) FROM ledger.reconcile(repair => false)")" = 0 ] &&
-		echo "== round $r: reconcile clean" || echo "== round $r: reconcile finds MISMATCHES" >&2
-	inv=$(q -F ': ' -f "$LEDGER_ROOT/test/invariants.sql" 2>&1)
-	[ -z "$inv" ] && echo "== round $r: invariants hold" || echo "== round $r: invariants FAIL: $inv" >&2
+	bench_check_round "$r"
 done
 echo "== written to $report"

@@ -13,6 +13,8 @@
 #                       extension and bench/load.sql's data; defines q
 #                       (psql on $DB) and sets WORK; more settings
 #                       from $BENCH_EXTRA_CONF
+#   bench_check_round R after round R: fold, then say whether reconcile is
+#                       clean and test/invariants.sql holds
 
 BENCH_SERVER_CONF="shared_buffers = 1GB
 max_connections = 100
@@ -70,4 +72,13 @@ bench_tps_p99() {
 		"$(cat "$WORK"/lat-"$1".* | awk '{ print $3 / 1000 }' | sort -g |
 		   awk '{ v[NR] = $1 } END { i = int(NR * 0.99); if (i < 1) i = 1; printf "%.1f", v[i] }')"
 	rm -f "$WORK"/lat-"$1".*
+}
+
+bench_check_round() {
+	q -c "SELECT ledger.fold()" >/dev/null
+	[ "$(q -c "SELECT count(*) FROM ledger.reconcile(repair => false)")" = 0 ] &&
+		echo "== round $1: reconcile clean" || echo "== round $1: reconcile finds MISMATCHES" >&2
+	local inv
+	inv=$(q -F ': ' -f "$LEDGER_ROOT/test/invariants.sql" 2>&1)
+	[ -z "$inv" ] && echo "== round $1: invariants hold" || echo "== round $1: invariants FAIL: $inv" >&2
 }

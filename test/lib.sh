@@ -173,6 +173,10 @@ test_done() {
 	fi
 	echo "${TEST_NAME:-test}: all checks passed"
 }
+# facts_of OUTPUT: the structured facts line of the last LD error in psql's
+# output at the default verbosity (the DETAIL's last line, a JSON object).
+facts_of() { grep -o '^{.*}$' <<<"$1" | tail -1; }
+
 check_invariants() {
 	local dir=$1 db=$2 label=${3:-invariants} out
 	if ! out=$(node_psql "$dir" "$db" -F ': ' -f "$LEDGER_ROOT/test/invariants.sql" 2>&1); then

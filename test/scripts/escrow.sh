@@ -82,6 +82,13 @@ done
 out=$(E -c "SELECT ledger.transfer('whale', 'tok-world', 1000000000000000000)" 2>&1)
 grep -q "too large for hot account" <<<"$out" && ok "bounds: an amount beyond the escrow refused (LD022)" ||
 	fail "bounds: debit of 10^18: $out"
+f=$(facts_of "$out")
+[ "$f" = '{"asset": "TOK", "scale": 18, "amount": "-1000000000000000000.000000000000000000", "account": "whale", "sqlstate": "LD022"}' ] &&
+	ok "bounds: its facts name the account, asset, scale and amount" || fail "bounds: LD022 facts: $f"
+out=$(E -c "SELECT ledger.transfer('tok-world', 'whale', $MAX)" 2>&1)
+f=$(facts_of "$out")
+grep -q '"account": "whale"' <<<"$f" && grep -q "\"balance\": \"$MAX\"" <<<"$f" && grep -q "\"amount\": \"$MAX\"" <<<"$f" &&
+	ok "bounds: a credit past the bound: facts with the account, balance and amount" || fail "bounds: LD022 facts of a credit: $f"
 restart || fail "bounds: no restart"
 [ "$(E -c "SELECT committed FROM ledger.hot_accounts() WHERE account = 'whale'")" = "$MAX" ] &&
 	ok "bounds: after a restart the escrow holds $MAX" ||

@@ -128,6 +128,12 @@ st() { H -c "\\set VERBOSITY sqlstate" -c "$1" 2>&1 | tr -d '\n'; }
 h=$(H -c "SELECT ledger.hold('alice', 25, 'fees', external_ref => 'to-hot')")
 [ "$(st "SELECT ledger.set_account_mode('alice', 'hot')")" = "ERROR:  LD028" ] &&
 	ok "hot: an account with an active hold cannot turn hot (LD028)" || fail "hot: alice turned hot with a hold"
+f=$(facts_of "$(H -c "SELECT ledger.set_account_mode('alice', 'hot')" 2>&1)")
+grep -q '"account": "alice"' <<<"$f" && grep -q '"held_exclusive": "25.00"' <<<"$f" && grep -q '"sqlstate": "LD028"' <<<"$f" &&
+	ok "hot: its facts name the account and what is held" || fail "hot: LD028 facts: $f"
+f=$(facts_of "$(H -c "SELECT ledger.hold('fees', 1, 'shop')" 2>&1)")
+[ "$f" = '{"account": "fees", "sqlstate": "LD028"}' ] && ok "hot: a hold's refusal names the hot account" ||
+	fail "hot: LD028 facts of a hold: $f"
 H -c "SELECT ledger.capture('$h', 10)" >/dev/null && H -c "SELECT ledger.capture('$h')" >/dev/null &&
 	ok "hot: two captures into the hot account" || fail "hot: capture into a hot account failed"
 # an expired hold does not keep its account cold; capturing it after the

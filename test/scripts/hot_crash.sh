@@ -117,6 +117,9 @@ if [ "$(tr '\n' ' ' <<<"$out")" = "ready=false ERROR:  LD020 ERROR:  LD020 cold 
 else
 	fail "before the escrow is loaded: expected LD020 for hot postings only; got: $(tr '\n' ' ' <<<"$out")"
 fi
+f=$(facts_of "$(psql_db -At -c "SET ledger.hot_wait_ms = 200" -c "SELECT ledger.transfer('hc-hot-1', 'hc-cold-1', 1)" 2>&1)")
+[ "$f" = '{"sqlstate": "LD020", "waited_ms": 200}' ] && ok "before the escrow is loaded: LD020's facts give the wait" ||
+	fail "before the escrow is loaded: LD020 facts: $f"
 psql_db -c "ALTER SYSTEM RESET max_worker_processes" &&
 	node_stop "$NODE" && node_start "$NODE" ||
 	{ echo "hot_crash: FAIL: restart failed" >&2; exit 1; }

@@ -99,6 +99,10 @@ BEGIN;
 SELECT ledger.transfer('alice', 'bob', 1) IS NOT NULL;
 PREPARE TRANSACTION 'hot_isolation_ld018';
 \set VERBOSITY default
+BEGIN;
+SELECT ledger.transfer('alice', 'bob', 1) IS NOT NULL;
+SELECT ledger.transfer('bob', 'alice', 1) IS NOT NULL;
+PREPARE TRANSACTION 'hot_isolation_ld018';
 SELECT 'reserved=' || reserved || ' inflight=' || inflight FROM ledger.hot_accounts() WHERE account = 'alice';
 SELECT 'prepared=' || count(*) FROM pg_prepared_xacts WHERE database = current_database();
 SQL
@@ -106,8 +110,9 @@ SQL
 rollback_prepared
 PGOPTIONS="-c lock_timeout=10s" psql_db -c "DROP EXTENSION ledger CASCADE" >/dev/null
 if grep -qx 'ERROR:  LD018' <<<"$state" && grep -qx 'reserved=0.00 inflight=0' <<<"$state" &&
-	grep -qx 'prepared=0' <<<"$state"; then
-	echo "hot_isolation: PREPARE with a hot debit fails with SQLSTATE LD018 ... ok"
+	grep -qx 'prepared=0' <<<"$state" &&
+	grep -qx '{"sqlstate": "LD018", "reservations": 2}' <<<"$state"; then
+	echo "hot_isolation: PREPARE with a hot debit fails with SQLSTATE LD018, facts counting its reservations ... ok"
 else
 	echo "hot_isolation: PREPARE with a hot debit fails with SQLSTATE LD018 ... FAILED; psql said:"
 	sed 's/^/    /' <<<"$state"

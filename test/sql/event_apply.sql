@@ -49,6 +49,15 @@ UPDATE ledger.projection SET last_sequence = (SELECT seq - 1 FROM ledger.event W
 SELECT ledger.apply_events(1) AS replayed;
 SELECT r.sqlstate, regexp_replace(r.message, '[0-9]+', 'N', 'g') AS message
   FROM ledger.event_rejection r JOIN ledger.event e USING (seq) WHERE e.id = :'cap1';
+-- its structured facts: the table, the row, the refused event and the one
+-- that last changed the row (ids and numbers checked, then masked)
+SELECT f ->> 'table' AS "table", f ->> 'row_id' = :'hold1' AS row_is_hold,
+       (f ->> 'seq')::bigint = e.seq AS seq_is_event, f ->> 'event_id' = :'cap1' AS event_id_is_event,
+       (f ->> 'last_seq')::bigint > e.seq AS last_is_newer,
+       f ->> 'last_event_id' = (SELECT id::text FROM ledger.event WHERE seq = (f ->> 'last_seq')::bigint) AS last_id_matches
+  FROM ledger.event_rejection r JOIN ledger.event e USING (seq),
+       LATERAL (SELECT substring(r.detail FROM '\n(\{[^\n]*\})$')::jsonb AS f) x
+ WHERE e.id = :'cap1';
 UPDATE ledger.projection SET last_sequence = :pointer;
 SELECT captured FROM ledger.hold WHERE id = :'hold1';
 

@@ -16,7 +16,7 @@ EXCEPTION WHEN OTHERS THEN
     f := substring(det FROM '(?:^|\n)(\{[^\n]*\})$')::jsonb;
     RETURN (SELECT jsonb_object_agg(key,
                      CASE WHEN key IN ('original_id', 'hold_id', 'transaction_id', 'observed_at',
-                                       'age_ms', 'retry_after_ms') AND value <> 'null'::jsonb
+                                       'age_ms', 'retry_after_ms', 'row_id') AND value <> 'null'::jsonb
                           THEN to_jsonb('<' || key || '>') ELSE value END)
               FROM jsonb_each(f));
 END

@@ -129,12 +129,18 @@ export class AssetMismatch extends LedgerError {
 export class InvalidAmount extends LedgerError {
     static override readonly code = 'LD005';
     declare readonly facts: Facts & {
-        argument?: string; given?: string; reason?: string;
+        argument?: string; given?: string | null; given_chars?: number; reason?: string;
         asset?: string; scale?: number; max_digits?: number; account?: string; leg?: number;
+        function?: string; given_type?: string;
     };
 }
 /** LD006: UPDATE, DELETE or TRUNCATE of append-only history. */
-export class ImmutableRecord extends LedgerError { static override readonly code = 'LD006'; }
+export class ImmutableRecord extends LedgerError {
+    static override readonly code = 'LD006';
+    declare readonly facts: Facts & {
+        table?: string; row_id?: string | null; column?: string; last_seq?: number; last_event_id?: string;
+    };
+}
 /** LD007: an idempotency key reused with a different request. */
 export class IdempotencyConflict extends LedgerError {
     static override readonly code = 'LD007';
@@ -158,12 +164,20 @@ export class DuplicateAsset extends LedgerError {
 /** LD011: a NULL, a bad code, key or metadata, a bad scale, a self-transfer, ... */
 export class InvalidArgument extends LedgerError {
     static override readonly code = 'LD011';
-    declare readonly facts: Facts & { argument?: string; bytes?: number; max_bytes?: number; byte?: number };
+    declare readonly facts: Facts & {
+        argument?: string; bytes?: number; max_bytes?: number; byte?: number; given?: unknown;
+        account?: string; asset?: string; role?: string; topic?: string; consumer?: string; source?: string;
+        hold_id?: string; external_ref?: string; message_id?: number; count?: number; limit?: number;
+        isolation?: string;
+    };
 }
 /** LD012: post legs that are not 2..max_legs {account, amount} objects. */
 export class InvalidLegs extends LedgerError {
     static override readonly code = 'LD012';
-    declare readonly facts: Facts & { legs?: number; max_legs?: number };
+    declare readonly facts: Facts & {
+        legs?: number; max_legs?: number; leg?: number; posting?: number;
+        function?: string; argument?: string; given_type?: string;
+    };
 }
 /** LD013: invalidate of a transaction id that does not exist. */
 export class UnknownTransaction extends LedgerError {
@@ -178,11 +192,17 @@ export class AlreadyInvalidated extends LedgerError {
 /** LD015: invalidate would leave an account below its floor. */
 export class InvalidationBelowFloor extends LedgerError { static override readonly code = 'LD015'; }
 /** LD016: acknowledge_alert of an alert id that does not exist. */
-export class UnknownAlert extends LedgerError { static override readonly code = 'LD016'; }
+export class UnknownAlert extends LedgerError {
+    static override readonly code = 'LD016';
+    declare readonly facts: Facts & { alert_id?: number };
+}
 /** LD017: scheduling without pg_cron in the database. */
 export class PgCronUnavailable extends LedgerError { static override readonly code = 'LD017'; }
 /** LD018: PREPARE TRANSACTION of a transaction that posted to a hot account. */
-export class HotPrepareRefused extends LedgerError { static override readonly code = 'LD018'; }
+export class HotPrepareRefused extends LedgerError {
+    static override readonly code = 'LD018';
+    declare readonly facts: Facts & { reservations?: number };
+}
 /** LD019: the account switched mode or is being corrected (retryable). */
 export class ModeChanged extends LedgerError {
     static override readonly code = 'LD019';
@@ -193,11 +213,20 @@ export class ModeChanged extends LedgerError {
 export class HotNotReady extends LedgerError {
     static override readonly code = 'LD020';
     static override readonly retryable = true;
+    declare readonly facts: Facts & { waited_ms?: number };
 }
 /** LD021: hot mode not available (no preload, another database, no slot). */
-export class HotUnavailable extends LedgerError { static override readonly code = 'LD021'; }
+export class HotUnavailable extends LedgerError {
+    static override readonly code = 'LD021';
+    declare readonly facts: Facts & { account?: string; limit?: number };
+}
 /** LD022: a hot account's escrow would leave its bound. */
-export class HotOutOfRange extends LedgerError { static override readonly code = 'LD022'; }
+export class HotOutOfRange extends LedgerError {
+    static override readonly code = 'LD022';
+    declare readonly facts: Facts & {
+        scale?: number; account?: string; asset?: string; balance?: string; amount?: string; floor?: string | null;
+    };
+}
 /** LD023: capture, void or mark_submitted of a hold id that does not exist. */
 export class UnknownHold extends LedgerError {
     static override readonly code = 'LD023';
@@ -230,22 +259,49 @@ export class HoldLimit extends LedgerError {
 /** LD028: a hold on a hot account, or a hot switch with active holds. */
 export class HoldHot extends LedgerError {
     static override readonly code = 'LD028';
-    declare readonly facts: Facts & { account?: string };
+    declare readonly facts: Facts & { account?: string; active?: number; held_exclusive?: string; held_shared?: string };
 }
 /** LD029: invalidate of a capture's transaction (post a refund instead). */
 export class CaptureNotInvalidated extends LedgerError { static override readonly code = 'LD029'; }
 /** LD030: a bad import_statement record. */
-export class InvalidRecord extends LedgerError { static override readonly code = 'LD030'; }
+export class InvalidRecord extends LedgerError {
+    static override readonly code = 'LD030';
+    declare readonly facts: Facts & { record?: number; field?: string; source?: string };
+}
 /** LD031: events without the preload; PREPARE after appending events. */
-export class EventsUnavailable extends LedgerError { static override readonly code = 'LD031'; }
+export class EventsUnavailable extends LedgerError {
+    static override readonly code = 'LD031';
+    declare readonly facts: Facts & { database?: string; limit?: number };
+}
 /** LD032: an unknown event type, a bad payload, or no right to its function. */
-export class InvalidEvent extends LedgerError { static override readonly code = 'LD032'; }
+export class InvalidEvent extends LedgerError {
+    static override readonly code = 'LD032';
+    declare readonly facts: Facts & {
+        type?: string | null; key?: string; json_type?: string; bytes?: number; max_bytes?: number;
+        role?: string; function?: string; seq?: number;
+    };
+}
 /** LD033: a newer event already changed the row (the pointer was rewound). */
-export class StaleEvent extends LedgerError { static override readonly code = 'LD033'; }
+export class StaleEvent extends LedgerError {
+    static override readonly code = 'LD033';
+    declare readonly facts: Facts & {
+        table?: string; row_id?: string; seq?: number; event_id?: string; last_seq?: number; last_event_id?: string;
+    };
+}
 /** LD034: catch_up timed out, or the caller's transaction appended events. */
-export class CatchUpTimeout extends LedgerError { static override readonly code = 'LD034'; }
+export class CatchUpTimeout extends LedgerError {
+    static override readonly code = 'LD034';
+    declare readonly facts: Facts & {
+        stream?: string | null; pointer?: number; target?: number; horizon?: number; timeout_ms?: number;
+    };
+}
 /** LD035: an outbox message unknown or not in the needed state. */
-export class OutboxState extends LedgerError { static override readonly code = 'LD035'; }
+export class OutboxState extends LedgerError {
+    static override readonly code = 'LD035';
+    declare readonly facts: Facts & {
+        message_id?: number; consumer?: string | null; state?: string; required_state?: string; leased_by?: string;
+    };
+}
 /** LD036: an exchange's asset has no liquidity (or spread) account. */
 export class ExchangeNotConfigured extends LedgerError { static override readonly code = 'LD036'; }
 /** LD037: no rate young enough (retryable). */

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# bench/floor.sh: how fast could any implementation write what transfers
+# write?  As root:
+#     bash bench/floor.sh
+# One cluster with bench/run.sh's settings and data (bench/load.sql), plus
+# bench/floor_setup.sql: shadow tables with the ledger's columns, defaults,
+# constraints and indexes, and bench.floor_batch(n), which writes the rows
+# of n uniform transfers with set-based SQL and no checks at all.  Per
+# round (BENCH_ROUNDS, 2; BENCH_DURATION, 12 s), interleaved:
+#   baseline_insert   a single-row INSERT per transaction, 8 clients
+#   floor_uniform     floor_batch(1000), 8 clients
+#   batch_uniform     ledger.transfer_batch of 1,000, 8 clients
+#   floor_single      floor_batch(1), 1 client
+#   transfer_uniform  ledger.transfer, 1 client
+#   floor_uniform     floor_batch(1000), 1 client
+#   batch_uniform     ledger.transfer_batch of 1,000, 1 client
+#   baseline_insert   32 clients
+#   floor_single      32 clients
+#   transfer_uniform  32 clients
+# Transfers (or rows) per second, and each against the batch issue's
+# targets: batch/8 >= 3x INSERT/8, batch/1 >= 10x transfer/1, transfer/32
+# >= 0.5x INSERT/32.  Writes bench/results/floor.md.
+source "$(dirname "$0")/../test/lib.sh"
+source "$(dirname "$0")/lib.sh"
+
+DURATION=${BENCH_DURATION:-12}
+ROUNDS=${BENCH_ROUNDS:-2}
+BENCH_DIR=$LEDGER_ROOT/bench
+RESULTS=$BENCH_DIR/results
+DB=ledger_bench
+mkdir -p "$RESULTS"
+
+bench_cluster floor
+q -f "$BENCH_DIR/floor_setup.sql" >/dev/null
+run() { CLIENTS=$2 bench_tps_p99 "$1" | awk -v k="$3" '{ printf "%.0f\n", $1 * k }'; }
+
+report=$RESULTS/floor.md
+{
+	echo "# bench/floor.sh, $(date -u +%Y-%m-%d), ${DURATION}s runs; transfers (or rows) per second"
+	echo
+	echo "| round | INSERT/8 | floor batch/8 (/ INSERT) | batch/8 (/ INSERT) | floor single/1 | transfer/1 | floor batch/1 (/ transfer) | batch/1 (/ transfer) | INSERT/32 | floor single/32 (/ INSERT) | transfer/32 (/ INSERT) |"
+	echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+} >"$report"
+for r in $(seq 1 "$ROUNDS"); do
+	ins8=$(run baseline_insert 8 1)
+	fb8=$(run floor_uniform 8 1000)
+	b8=$(run batch_uniform 8 1000)
+	fs1=$(run floor_single 1 1)
+	t1=$(run transfer_uniform 1 1)
+	fb1=$(run floor_uniform 1 1000)
+	b1=$(run batch_uniform 1 1000)
+	ins32=$(run baseline_insert 32 1)
+	fs32=$(run floor_single 32 1)
+	t32=$(run transfer_uniform 32 1)
+	line="| $r | $ins8 | $fb8 ($(ratio "$fb8" "$ins8")) | $b8 ($(ratio "$b8" "$ins8")) | $fs1 | $t1 | $fb1 ($(ratio "$fb1" "$t1")) | $b1 ($(ratio "$b1" "$t1")) | $ins32 | $fs32 ($(ratio "$fs32" "$ins32")) | $t32 ($(ratio "$t32" "$ins32")) |"
+	echo "== round $r: $line"
+	echo "$line" >>"$report"
+	bench_check_round "$r"
+done
+echo "== written to $report"
