@@ -12,12 +12,12 @@
  *	  untyped literal or parameter, so every call passing '10.25' untyped
  *	  (every node-postgres call) would then go through a binary float.
  *
- *	  Instead, emit_log_hook looks at each 42883 raised by function lookup
- *	  just before it is reported.  When the missing signature is one of the
- *	  ledger's money functions, qualified with "ledger.", and the argument
- *	  at an amount's place (by position or by name) is double precision or
- *	  real (or arrays of them), the error becomes LD005 with the structured
- *	  facts; a text, json or array value where post's legs or post_batch's
+ *	  Instead, emit_log_hook looks at each 42883 raised by a call's function
+ *	  lookup just before it is reported.  When the missing signature is one
+ *	  of the ledger's money functions, qualified with "ledger.", with as
+ *	  many arguments as the function takes, and the argument at an amount's
+ *	  place (by position or by name) is double precision or real (or arrays
+ *	  of them), the error becomes LD005 with the structured facts; a text, json or array value where post's legs or post_batch's
  *	  postings belong becomes LD012, and so does the 22P02 of a language
  *	  array that a driver sent to ledger.post as an array literal.  Every
  *	  other error passes unchanged.
@@ -38,6 +38,7 @@
  */
 #include "ledger.h"
 
+#include "mb/pg_wchar.h"
 #include "tcop/tcopprot.h"
 #include "utils/elog.h"
 
@@ -54,23 +55,26 @@ typedef enum
 typedef struct
 {
 	const char *function;
+	int			min_args;		/* the function's arguments without defaults */
+	int			max_args;		/* and with them */
 	int			position;		/* 1-based */
 	const char *argument;
 	Want		want;
 } CheckedArg;
 
+/* Keep in step with the functions' signatures in sql/ (upgrade test). */
 static const CheckedArg checked_args[] = {
-	{"transfer", 3, "amount", WANT_AMOUNT},
-	{"hold", 2, "amount", WANT_AMOUNT},
-	{"capture", 2, "amount", WANT_AMOUNT},
-	{"exchange", 3, "amount", WANT_AMOUNT},
-	{"exchange", 6, "spread", WANT_AMOUNT},
-	{"create_account", 3, "min_balance", WANT_AMOUNT},
-	{"set_exchange_rate", 3, "rate", WANT_AMOUNT},
-	{"set_rate_limit", 2, "per_second", WANT_AMOUNT},
-	{"transfer_batch", 3, "amounts", WANT_AMOUNTS},
-	{"post", 1, "legs", WANT_JSONB},
-	{"post_batch", 1, "postings", WANT_JSONB},
+	{"transfer", 3, 5, 3, "amount", WANT_AMOUNT},
+	{"hold", 2, 9, 2, "amount", WANT_AMOUNT},
+	{"capture", 1, 3, 2, "amount", WANT_AMOUNT},
+	{"exchange", 3, 8, 3, "amount", WANT_AMOUNT},
+	{"exchange", 3, 8, 6, "spread", WANT_AMOUNT},
+	{"create_account", 2, 5, 3, "min_balance", WANT_AMOUNT},
+	{"set_exchange_rate", 3, 5, 3, "rate", WANT_AMOUNT},
+	{"set_rate_limit", 3, 4, 2, "per_second", WANT_AMOUNT},
+	{"transfer_batch", 3, 6, 3, "amounts", WANT_AMOUNTS},
+	{"post", 1, 3, 1, "legs", WANT_JSONB},
+	{"post_batch", 1, 2, 1, "postings", WANT_JSONB},
 };
 
 static bool
@@ -168,28 +172,103 @@ rewrite(ErrorData *edata, const char *function, const CheckedArg *c, const char 
 	}
 }
 
+/* Does the text before end (after blanks) end with suffix? */
+static bool
+ends_with(const char *start, const char *end, const char *suffix)
+{
+	size_t		n = strlen(suffix);
+
+	while (end > start && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\n' || end[-1] == '\r'))
+		end--;
+	return (size_t) (end - start) >= n && strncmp(end - n, suffix, n) == 0;
+}
+
+/* Is this where post's legs or post_batch's postings go? */
+static bool
+at_legs(const char *start, const char *end)
+{
+	return ends_with(start, end, "ledger.post(") || ends_with(start, end, "ledger.post_batch(") ||
+		ends_with(start, end, "legs =>") || ends_with(start, end, "postings =>");
+}
+
 /*
  * A language array sent as post's legs: node-postgres and psycopg turn
  * [...] into a PostgreSQL array literal, {"{\"account\": ...}", ...}, and
- * jsonb's input function refuses it with 22P02 while binding the
- * parameter.  Recognised by the statement calling ledger.post or
- * ledger.post_batch and by where the JSON parser stopped, which the
- * error's context shows (its last 30 characters or so): right after a
- * first "key" that is a quoted JSON object's text, with escaped quotes
- * inside, ending }" and followed by the literal's comma or closing
- * brace.  The refused text is not repeated: it may be long, and it is
- * the caller's.
+ * jsonb's input function refuses it with 22P02.  Recognised by where the
+ * JSON parser stopped, which the error's context shows (its last 30
+ * characters or so): right after a first "key" that is a quoted JSON
+ * object's text, with escaped quotes inside, ending }" and followed by
+ * the literal's comma or closing brace.  And by the value being the legs:
+ * a parameter $N bound for a statement that passes $N first to
+ * ledger.post or ledger.post_batch (or as legs => / postings =>), or a
+ * literal at such a place in the statement (the error's cursor position).
+ * The refused text is not repeated: it may be long, and it is the
+ * caller's.
  */
 static bool
 array_literal_as_legs(ErrorData *edata)
 {
-	return edata->sqlerrcode == ERRCODE_INVALID_TEXT_REPRESENTATION &&
-		edata->message_id != NULL &&
-		strcmp(edata->message_id, "invalid input syntax for type %s") == 0 &&
-		edata->message != NULL && strstr(edata->message, "json") != NULL &&
-		edata->context != NULL && strstr(edata->context, "\\\"") != NULL &&
-		(strstr(edata->context, "}\",") != NULL || strstr(edata->context, "}\"}") != NULL) &&
-		debug_query_string != NULL && strstr(debug_query_string, "ledger.post") != NULL;
+	const char *q = debug_query_string;
+	const char *param;
+
+	if (!(edata->sqlerrcode == ERRCODE_INVALID_TEXT_REPRESENTATION &&
+		  edata->message_id != NULL &&
+		  strcmp(edata->message_id, "invalid input syntax for type %s") == 0 &&
+		  edata->message != NULL && strstr(edata->message, "json") != NULL &&
+		  edata->context != NULL && strstr(edata->context, "\\\"") != NULL &&
+		  (strstr(edata->context, "}\",") != NULL || strstr(edata->context, "}\"}") != NULL) &&
+		  q != NULL))
+		return false;
+
+	/* a bound parameter: "... parameter $N = ..." in the context */
+	param = strstr(edata->context, "parameter $");
+	if (param != NULL)
+	{
+		char		ref[16];
+		int			n = atoi(param + strlen("parameter $"));
+		const char *at;
+
+		if (n <= 0)
+			return false;
+		snprintf(ref, sizeof(ref), "$%d", n);
+		for (at = strstr(q, ref); at != NULL; at = strstr(at + 1, ref))
+		{
+			char		next = at[strlen(ref)];
+
+			if (!(next >= '0' && next <= '9') && at_legs(q, at))
+				return true;
+		}
+		return false;
+	}
+
+	/* a literal in the statement: the cursor points at it (in characters) */
+	if (edata->cursorpos > 0)
+	{
+		const char *at = q;
+
+		for (int i = 1; i < edata->cursorpos && *at != '\0'; i++)
+			at += pg_mblen(at);
+		return at_legs(q, at);
+	}
+	return false;
+}
+
+/*
+ * The "ledger." of a qualified name in the message, not the tail of a
+ * longer schema name (general_ledger.transfer) or a quoted one.
+ */
+static const char *
+schema_prefix(const char *message)
+{
+	for (const char *at = strstr(message, "ledger."); at != NULL; at = strstr(at + 1, "ledger."))
+	{
+		unsigned char before = at == message ? ' ' : (unsigned char) at[-1];
+
+		if (!(isalnum(before) || before == '_' || before == '$' || before == '.' ||
+			  before == '"' || before >= 0x80))
+			return at;
+	}
+	return NULL;
 }
 
 static void
@@ -211,13 +290,18 @@ ledger_emit_log_hook(ErrorData *edata)
 		return;
 	}
 
+	/*
+	 * Only a call's lookup (ParseFuncOrColumn), not DDL naming a signature
+	 * (DROP, GRANT, COMMENT ON FUNCTION), which raises the same message.
+	 */
 	if (edata->elevel == ERROR &&
 		edata->sqlerrcode == ERRCODE_UNDEFINED_FUNCTION &&
 		edata->message_id != NULL &&
 		strcmp(edata->message_id, "function %s does not exist") == 0 &&
+		edata->funcname != NULL && strcmp(edata->funcname, "ParseFuncOrColumn") == 0 &&
 		edata->message != NULL)
 	{
-		const char *start = strstr(edata->message, "ledger.");
+		const char *start = schema_prefix(edata->message);
 		char	   *sig;
 		char	   *open;
 		char	   *close;
@@ -240,7 +324,7 @@ ledger_emit_log_hook(ErrorData *edata)
 		{
 			const CheckedArg *c = &checked_args[i];
 
-			if (strcmp(c->function, sig) != 0)
+			if (strcmp(c->function, sig) != 0 || nargs < c->min_args || nargs > c->max_args)
 				continue;
 			for (int a = 0; a < nargs; a++)
 			{

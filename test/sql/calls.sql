@@ -26,7 +26,7 @@ SELECT ledger.create_account('call-c', 'CLL', 0::float8);
 \echo :LAST_ERROR_SQLSTATE
 SELECT ledger.set_exchange_rate('CLL', 'XXX', 1.1::float8);
 \echo :LAST_ERROR_SQLSTATE
-SELECT ledger.set_rate_limit('postgres', 10::float8);
+SELECT ledger.set_rate_limit('postgres', 10::float8, 5);
 \echo :LAST_ERROR_SQLSTATE
 SELECT * FROM ledger.transfer_batch(ARRAY['call-a'], ARRAY['call-b'], ARRAY[1.5::float8]);
 \echo :LAST_ERROR_SQLSTATE
@@ -51,6 +51,10 @@ SELECT ledger.post('{"account" 1}');
 \echo :LAST_ERROR_SQLSTATE
 SELECT ledger.transfer('call-a', 'call-b', 1, metadata => '{"{\"x\": 1}"}');
 \echo :LAST_ERROR_SQLSTATE
+SELECT ledger.post('[]', NULL, '{"{\"x\": 1}"}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT ledger.post(legs => '{"{\"account\": \"call-a\"}"}');
+\echo :LAST_ERROR_SQLSTATE
 
 -- unchanged: the right types pass; other lookups keep 42883
 SELECT ledger.transfer('call-a', 'call-b', 10.25) IS NOT NULL AS ok;
@@ -60,6 +64,16 @@ SELECT ledger.no_such_function(1.5::float8);
 \echo :LAST_ERROR_SQLSTATE
 SELECT ledger.transfer('call-a', 1.5::float8);
 \echo :LAST_ERROR_SQLSTATE
+-- too few arguments besides the float: the float is not the only problem
+SELECT ledger.set_rate_limit('postgres', 10::float8);
+\echo :LAST_ERROR_SQLSTATE
+-- DDL naming a signature, and a schema whose name only ends in ledger
+DROP FUNCTION ledger.transfer(text, text, double precision);
+\echo :LAST_ERROR_SQLSTATE
+CREATE SCHEMA general_ledger;
+SELECT general_ledger.transfer('call-a', 'call-b', 1::float8);
+\echo :LAST_ERROR_SQLSTATE
+DROP SCHEMA general_ledger;
 SELECT ledger.transfer('call-a', 'call-b', 1.5::float8::numeric) IS NOT NULL AS explicit_cast_ok;
 SELECT balance FROM ledger.account_balance b JOIN ledger.account a ON a.id = b.account_id
  WHERE a.code = 'call-b';

@@ -140,6 +140,10 @@ class DecimalRoundTrips(LedgerTestCase):
             self.assertEqual(cm.exception.sqlstate, "LD012")
             facts = json.loads(cm.exception.diag.message_detail.splitlines()[-1])
             self.assertEqual(facts["given_type"], "array literal")
+            # the same literal as post's metadata is not the legs: 22P02 stays
+            with self.assertRaises(psycopg.Error) as cm:
+                raw.execute("SELECT ledger.post(%s, NULL, %s)", ("[]", ['{"x": 1}']))
+            self.assertEqual(cm.exception.sqlstate, "22P02")
         finally:
             raw.close()
         self.assertEqual(self.ledger.balance(b), D("0.00"))
