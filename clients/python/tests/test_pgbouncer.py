@@ -1,10 +1,26 @@
 """The client behind pgbouncer in transaction pooling mode (pgbouncer 1.18:
 named prepared statements are not carried across server connections)."""
 
+import select
 import unittest
 import uuid
 
-from tests.support import D, LedgerTestCase, env, lc, uniq
+from tests.support import D, LedgerTestCase, admin, env, lc, uniq
+
+
+def heard(conn, wait):
+    """Notifications that reach conn within wait seconds, without sending
+    anything (a query through pgbouncer would attach it to some server
+    connection)."""
+    got = []
+    ready, _, _ = select.select([conn.fileno()], [], [], wait)
+    if ready:
+        conn.pgconn.consume_input()
+    n = conn.pgconn.notifies()
+    while n is not None:
+        got.append(n.relname.decode())
+        n = conn.pgconn.notifies()
+    return got
 
 
 class BehindPgbouncer(LedgerTestCase):
@@ -87,6 +103,25 @@ class BehindPgbouncer(LedgerTestCase):
         self.assertEqual(self.ledger.balance(mine), D("45.00"))
         self.assertEqual(self.count_key(key), 1)
         self.assertEqual(self.count_key(key2), 1)
+
+    def test_listen_needs_a_direct_connection(self):
+        """README, "Connection poolers": a LISTEN through pgbouncer hears
+        nothing once its server connection went back to the pool; a direct
+        connection hears the outbox's NOTIFY of a message enqueued through
+        pgbouncer."""
+        topic = uniq("listen")
+        direct = admin()
+        self.addCleanup(direct.close)
+        direct.execute("LISTEN ledger_outbox")
+        pooled_listener = self.pooled()
+        pooled_listener.execute("LISTEN ledger_outbox")
+        sender = self.pooled()
+        sender.execute("SELECT ledger.enqueue(%s, 'k', '{}'::jsonb)", (topic,))
+        self.assertIn("ledger_outbox", heard(direct, 5.0))
+        self.assertEqual(heard(pooled_listener, 1.0), [])
+        sender.execute("SELECT ledger.enqueue(%s, 'k', '{}'::jsonb)", (topic,))
+        self.assertIn("ledger_outbox", heard(direct, 5.0))
+        self.assertEqual(heard(pooled_listener, 1.0), [])
 
 
 if __name__ == "__main__":
