@@ -97,6 +97,24 @@ export interface PostingItem {
     metadata?: JsonObject | null;
 }
 
+/** An item of holdBatch: hold()'s arguments, by name. */
+export interface HoldItem extends HoldOptions {
+    fromAccount: string;
+    amount: Amount;
+}
+
+/** An item of captureBatch: capture()'s arguments, by name. */
+export interface CaptureItem extends CaptureOptions {
+    holdId: string;
+}
+
+/** An item of voidBatch: void()'s arguments, by name. */
+export interface VoidItem {
+    holdId: string;
+    reason: string;
+    idempotencyKey?: string | null;
+}
+
 export interface InvalidatedBalance { account: string; balanceBefore: string; balanceAfter: string }
 export interface ReconcileFinding {
     account: string; kind: string; day: string | null;
@@ -129,10 +147,13 @@ export interface RateLimitStatus {
 export interface ProjectionLag { events: string; seconds: number | null }
 
 /**
- * One row of transferBatch / postBatch.  `result` is 'ok' (then
- * transactionId is set) or the item's LD SQLSTATE (then `message` holds the
- * message and its detail, "message / detail", and nothing of the item was
- * written).
+ * One row of transferBatch / postBatch / holdBatch / captureBatch /
+ * voidBatch.  `result` is 'ok' (then the 4th field is set) or the item's LD
+ * SQLSTATE (then `message` holds the message and its detail, "message /
+ * detail", and nothing of the item was written).  The 4th field holds the
+ * row's 4th column: the transaction id (transferBatch, postBatch,
+ * captureBatch), the hold id (holdBatch; also as `holdId`) or the amount
+ * released (voidBatch, an exact decimal string; also as `released`).
  */
 export class BatchItem {
     constructor(
@@ -148,6 +169,13 @@ export class BatchItem {
     get facts(): Facts {
         return parseFacts(this.factsJson) ?? (this.ok ? {} : { sqlstate: this.result });
     }
+
+    /** The 4th column of a holdBatch row: the hold id (null if refused). */
+    get holdId(): string | null { return this.transactionId; }
+
+    /** The 4th column of a voidBatch row: the amount released, as an exact
+     * decimal string (null if refused). */
+    get released(): string | null { return this.transactionId; }
 
     get ok(): boolean { return this.result === 'ok'; }
     get sqlstate(): string | null { return this.ok ? null : this.result; }
@@ -485,6 +513,73 @@ export class Ledger {
             ['postings', stringifyJson(postings), 'jsonb'],
             ['atomic', bool(opts.atomic, 'atomic'), 'boolean']);
         return rows.map((r) => new BatchItem(r.item, r.result, r.message, r.transaction_id, r.facts));
+    }
+
+    /** Many holds in one call, each {fromAccount, amount, toAccount?, mode?,
+     * externalRef?, submitWithin?, confirmWithin?, idempotencyKey?,
+     * metadata?} (left out or null: hold()'s default); rows as
+     * transferBatch, with the hold id (`holdId`). */
+    async holdBatch(items: HoldItem[], opts: { atomic?: boolean } = {}): Promise<BatchItem[]> {
+        if (!Array.isArray(items)) throw new TypeError('items must be an array');
+        const holds = items.map((h, i) => {
+            const o: Record<string, unknown> = {
+                from_account: text(h.fromAccount, `items[${i}].fromAccount`),
+                amount: toAmount(h.amount, `items[${i}].amount`),
+            };
+            const put = (key: string, value: unknown) => { if (value != null) o[key] = value; };
+            put('to_account', textOrNull(h.toAccount, `items[${i}].toAccount`));
+            put('mode', textOrNull(h.mode, `items[${i}].mode`));
+            put('external_ref', textOrNull(h.externalRef, `items[${i}].externalRef`));
+            put('submit_within', h.submitWithin === null ? null : interval(h.submitWithin, `items[${i}].submitWithin`));
+            put('confirm_within', h.confirmWithin === null ? null : interval(h.confirmWithin, `items[${i}].confirmWithin`));
+            put('idempotency_key', textOrNull(h.idempotencyKey, `items[${i}].idempotencyKey`));
+            if (h.metadata != null) {
+                jsonObject(h.metadata, `items[${i}].metadata`);
+                o['metadata'] = h.metadata;
+            }
+            return o;
+        });
+        const rows = await this.rows('hold_batch', 'item, result, message, hold_id, facts::text AS facts',
+            ['holds', stringifyJson(holds), 'jsonb'],
+            ['atomic', bool(opts.atomic, 'atomic'), 'boolean']);
+        return rows.map((r) => new BatchItem(r.item, r.result, r.message, r.hold_id, r.facts));
+    }
+
+    /** Many captures in one call, each {holdId, amount?, idempotencyKey?}
+     * (amount left out or null: all that remains); rows as transferBatch,
+     * with the capture's transaction id. */
+    async captureBatch(items: CaptureItem[], opts: { atomic?: boolean } = {}): Promise<BatchItem[]> {
+        if (!Array.isArray(items)) throw new TypeError('items must be an array');
+        const captures = items.map((c, i) => {
+            const o: Record<string, unknown> = { hold_id: text(c.holdId, `items[${i}].holdId`) };
+            if (c.amount != null) o['amount'] = toAmount(c.amount, `items[${i}].amount`);
+            const key = textOrNull(c.idempotencyKey, `items[${i}].idempotencyKey`);
+            if (key != null) o['idempotency_key'] = key;
+            return o;
+        });
+        const rows = await this.rows('capture_batch', 'item, result, message, transaction_id, facts::text AS facts',
+            ['captures', stringifyJson(captures), 'jsonb'],
+            ['atomic', bool(opts.atomic, 'atomic'), 'boolean']);
+        return rows.map((r) => new BatchItem(r.item, r.result, r.message, r.transaction_id, r.facts));
+    }
+
+    /** Many voids in one call, each {holdId, reason, idempotencyKey?}; rows
+     * as transferBatch, with the amount released (`released`, a string). */
+    async voidBatch(items: VoidItem[], opts: { atomic?: boolean } = {}): Promise<BatchItem[]> {
+        if (!Array.isArray(items)) throw new TypeError('items must be an array');
+        const voids = items.map((v, i) => {
+            const o: Record<string, unknown> = {
+                hold_id: text(v.holdId, `items[${i}].holdId`),
+                reason: text(v.reason, `items[${i}].reason`),
+            };
+            const key = textOrNull(v.idempotencyKey, `items[${i}].idempotencyKey`);
+            if (key != null) o['idempotency_key'] = key;
+            return o;
+        });
+        const rows = await this.rows('void_batch', 'item, result, message, released, facts::text AS facts',
+            ['voids', stringifyJson(voids), 'jsonb'],
+            ['atomic', bool(opts.atomic, 'atomic'), 'boolean']);
+        return rows.map((r) => new BatchItem(r.item, r.result, r.message, r.released, r.facts));
     }
 
     // -- corrections and checks ---------------------------------------------

@@ -97,6 +97,88 @@ test('postBatch: legs as objects, per-item results', async () => {
     assert.deepEqual(meta.rows[0].metadata, { memo: 'post' });
 });
 
+test('holdBatch, captureBatch, voidBatch: per-item refusals, keys, atomic', async () => {
+    const a = name('a-hb');
+    await ledger.createAccount(a, USD);
+    await ledger.transfer(world, a, '50.00');
+    const k = name('hb');
+    const holds = await ledger.holdBatch([
+        { fromAccount: a, amount: '30.00', toAccount: psp, externalRef: k, submitWithin: '4 minutes',
+          confirmWithin: '90 seconds', idempotencyKey: `${k}-h1`, metadata: { n: 1, fee: '0.25' } },
+        { fromAccount: a, amount: '25.00', toAccount: psp },                  // 20.00 is left
+        { fromAccount: a, amount: 5n, mode: 'shared' },                        // defaults for the rest
+    ]);
+    assert.deepEqual(holds.map((i) => [i.item, i.result]), [[1, 'ok'], [2, 'LD001'], [3, 'ok']]);
+    assert.match(holds[0].holdId, /^[0-9a-f-]{36}$/);
+    assert.equal(holds[0].holdId, holds[0].transactionId);
+    assert.equal(holds[1].holdId, null);
+    assert.equal(holds[1].facts.sqlstate, 'LD001');
+    assert.equal(holds[1].facts.account, a);
+    assert.equal(holds[1].facts.requested, '25.00');
+    const err = holds[1].error();
+    assert.ok(err instanceof L.InsufficientFunds);
+    assert.equal(err.facts.requested, '25.00');
+    assert.equal(err.context, 'batch item 2');
+    const row = await ledger.query(
+        "SELECT mode, submit_within::text AS s, confirm_within::text AS c, external_ref, metadata FROM ledger.hold WHERE id = $1",
+        [holds[0].holdId]);
+    assert.deepEqual(row.rows[0], { mode: 'exclusive', s: '00:04:00', c: '00:01:30', external_ref: k, metadata: { n: 1, fee: '0.25' } });
+    const shared = await ledger.query(
+        'SELECT mode, submit_within::text AS s, confirm_within::text AS c, to_account_id FROM ledger.hold WHERE id = $1',
+        [holds[2].holdId]);
+    assert.deepEqual(shared.rows[0], { mode: 'shared', s: '00:03:00', c: '00:06:00', to_account_id: null });
+    assert.equal(await ledger.availableBalance(a), '15.00');
+    const again = await ledger.holdBatch([{ fromAccount: a, amount: '30.00', toAccount: psp, externalRef: k, submitWithin: '4 minutes',
+        confirmWithin: '90 seconds', idempotencyKey: `${k}-h1`, metadata: { n: 1, fee: '0.25' } }]);
+    assert.equal(again[0].holdId, holds[0].holdId, 'a retried batch replays the key');
+
+    // captures: a partial one, then more than remains (LD025), then the key replayed
+    const h = holds[0].holdId;
+    const pspBefore = await ledger.balance(psp);
+    const caps = await ledger.captureBatch([
+        { holdId: h, amount: '12.50', idempotencyKey: `${k}-c1` },
+        { holdId: h, amount: '18.00' },
+        { holdId: h, amount: '12.50', idempotencyKey: `${k}-c1` },
+    ]);
+    assert.deepEqual(caps.map((i) => i.result), ['ok', 'LD025', 'ok']);
+    assert.match(caps[0].transactionId, /^[0-9a-f-]{36}$/);
+    assert.equal(caps[2].transactionId, caps[0].transactionId);
+    const over = caps[1].error();
+    assert.ok(over instanceof L.HoldExceeded);
+    assert.equal(over.facts.sqlstate, 'LD025');
+    assert.equal(over.facts.remaining, '17.50');
+    assert.equal(over.facts.requested, '18.00');
+    assert.equal((Number(await ledger.balance(psp)) - Number(pspBefore)).toFixed(2), '12.50');
+
+    // atomic: the first refusal is thrown, nothing written
+    const e = await rejects(ledger.captureBatch([{ holdId: h, amount: '1.00' }, { holdId: h, amount: '100.00' }], { atomic: true }),
+        L.HoldExceeded, 'LD025');
+    assert.equal(e.facts.requested, '100.00');
+    await rejects(ledger.holdBatch([{ fromAccount: a, amount: '10.00', toAccount: psp }, { fromAccount: a, amount: '10.00', toAccount: psp }],
+        { atomic: true }), L.InsufficientFunds, 'LD001');
+    assert.equal(await ledger.availableBalance(a), '15.00', 'an atomic batch that fails writes nothing');
+    const count = await ledger.query('SELECT count(*) AS n FROM ledger.holds WHERE account = $1', [a]);
+    assert.equal(count.rows[0].n, '2');
+
+    // voids: the released amounts as exact strings; a finished hold is LD024
+    const voids = await ledger.voidBatch([
+        { holdId: h, reason: 'rest declined', idempotencyKey: `${k}-v1` },
+        { holdId: holds[2].holdId, reason: 'proof done' },
+        { holdId: h, reason: 'again' },
+    ]);
+    assert.deepEqual(voids.map((i) => [i.result, i.released]), [['ok', '17.50'], ['ok', '5.00'], ['LD024', null]]);
+    assert.ok(voids[2].error() instanceof L.HoldFinished);
+    assert.equal(voids[2].facts.state, 'voided');
+    assert.equal((await ledger.voidBatch([{ holdId: h, reason: 'rest declined', idempotencyKey: `${k}-v1` }]))[0].released, '17.50');
+    assert.equal(await ledger.availableBalance(a), '37.50');
+
+    // JS numbers are refused before any query
+    await assert.rejects(ledger.holdBatch([{ fromAccount: a, amount: '1.00', toAccount: psp }, { fromAccount: a, amount: 1.5, toAccount: psp }]),
+        TypeError);
+    await assert.rejects(ledger.captureBatch([{ holdId: h, amount: 0.5 }]), TypeError);
+    assert.equal(await ledger.availableBalance(a), '37.50');
+});
+
 test('corrections and checks: invalidate, rebuild, reconcile', async () => {
     const tx = await ledger.transfer(world, bob, '3.00');
     const rows = await ledger.invalidate(tx, 'duplicate');

@@ -153,6 +153,10 @@ test('statements: named arguments, values only as parameters, never a named stat
         setExchangeAccounts: [H, H, H], exchange: [H, H, '1', { spread: '0.01', wait: '1 s', idempotencyKey: H }],
         checkRateFeeds: [], setRateLimit: [H, '1', 1], removeRateLimit: [H], rateLimitStatus: [],
         grantOwnerAccess: [H, H], revokeOwnerAccess: [H, H], version: [], newId: [], setActingOwner: [H],
+        holdBatch: [[{ fromAccount: H, amount: '1', toAccount: H, mode: 'shared', externalRef: H, submitWithin: '1 minute',
+            confirmWithin: '2 minutes', idempotencyKey: H, metadata: { k: H } }], { atomic: true }],
+        captureBatch: [[{ holdId: H, amount: '1', idempotencyKey: H }, { holdId: H }]],
+        voidBatch: [[{ holdId: H, reason: H, idempotencyKey: H }]],
     };
     const methods = Object.getOwnPropertyNames(L.Ledger.prototype)
         .filter((m) => m !== 'constructor' && typeof L.Ledger.prototype[m] === 'function');
@@ -177,6 +181,18 @@ test('statements: named arguments, values only as parameters, never a named stat
     const create = configs.find((c) => c.text.includes('create_account'));
     assert.match(create.text, /min_balance => \$3::numeric/);
     assert.equal(create.values[2], null, 'minBalance null is sent as NULL (unbounded)');
+    const holds = configs.find((c) => c.text.includes('ledger.hold_batch('));
+    assert.match(holds.text, /holds => \$1::jsonb, atomic => \$2::boolean/);
+    assert.equal(typeof holds.values[0], 'string', 'items are sent as a JSON string');
+    assert.deepEqual(JSON.parse(holds.values[0]), [{
+        from_account: hostile, amount: '1', to_account: hostile, mode: 'shared', external_ref: hostile,
+        submit_within: '1 minute', confirm_within: '2 minutes', idempotency_key: hostile, metadata: { k: hostile },
+    }]);
+    const captures = configs.find((c) => c.text.includes('ledger.capture_batch('));
+    assert.deepEqual(JSON.parse(captures.values[0]), [{ hold_id: hostile, amount: '1', idempotency_key: hostile }, { hold_id: hostile }],
+        'left-out keys stay out: the single call\'s defaults apply');
+    const voids = configs.find((c) => c.text.includes('ledger.void_batch('));
+    assert.deepEqual(JSON.parse(voids.values[0]), [{ hold_id: hostile, reason: hostile, idempotency_key: hostile }]);
     const capture = configs.find((c) => c.text.includes('ledger.capture('));
     assert.match(capture.text, /amount => \$2::numeric/);
     // a JS number is refused before any query
@@ -190,6 +206,9 @@ test('statements: named arguments, values only as parameters, never a named stat
     await assert.rejects(ledger.appendEvent('s', 'transfer', { from_account: 'a', to_account: 'b', amount: 5 }), TypeError);
     await assert.rejects(ledger.importStatement('acme', [{ external_ref: 'x', amount: 5 }]), TypeError);
     await assert.rejects(ledger.setExchangeRate('A', 'B', 2.5), TypeError);
+    await assert.rejects(ledger.holdBatch([{ fromAccount: 'a', amount: '1' }, { fromAccount: 'a', amount: 1 }]), TypeError);
+    await assert.rejects(ledger.holdBatch([{ fromAccount: 'a', amount: '1', submitWithin: 60 }]), TypeError);
+    await assert.rejects(ledger.captureBatch([{ holdId: '00000000-0000-0000-0000-000000000000', amount: 0.5 }]), TypeError);
     assert.equal(configs.length, before, 'no query ran');
 });
 

@@ -136,21 +136,42 @@ class ProjectionLag(NamedTuple):
 
 
 class BatchItem(NamedTuple):
-    """One row of transfer_batch / post_batch.
+    """One row of transfer_batch / post_batch / hold_batch / capture_batch /
+    void_batch.
 
-    ``result`` is ``'ok'`` (then ``transaction_id`` is set) or the item's LD
+    ``result`` is ``'ok'`` (then the 4th field is set) or the item's LD
     SQLSTATE (then ``message`` is the message and its detail, and nothing of
-    the item was written).
+    the item was written).  The 4th field holds the row's 4th column: the
+    transaction id (transfer_batch, post_batch, capture_batch), the hold id
+    (hold_batch; also as ``.hold_id``) or the amount released (void_batch;
+    also as ``.released``, a Decimal).
     """
     item: int
     result: str
     message: Optional[str]
-    transaction_id: Optional[UUID]
+    transaction_id: Optional[Union[UUID, Decimal]]
     facts_json: Optional[str] = None    # the row's facts column (0.12.0), as JSON text
 
     @property
     def ok(self) -> bool:
         return self.result == "ok"
+
+    @property
+    def hold_id(self) -> Optional[UUID]:
+        """The 4th column of a hold_batch row: the hold's id (None for a
+        refused item)."""
+        return self.transaction_id  # type: ignore[return-value]
+
+    @property
+    def released(self) -> Optional[Decimal]:
+        """The 4th column of a void_batch row: the amount released, as a
+        Decimal (None for a refused item)."""
+        value = self.transaction_id
+        if value is None or isinstance(value, Decimal):
+            return value
+        if isinstance(value, UUID):
+            raise TypeError("released: this row's 4th column is an id, not a void_batch amount")
+        return Decimal(str(value))
 
     @property
     def sqlstate(self) -> Optional[str]:
@@ -261,6 +282,24 @@ def _str_or_none(value: Any, name: str) -> Optional[str]:
     if value is None or isinstance(value, str):
         return value
     raise TypeError(f"{name} must be a str, not {type(value).__name__}")
+
+
+def _interval_text(value: Any, name: str) -> Optional[str]:
+    """An interval for a JSON batch item: a str as written, a timedelta
+    exactly, with explicit signs (read the same under any IntervalStyle)."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, timedelta):
+        return f"{value.days:+d} days {value.seconds:+d} seconds {value.microseconds:+d} microseconds"
+    raise TypeError(f"{name} must be a datetime.timedelta or an interval str, not {type(value).__name__}")
+
+
+def _batch_item(item: Any, what: str, n: int) -> Dict[str, Any]:
+    """A batch item as a new dict (keys other than the method's arguments are
+    passed on: the server refuses the item, LD011, naming the key)."""
+    if not isinstance(item, Mapping):
+        raise TypeError(f"{what} {n} must be a dict of {what}()'s argument names, not {type(item).__name__}")
+    return dict(item)
 
 
 def _uuid(value: Union[UUID, str], name: str) -> UUID:
@@ -449,6 +488,59 @@ class Ledger:
             items.append(item)
         rows = self._rows("post_batch", "item, result, message, transaction_id, facts::text",
                           ("postings", _jsonb(items), "jsonb"), ("atomic", bool(atomic), "boolean"))
+        return BatchResults(BatchItem(*row) for row in rows)
+
+    def hold_batch(self, holds: Iterable[Mapping[str, Any]], atomic: bool = False) -> BatchResults:
+        """Many holds in one call, each a dict with :meth:`hold`'s argument
+        names (``from_account``, ``amount``, ``to_account``, ``mode``,
+        ``external_ref``, ``submit_within``, ``confirm_within``,
+        ``idempotency_key``, ``metadata``); keys left out or None take the
+        single call's defaults.  Rows as transfer_batch, with the hold id in
+        the 4th field (``.hold_id``)."""
+        items = []
+        for n, given in enumerate(holds, 1):
+            item = _batch_item(given, "hold", n)
+            item["amount"] = amount_text(item.get("amount"), f"hold {n} amount")
+            for name in ("submit_within", "confirm_within"):
+                item[name] = _interval_text(item.get(name), f"hold {n} {name}")
+            item["idempotency_key"] = _str_or_none(item.get("idempotency_key"), f"hold {n} idempotency_key")
+            # None: left out, so the single call's default applies (mode
+            # 'exclusive', metadata '{}', ...), never a NULL it would refuse
+            items.append({k: v for k, v in item.items() if v is not None})
+        rows = self._rows("hold_batch", "item, result, message, hold_id, facts::text",
+                          ("holds", _jsonb(items), "jsonb"), ("atomic", bool(atomic), "boolean"))
+        return BatchResults(BatchItem(*row) for row in rows)
+
+    def capture_batch(self, captures: Iterable[Mapping[str, Any]], atomic: bool = False) -> BatchResults:
+        """Many captures in one call, each a dict with :meth:`capture`'s
+        argument names (``hold_id``, ``amount``: None or left out for all
+        that remains, ``idempotency_key``).  Rows as transfer_batch, with
+        the capture's transaction id."""
+        items = []
+        for n, given in enumerate(captures, 1):
+            item = _batch_item(given, "capture", n)
+            item["hold_id"] = str(_uuid(item.get("hold_id"), f"capture {n} hold_id"))
+            if item.get("amount") is not None:
+                item["amount"] = amount_text(item["amount"], f"capture {n} amount")
+            item["idempotency_key"] = _str_or_none(item.get("idempotency_key"), f"capture {n} idempotency_key")
+            items.append({k: v for k, v in item.items() if v is not None})
+        rows = self._rows("capture_batch", "item, result, message, transaction_id, facts::text",
+                          ("captures", _jsonb(items), "jsonb"), ("atomic", bool(atomic), "boolean"))
+        return BatchResults(BatchItem(*row) for row in rows)
+
+    def void_batch(self, voids: Iterable[Mapping[str, Any]], atomic: bool = False) -> BatchResults:
+        """Many voids in one call, each a dict with :meth:`void`'s argument
+        names (``hold_id``, ``reason``, ``idempotency_key``).  Rows as
+        transfer_batch, with the amount released in the 4th field
+        (``.released``, a Decimal)."""
+        items = []
+        for n, given in enumerate(voids, 1):
+            item = _batch_item(given, "void", n)
+            item["hold_id"] = str(_uuid(item.get("hold_id"), f"void {n} hold_id"))
+            item["idempotency_key"] = _str_or_none(item.get("idempotency_key"), f"void {n} idempotency_key")
+            items.append({k: v for k, v in item.items() if v is not None})
+        rows = self._rows("void_batch", "item, result, message, released, facts::text",
+                          ("voids", _jsonb(items), "jsonb"), ("atomic", bool(atomic), "boolean"))
         return BatchResults(BatchItem(*row) for row in rows)
 
     # -- corrections and checks -------------------------------------------

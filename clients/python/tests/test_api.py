@@ -127,6 +127,131 @@ class Batches(LedgerTestCase):
         self.assertEqual(self.ledger.balance(payroll), D("400.00"))
 
 
+class HoldBatches(LedgerTestCase):
+    def test_hold_batch_per_item_refusals(self):
+        a, psp = self.account(D("50.00")), self.account()
+        key = lc.new_key("hb-")
+        res = self.ledger.hold_batch([
+            {"from_account": a, "amount": D("30.00"), "to_account": psp, "external_ref": key,
+             "submit_within": timedelta(minutes=4, microseconds=250), "confirm_within": "90 seconds",
+             "idempotency_key": key, "metadata": {"n": 1, "fee": D("0.25")}},
+            {"from_account": a, "amount": "25.00", "to_account": psp},    # 20.00 is left
+            {"from_account": a, "amount": 5, "mode": "shared"},            # defaults for the rest
+        ])
+        self.assertIsInstance(res, lc.BatchResults)
+        self.assertEqual([r.result for r in res], ["ok", "LD001", "ok"])
+        self.assertIsInstance(res[0].hold_id, uuid.UUID)
+        self.assertEqual(res[0].hold_id, res[0].transaction_id)
+        self.assertIsNone(res[1].hold_id)
+        self.assertEqual(res[1].facts["sqlstate"], "LD001")
+        self.assertEqual(res[1].facts["account"], a)
+        self.assertEqual(res[1].facts["requested"], D("25.00"))
+        self.assertIsInstance(res[1].facts["available"], D)
+        err = res[1].error()
+        self.assertIsInstance(err, lc.InsufficientFunds)
+        self.assertEqual(err.sqlstate, "LD001")
+        self.assertEqual(err.context, "batch item 2")
+        self.assertEqual(err.facts["requested"], D("25.00"))
+        self.assertEqual([r.item for r in res.failed], [2])
+        # the timedelta and the string were sent exactly; left-out keys took the defaults
+        row = self.q("SELECT mode, submit_within, confirm_within, external_ref, metadata::text"
+                     "  FROM ledger.hold WHERE id = %s", [res[0].hold_id])[0]
+        self.assertEqual(row[:4], ("exclusive", timedelta(minutes=4, microseconds=250),
+                                   timedelta(seconds=90), key))
+        self.assertEqual(lc.json_loads(row[4]), {"n": 1, "fee": "0.25"})
+        row = self.q("SELECT mode, submit_within, confirm_within, to_account_id FROM ledger.hold WHERE id = %s",
+                     [res[2].hold_id])[0]
+        self.assertEqual(row, ("shared", timedelta(minutes=3), timedelta(minutes=6), None))
+        self.assertEqual(self.ledger.available_balance(a), D("15.00"))
+        # a retried batch replays the key: the same hold
+        again = self.ledger.hold_batch([{
+            "from_account": a, "amount": D("30.00"), "to_account": psp, "external_ref": key,
+            "submit_within": timedelta(minutes=4, microseconds=250), "confirm_within": "90 seconds",
+            "idempotency_key": key, "metadata": {"n": 1, "fee": D("0.25")}}])
+        self.assertEqual(again[0].hold_id, res[0].hold_id)
+        # an unknown key refuses its item on the server (LD011), naming it
+        bad = self.ledger.hold_batch([{"from_account": a, "amount": "1", "to_account": psp, "amont": "1"}])
+        self.assertEqual(bad[0].result, "LD011")
+        self.assertIs(bad[0].error_class, lc.InvalidArgument)
+        self.assertEqual(bad[0].facts.get("argument"), "amont")
+
+    def test_capture_and_void_batch(self):
+        a, psp = self.account(D("40.00")), self.account()
+        h1, h2 = self.ledger.hold_batch([
+            {"from_account": a, "amount": D("20.00"), "to_account": psp},
+            {"from_account": a, "amount": D("10.00"), "to_account": psp},
+        ]).raise_first().transaction_ids
+        key = lc.new_key("cb-")
+        res = self.ledger.capture_batch([
+            {"hold_id": h1, "amount": D("12.50"), "idempotency_key": key},   # partial
+            {"hold_id": str(h1), "amount": "8.00"},                          # 7.50 remains
+            {"hold_id": h1, "amount": D("12.50"), "idempotency_key": key},   # replayed
+        ])
+        self.assertEqual([r.result for r in res], ["ok", "LD025", "ok"])
+        self.assertIsInstance(res[0].transaction_id, uuid.UUID)
+        self.assertEqual(res[2].transaction_id, res[0].transaction_id)
+        self.assertIs(res[1].error_class, lc.HoldExceeded)
+        err = res[1].error()
+        self.assertIsInstance(err, lc.HoldExceeded)
+        self.assertEqual(err.facts["sqlstate"], "LD025")
+        self.assertEqual(err.facts["remaining"], D("7.50"))
+        self.assertEqual(self.ledger.balance(psp), D("12.50"))
+        self.assertEqual(self.count_key(key), 1)
+        vkey = lc.new_key("vb-")
+        res = self.ledger.void_batch([
+            {"hold_id": h1, "reason": "rest declined", "idempotency_key": vkey},
+            {"hold_id": h2, "reason": "cancelled"},
+            {"hold_id": h2, "reason": "again"},                              # finished: LD024
+        ])
+        self.assertEqual([r.result for r in res], ["ok", "ok", "LD024"])
+        self.assertEqual([r.released for r in res], [D("7.50"), D("10.00"), None])
+        self.assertIsInstance(res[0].released, D)
+        self.assertIs(res[2].error_class, lc.HoldFinished)
+        self.assertEqual(res[2].facts["state"], "voided")
+        again = self.ledger.void_batch([{"hold_id": h1, "reason": "rest declined", "idempotency_key": vkey}])
+        self.assertEqual(again[0].released, D("7.50"))
+        self.assertEqual(self.ledger.available_balance(a), D("27.50"))
+        self.assertEqual(self.q1("SELECT state FROM ledger.holds WHERE id = %s", [h1]), "voided")
+
+    def test_atomic_raises_nothing_written(self):
+        a, psp = self.account(D("10.00")), self.account()
+        with self.assertRaises(lc.InsufficientFunds) as cm:
+            self.ledger.hold_batch([{"from_account": a, "amount": D("6.00"), "to_account": psp},
+                                    {"from_account": a, "amount": D("6.00"), "to_account": psp}], atomic=True)
+        self.assertIn("2", cm.exception.context or "")
+        self.assertEqual(cm.exception.facts["requested"], D("6.00"))
+        self.assertEqual(self.q1("SELECT count(*) FROM ledger.holds WHERE account = %s", [a]), 0)
+        self.assertEqual(self.ledger.available_balance(a), D("10.00"))
+        h = self.ledger.hold(a, D("4.00"), to_account=psp)
+        with self.assertRaises(lc.HoldExceeded):
+            self.ledger.capture_batch([{"hold_id": h, "amount": D("1.00")},
+                                       {"hold_id": h, "amount": D("5.00")}], atomic=True)
+        self.assertEqual(self.ledger.balance(psp), D("0.00"))
+        with self.assertRaises(lc.UnknownHold):
+            self.ledger.void_batch([{"hold_id": h, "reason": "x"},
+                                    {"hold_id": uuid.UUID(int=0), "reason": "y"}], atomic=True)
+        self.assertEqual(self.q1("SELECT state FROM ledger.holds WHERE id = %s", [h]), "reserved")
+        self.assertEqual(self.ledger.void_batch([{"hold_id": h, "reason": "done"}])[0].released, D("4.00"))
+
+    def test_refused_client_side(self):
+        a, psp = self.account(D("10.00")), self.account()
+        calls = self.q1("SELECT count(*) FROM ledger.hold h JOIN ledger.account x ON x.id = h.account_id"
+                        " WHERE x.code = %s", [a])
+        with self.assertRaises(TypeError) as cm:
+            self.ledger.hold_batch([{"from_account": a, "amount": D("1.00"), "to_account": psp},
+                                    {"from_account": a, "amount": 1.5, "to_account": psp}])
+        self.assertIn("hold 2 amount", str(cm.exception))
+        with self.assertRaises(TypeError):
+            self.ledger.capture_batch([{"hold_id": uuid.UUID(int=1), "amount": 0.1}])
+        with self.assertRaises(TypeError):
+            self.ledger.hold_batch([{"from_account": a, "amount": "1", "submit_within": 60}])
+        with self.assertRaises(TypeError):
+            self.ledger.void_batch([(uuid.UUID(int=1), "reason")])
+        self.assertEqual(self.q1("SELECT count(*) FROM ledger.hold h JOIN ledger.account x ON x.id = h.account_id"
+                                 " WHERE x.code = %s", [a]), calls)
+        self.assertEqual(self.ledger.available_balance(a), D("10.00"))
+
+
 class Corrections(LedgerTestCase):
     def test_invalidate_and_reconcile(self):
         a = self.account()

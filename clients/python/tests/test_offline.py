@@ -2,6 +2,7 @@
 classes, and the facts line of a DETAIL."""
 
 import unittest
+import uuid
 from decimal import Decimal as D
 
 from tests.support import lc
@@ -28,6 +29,9 @@ class AmountTypes(unittest.TestCase):
             lambda: self.ledger.post_batch([[("a", 1.0), ("b", -1.0)]]),
             lambda: self.ledger.hold("a", 0.5, to_account="b"),
             lambda: self.ledger.capture("00000000-0000-0000-0000-000000000000", 0.5),
+            lambda: self.ledger.hold_batch([{"from_account": "a", "amount": 0.5, "to_account": "b"}]),
+            lambda: self.ledger.capture_batch([{"hold_id": "00000000-0000-0000-0000-000000000000",
+                                                "amount": 0.5}]),
             lambda: self.ledger.create_account("a", "USD", min_balance=-10.0),
             lambda: self.ledger.exchange("a", "b", 1.0),
             lambda: self.ledger.set_exchange_rate("A", "B", 2.5),
@@ -140,6 +144,12 @@ class Facts(unittest.TestCase):
         self.assertEqual(only.facts, {"sqlstate": "LD002", "account": "x"})
         plain = lc.BatchItem(1, "LD002", 'account "x" does not exist / Leg 2 names account "x".', None)
         self.assertEqual(plain.facts, {})
+        hold = lc.BatchItem(1, "ok", None, uuid.UUID(int=7))
+        self.assertEqual(hold.hold_id, uuid.UUID(int=7))
+        voided = lc.BatchItem(1, "ok", None, D("7.50"))
+        self.assertEqual(voided.released, D("7.50"))
+        self.assertIsNone(item.released)
+        self.assertIsNone(item.hold_id)
         results = lc.BatchResults([lc.BatchItem(1, "ok", None, None), item])
         self.assertFalse(results.ok)
         self.assertEqual(results.failed, [item])
