@@ -17,11 +17,11 @@ MODULE_big = ledger
 OBJS = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
 DATA = $(sort $(wildcard sql/ledger--*.sql))
 
-REGRESS = install assets_accounts transfer post bad_input idempotency guard ids invalidate reconcile hot search_path account_cache holds external events event_apply outbox exchange roles scoping batch facts calls examples upgrade
+REGRESS = install assets_accounts transfer post bad_input idempotency guard ids invalidate reconcile hot search_path account_cache holds external events event_apply outbox exchange roles scoping batch hold_batch facts calls examples upgrade
 REGRESS_OPTS = --inputdir=test --dbname=ledger_regress \
 	--temp-instance=./tmp_check --temp-config=test/installcheck.conf
 
-ISOLATION = double_spend idempotency_race opposite_transfers invalidate_concurrent reconcile_concurrent account_cache table_lock holds_exclusive holds_debit holds_shared holds_capture_void holds_capture_expiry holds_partial holds_limit events_hole events_appliers events_catch_up outbox_claim exchange_concurrent batch_opposite
+ISOLATION = double_spend idempotency_race opposite_transfers invalidate_concurrent reconcile_concurrent account_cache table_lock holds_exclusive holds_debit holds_shared holds_capture_void holds_capture_expiry holds_partial holds_limit events_hole events_appliers events_catch_up outbox_claim exchange_concurrent batch_opposite hold_batch_opposite
 ISOLATION_OPTS = --inputdir=test/isolation
 
 PG_CPPFLAGS = -DLEDGER_VERSION=\"$(EXTVERSION)\"

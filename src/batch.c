@@ -86,9 +86,12 @@ item_context(void *arg)
 		errcontext("%s item %d", (const char *) arg, current_item);
 }
 
-/* Name the item in every error's context from here to the end of the call. */
-static void
-push_item_context(const char *what)
+/*
+ * Name the item in every error's context from here to the end of the call
+ * (ledger_batch_pop_context); also for holdbatch.c.
+ */
+void
+ledger_batch_push_context(const char *what)
 {
 	current_item = 0;
 	item_ctx.callback = item_context;
@@ -97,13 +100,18 @@ push_item_context(const char *what)
 	error_context_stack = &item_ctx;
 }
 
-static int
-id_cmp(const void *a, const void *b)
+/* The item errors now belong to (1-based; 0: the call itself). */
+void
+ledger_batch_set_item(int item)
 {
-	int64		x = *(const int64 *) a;
-	int64		y = *(const int64 *) b;
+	current_item = item;
+}
 
-	return (x > y) - (x < y);
+void
+ledger_batch_pop_context(void)
+{
+	current_item = 0;
+	error_context_stack = item_ctx.previous;
 }
 
 /* Run one item (in SPI); the subtransaction is the caller's. */
@@ -174,7 +182,7 @@ lock_accounts(char **codes, int ncodes)
 		if (codes[i] != NULL && ledger_find_account(codes[i], &a) && !a.hot)
 			ids[n++] = a.id;
 	}
-	qsort(ids, n, sizeof(int64), id_cmp);
+	qsort(ids, n, sizeof(int64), ledger_id_cmp);
 	ledger_batch_lock(ids, n);
 }
 
@@ -193,17 +201,7 @@ run_batch(FunctionCallInfo fcinfo, BatchItem *items, int n, bool transfer, bool 
 	int			i;
 
 	current_item = 0;			/* what fails now is the call's, not an item's */
-	if (!atomic && n > LEDGER_MAX_BATCH_ITEMS_SUBXACT)
-		ereport(ERROR,
-				(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT),
-				 errmsg("a batch that is not atomic has 1 to %d items", LEDGER_MAX_BATCH_ITEMS_SUBXACT),
-				 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_INVALID_ARGUMENT,
-													  LEDGER_FACT_INT("count", n),
-													  LEDGER_FACT_INT("limit", LEDGER_MAX_BATCH_ITEMS_SUBXACT),
-													  NULL),
-										"%s was given %d items; an item of a batch that is not atomic may run in a subtransaction, which holds a lock until the commit.",
-						   what, n),
-				 errhint("Split the batch, or make it atomic (up to %d items).", LEDGER_MAX_BATCH)));
+	ledger_batch_check_subxacts(n, atomic, what);
 	ledger_rate_check(what);
 	PreventCommandIfReadOnly(what);
 	SPI_connect();
@@ -225,16 +223,9 @@ run_batch(FunctionCallInfo fcinfo, BatchItem *items, int n, bool transfer, bool 
 			else if ((e = catch_refusal(run_item, &r)) != NULL)
 			{
 				/* refused before it wrote anything (batchapply.c) */
-				char	   *prose = e->detail ? ledger_facts_strip(e->detail) : NULL;
+				MemoryContext old = MemoryContextSwitchTo(caller);
 
-				MemoryContext old;
-
-				items[i].sqlerrcode = e->sqlerrcode;
-				items[i].message = MemoryContextStrdup(caller, prose
-													   ? psprintf("%s / %s", e->message, prose)
-													   : e->message);
-				old = MemoryContextSwitchTo(caller);
-				items[i].facts = ledger_facts_of(e->detail);
+				ledger_batch_refusal(e, &items[i].sqlerrcode, &items[i].message, &items[i].facts);
 				MemoryContextSwitchTo(old);
 			}
 			ledger_batch_item_done();
@@ -255,29 +246,82 @@ run_batch(FunctionCallInfo fcinfo, BatchItem *items, int n, bool transfer, bool 
 
 	InitMaterializedSRF(fcinfo, 0);
 	for (i = 0; i < n; i++)
-	{
-		Datum		values[5];
-		bool		nulls[5] = {false, false, false, false, true};
+		ledger_batch_row(rsinfo, i + 1, items[i].sqlerrcode, items[i].message,
+						 UUIDPGetDatum(&items[i].id), items[i].facts);
+	ledger_batch_pop_context();
+}
 
-		values[0] = Int32GetDatum(i + 1);
-		values[1] = CStringGetTextDatum(items[i].sqlerrcode == 0 ? "ok"
-										: unpack_sql_state(items[i].sqlerrcode));
-		values[2] = items[i].message ? CStringGetTextDatum(items[i].message) : (Datum) 0;
-		nulls[2] = items[i].message == NULL;
-		values[3] = UUIDPGetDatum(&items[i].id);
-		nulls[3] = items[i].sqlerrcode != 0;
-		/* the facts column: from 0.12.0 on */
-		values[4] = items[i].facts ? JsonbPGetDatum(items[i].facts) : (Datum) 0;
-		nulls[4] = items[i].facts == NULL;
-		Assert(rsinfo->setDesc->natts == 4 || rsinfo->setDesc->natts == 5);
-		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
-	}
-	error_context_stack = item_ctx.previous;
+/*
+ * A refused item's result (in the current memory context): its SQLSTATE,
+ * "message / detail" without the facts line, and the facts.
+ */
+void
+ledger_batch_refusal(ErrorData *e, int *sqlerrcode, char **message, Jsonb **facts)
+{
+	char	   *prose = e->detail ? ledger_facts_strip(e->detail) : NULL;
+
+	*sqlerrcode = e->sqlerrcode;
+	*message = prose ? psprintf("%s / %s", e->message, prose) : pstrdup(e->message);
+	*facts = ledger_facts_of(e->detail);
+}
+
+/*
+ * One result row of a batch: item, result ('ok' or the SQLSTATE), message,
+ * the item's value (its id, or an amount; NULL when refused) and facts.
+ * A database before 0.12.0 has no facts column.
+ */
+void
+ledger_batch_row(ReturnSetInfo *rsinfo, int item, int sqlerrcode, const char *message,
+				 Datum value, Jsonb *facts)
+{
+	Datum		values[5];
+	bool		nulls[5] = {false, false, false, false, false};
+
+	values[0] = Int32GetDatum(item);
+	values[1] = CStringGetTextDatum(sqlerrcode == 0 ? "ok" : unpack_sql_state(sqlerrcode));
+	values[2] = message ? CStringGetTextDatum(message) : (Datum) 0;
+	nulls[2] = message == NULL;
+	values[3] = value;
+	nulls[3] = sqlerrcode != 0;
+	values[4] = facts ? JsonbPGetDatum(facts) : (Datum) 0;
+	nulls[4] = facts == NULL;
+	Assert(rsinfo->setDesc->natts == 4 || rsinfo->setDesc->natts == 5);
+	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+}
+
+/* qsort order of account ids (also holdbatch.c). */
+int
+ledger_id_cmp(const void *a, const void *b)
+{
+	int64		x = *(const int64 *) a;
+	int64		y = *(const int64 *) b;
+
+	return (x > y) - (x < y);
+}
+
+/*
+ * A batch that is not atomic has at most LEDGER_MAX_BATCH_ITEMS_SUBXACT
+ * items: each may run in a subtransaction of its own.
+ */
+void
+ledger_batch_check_subxacts(int n, bool atomic, const char *what)
+{
+	if (!atomic && n > LEDGER_MAX_BATCH_ITEMS_SUBXACT)
+		ereport(ERROR,
+				(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT),
+				 errmsg("a batch that is not atomic has 1 to %d items", LEDGER_MAX_BATCH_ITEMS_SUBXACT),
+				 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_INVALID_ARGUMENT,
+													  LEDGER_FACT_INT("count", n),
+													  LEDGER_FACT_INT("limit", LEDGER_MAX_BATCH_ITEMS_SUBXACT),
+													  NULL),
+										"%s was given %d items; an item of a batch that is not atomic may run in a subtransaction, which holds a lock until the commit.",
+						   what, n),
+				 errhint("Split the batch, or make it atomic (up to %d items).", LEDGER_MAX_BATCH)));
 }
 
 /* The number of items of a batch: LD011 unless 1..LEDGER_MAX_BATCH. */
-static void
-check_count(int n, const char *what)
+void
+ledger_batch_check_count(int n, const char *what)
 {
 	if (n < 1 || n > LEDGER_MAX_BATCH)
 		ereport(ERROR,
@@ -376,14 +420,14 @@ ledger_transfer_batch(PG_FUNCTION_ARGS)
 	char	  **codes;
 	Jsonb	   *empty = NULL;
 
-	push_item_context("ledger.transfer_batch");
+	ledger_batch_push_context("ledger.transfer_batch");
 	LEDGER_REQUIRE_ARG(0, "from_accounts");
 	LEDGER_REQUIRE_ARG(1, "to_accounts");
 	LEDGER_REQUIRE_ARG(2, "amounts");
 	LEDGER_REQUIRE_ARG(5, "atomic");
 	atomic = PG_GETARG_BOOL(5);
 	n = array_elements(fcinfo, 0, TEXTOID, &from, &from_n);
-	check_count(n, "ledger.transfer_batch");
+	ledger_batch_check_count(n, "ledger.transfer_batch");
 	if (array_elements(fcinfo, 1, TEXTOID, &to, &to_n) != n ||
 		array_elements(fcinfo, 2, NUMERICOID, &amount, &amount_n) != n ||
 		(!PG_ARGISNULL(3) && array_elements(fcinfo, 3, TEXTOID, &key, &key_n) != n) ||
@@ -512,7 +556,7 @@ ledger_post_batch(PG_FUNCTION_ARGS)
 	BatchItem  *items;
 	char	  **codes;
 
-	push_item_context("ledger.post_batch");
+	ledger_batch_push_context("ledger.post_batch");
 	LEDGER_REQUIRE_ARG(0, "postings");
 	LEDGER_REQUIRE_ARG(1, "atomic");
 	doc = PG_GETARG_JSONB_P(0);
@@ -523,7 +567,7 @@ ledger_post_batch(PG_FUNCTION_ARGS)
 				 errmsg("postings must be a JSON array of postings"),
 				 ledger_errdetail_facts(ledger_facts(ERRCODE_LEDGER_INVALID_LEGS), "Each posting is {\"legs\": [...], \"idempotency_key\": ..., \"metadata\": {...}}.")));
 	n = JB_ROOT_COUNT(doc);
-	check_count(n, "ledger.post_batch");
+	ledger_batch_check_count(n, "ledger.post_batch");
 
 	items = palloc0(sizeof(BatchItem) * n);
 	for (i = 0; i < n; i++)

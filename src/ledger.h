@@ -348,6 +348,22 @@ extern void ledger_check_room(const LedgerAccount *a, Numeric balance, Numeric d
 							  const LedgerHeld *held, Numeric add_exclusive, Numeric shared,
 							  const char *what);
 
+/* batch.c (also for holdbatch.c) */
+extern void ledger_batch_push_context(const char *what);
+extern void ledger_batch_set_item(int item);
+extern void ledger_batch_pop_context(void);
+extern void ledger_batch_check_count(int n, const char *what);
+extern void ledger_batch_check_subxacts(int n, bool atomic, const char *what);
+extern void ledger_batch_refusal(ErrorData *e, int *sqlerrcode, char **message, Jsonb **facts);
+extern void ledger_batch_row(ReturnSetInfo *rsinfo, int item, int sqlerrcode, const char *message,
+							 Datum value, Jsonb *facts);
+extern int	ledger_id_cmp(const void *a, const void *b);
+
+/* hold.c, capture.c: the single calls a hold batch runs per item */
+extern PGDLLEXPORT Datum ledger_hold(PG_FUNCTION_ARGS);
+extern PGDLLEXPORT Datum ledger_capture(PG_FUNCTION_ARGS);
+extern PGDLLEXPORT Datum ledger_void(PG_FUNCTION_ARGS);
+
 /* batchapply.c */
 extern bool ledger_batch_active(void);
 extern void ledger_batch_begin(bool atomic);
@@ -517,6 +533,7 @@ extern const char *ledger_acting_owner(void);
 /* ratelimit.c */
 extern void ledger_ratelimit_init(void);
 extern void ledger_rate_check(const char *what);
+extern void ledger_rate_hold_off(bool on);
 
 /* alert.c */
 extern LedgerJson *ledger_json_begin(void);
@@ -559,6 +576,7 @@ extern Numeric ledger_check_amount(Numeric amount, const LedgerAccount *account,
 								   bool allow_negative);
 extern Numeric ledger_check_numeric_finite(Numeric n, const char *what,
 										   const char *asset, int scale);
+extern Numeric ledger_parse_decimal(const char *str, int len, const char *what, int leg);
 extern Numeric ledger_parse_amount(const char *str, int len, int leg);
 extern Numeric ledger_max_amount(void);
 extern void ledger_check_metadata(Jsonb *metadata);

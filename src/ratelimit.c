@@ -329,6 +329,18 @@ find_bucket(Oid roleid, uint64 owner_hash, double burst, TimestampTz now)
 /*
  * Take one token for this call, or LD041.  what names the call.
  */
+/*
+ * While a hold batch runs its items (holdbatch.c), each item's single call
+ * skips the check: the batch was checked once, as one call.
+ */
+static bool rate_held_off = false;
+
+void
+ledger_rate_hold_off(bool on)
+{
+	rate_held_off = on;
+}
+
 void
 ledger_rate_check(const char *what)
 {
@@ -345,7 +357,7 @@ ledger_rate_check(const char *what)
 	pg_uuid_t	event_id;
 	int			i;
 
-	if (rate == NULL || ledger_event_context(&event_seq, &event_id))
+	if (rate == NULL || rate_held_off || ledger_event_context(&event_seq, &event_id))
 		return;					/* events were accepted already: never refuse them now */
 	ensure_loaded();
 	if (pg_atomic_read_u32(&rate->nlimits) == 0)

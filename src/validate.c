@@ -185,11 +185,12 @@ ledger_check_amount(Numeric amount, const LedgerAccount *account, bool allow_neg
 }
 
 /*
- * Parse a leg amount given as a JSON string.  Only plain decimal notation
- * is accepted ([+-]digits[.digits]), so numeric_in can never fail on it.
+ * Parse an amount given as a JSON string: what names it, leg its leg (0:
+ * not a leg).  Only plain decimal notation is accepted
+ * ([+-]digits[.digits]), so numeric_in can never fail on it.
  */
 Numeric
-ledger_parse_amount(const char *str, int len, int leg)
+ledger_parse_decimal(const char *str, int len, const char *what, int leg)
 {
 	int			i = 0;
 	int			digits = 0;
@@ -210,12 +211,13 @@ ledger_parse_amount(const char *str, int len, int leg)
 	if (i != len || digits == 0 || len > 64)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_INVALID_AMOUNT),
-				 errmsg("amount of leg %d is not a decimal number", leg),
+				 leg > 0 ? errmsg("amount of leg %d is not a decimal number", leg)
+				 : errmsg("%s is not a decimal number", what),
 				 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_INVALID_AMOUNT,
-													 LEDGER_FACT_TEXT("argument", "amount"),
+													 LEDGER_FACT_TEXT("argument", what),
 													 LEDGER_FACT_TEXT("given", pnstrdup(str, pg_mbcliplen(str, len, 64))),
 													 LEDGER_FACT_TEXT("reason", "not_a_decimal"),
-													 LEDGER_FACT_INT("leg", leg),
+													 leg > 0 ? "leg" : NULL, 'i', (int64) leg,
 													 NULL),
 										"The amount given is \"%.*s\".", pg_mbcliplen(str, len, 64), str),
 				 errhint("Give amounts as JSON numbers or strings such as \"-10.25\".")));
@@ -225,6 +227,13 @@ ledger_parse_amount(const char *str, int len, int leg)
 											   CStringGetDatum(cstr),
 											   ObjectIdGetDatum(InvalidOid),
 											   Int32GetDatum(-1)));
+}
+
+/* A leg's amount given as a JSON string (ledger_parse_decimal). */
+Numeric
+ledger_parse_amount(const char *str, int len, int leg)
+{
+	return ledger_parse_decimal(str, len, "amount", leg);
 }
 
 /*

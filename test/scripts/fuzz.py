@@ -506,8 +506,13 @@ class Fuzzer:
         for name, detail in self.admin.execute(self.invariants).fetchall():
             if (name, detail) not in self.broken:
                 self.broken.add((name, detail))
-                word = f"'{detail.split(':')[0]}'" if ':' in detail else '\0'
-                suspects = [c for c in self.window if word in c][-5:] or self.window[-5:]
+                name_ = detail.split(':')[0] if ':' in detail else None
+                # the account as an SQL literal, or as a JSON string (legs, payloads)
+                words = [f"'{name_}'", f'"{name_}"'] if name_ is not None else []
+                # and calls that change balances without naming accounts
+                words += ['ledger.invalidate(', 'ledger.rebuild_balances(', 'ledger.reconcile(',
+                          'ledger.apply_events(', 'ledger.catch_up(', 'ledger.capture', 'ledger.fold(']
+                suspects = [c for c in self.window if any(w in c for w in words)][-12:] or self.window[-8:]
                 self.finding(i, 'invariant', '\n  '.join(['after one of:'] + suspects), name, detail, key=name)
         self.window = []
 

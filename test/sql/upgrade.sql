@@ -157,6 +157,16 @@ EXCEPTION WHEN OTHERS THEN
   RAISE NOTICE '%', det;
 END $$;
 
+ALTER EXTENSION ledger UPDATE TO '0.13.0';
+SELECT extversion FROM pg_extension WHERE extname = 'ledger';
+-- batches of hold moves on the upgraded ledger: a hold, its capture, and
+-- a void of a hold made before the upgrade
+SELECT item, result FROM ledger.hold_batch('[{"from_account": "u-o1", "amount": "1.00", "to_account": "u-world", "external_ref": "up-hb"}]');
+SELECT item, result FROM ledger.capture_batch((SELECT jsonb_agg(jsonb_build_object('hold_id', id)) FROM ledger.hold WHERE external_ref = 'up-hb'));
+SELECT item, result FROM ledger.void_batch((SELECT jsonb_agg(jsonb_build_object('hold_id', id, 'reason', 'upgrade'))
+                                              FROM ledger.hold WHERE idempotency_key = 'up-hold'));
+SELECT count(*) AS clean FROM ledger.reconcile();
+
 -- every object of the upgraded extension has a comment
 SELECT p.proname FROM pg_proc p
  WHERE p.pronamespace = 'ledger'::regnamespace AND obj_description(p.oid, 'pg_proc') IS NULL;
