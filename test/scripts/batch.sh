@@ -3,9 +3,11 @@
 # Starts its own cluster (ledger preloaded, so one account can be hot).
 #
 # 8 pgbench clients for 10 s over 20 cold accounts and one hot account,
-# mixing four scripts: transfer_batch of 40 random transfers (not atomic),
-# post_batch of 10 three-leg postings (atomic), single transfers, and
-# transfer_batch items that credit or debit the hot account.  Batches take
+# mixing six scripts: transfer_batch of 40 random transfers (not atomic),
+# post_batch of 10 three-leg postings (atomic), single transfers,
+# transfer_batch items that credit or debit the hot account, hold_batch of
+# 10 holds captured by a capture_batch (some into the hot account), and
+# 10 shared holds released by a void_batch (both atomic).  Batches take
 # their accounts in random orders, so without the id-ordered locking they
 # would deadlock.
 #
@@ -75,8 +77,37 @@ SELECT 1 / (count(*) FILTER (WHERE result = 'ok') / 40) AS all_ok
                              (SELECT array_agg(CASE WHEN in_ THEN 'hot' ELSE 'acct-' || a END) FROM p),
                              (SELECT array_agg(amount) FROM p));
 SQL
+# hold batches: 10 holds, then all of them captured (some into the hot
+# account) or, for shared holds, voided, by a second batch in its own
+# transaction (two batches in one transaction would take their rows in two
+# passes, out of one id order, as two single calls would)
+cat >"$S/holds.sql" <<'SQL'
+WITH p AS MATERIALIZED (
+    SELECT 1 + floor(random() * 20)::int AS a, floor(random() * 19)::int AS r,
+           (1 + floor(random() * 100)::int) * 0.01 AS amount, random() < 0.2 AS to_hot
+      FROM generate_series(1, 10))
+SELECT jsonb_agg(jsonb_build_object('hold_id', hold_id)) AS holds, count(*) AS held
+  FROM ledger.hold_batch((SELECT jsonb_agg(jsonb_build_object(
+           'from_account', 'acct-' || a, 'amount', amount,
+           'to_account', CASE WHEN to_hot THEN 'hot' ELSE 'acct-' || (1 + (a + r) % 20) END)) FROM p))
+ WHERE result = 'ok' \gset
+SELECT 1 / (:held / 10) / (count(*) FILTER (WHERE result = 'ok') / 10) AS all_ok
+  FROM ledger.capture_batch(':holds');
+SQL
+cat >"$S/voids.sql" <<'SQL'
+WITH p AS MATERIALIZED (
+    SELECT 1 + floor(random() * 20)::int AS a, (1 + floor(random() * 100)::int) * 0.01 AS amount
+      FROM generate_series(1, 10))
+SELECT jsonb_agg(jsonb_build_object('hold_id', hold_id, 'reason', 'load')) AS holds, count(*) AS held
+  FROM ledger.hold_batch((SELECT jsonb_agg(jsonb_build_object(
+           'from_account', 'acct-' || a, 'amount', amount, 'mode', 'shared')) FROM p), atomic => true)
+ WHERE result = 'ok' \gset
+SELECT 1 / (:held / 10) / (count(*) FILTER (WHERE result = 'ok') / 10) AS all_ok
+  FROM ledger.void_batch(':holds', atomic => true);
+SQL
 out=$("$PGBIN/pgbench" -n -h "$N" -p "$(node_port "$N")" -U postgres -c 8 -j 2 -T 10 \
-	-f "$S/tbatch.sql@3" -f "$S/pbatch.sql@2" -f "$S/single.sql@3" -f "$S/hbatch.sql@2" bt 2>&1)
+	-f "$S/tbatch.sql@3" -f "$S/pbatch.sql@2" -f "$S/single.sql@3" -f "$S/hbatch.sql@2" \
+	-f "$S/holds.sql@1" -f "$S/voids.sql@1" bt 2>&1)
 failed=$(sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p' <<<"$out")
 done_=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' <<<"$out")
 if grep -q "aborted\|deadlock\|ERROR" <<<"$out" || [ "${failed:-1}" != 0 ] || [ "${done_:-0}" -lt 100 ]; then
@@ -85,6 +116,10 @@ else
 	ok "8 clients, 10 s: $done_ transactions of batches and single calls, none failed, no deadlock"
 fi
 node_psql "$N" bt -c "SELECT ledger.fold()" >/dev/null
+[ "$(node_psql "$N" bt -c "SELECT count(*) FILTER (WHERE state = 'captured') > 0 AND count(*) FILTER (WHERE state = 'voided') > 0
+                             AND count(*) FILTER (WHERE state NOT IN ('captured', 'voided')) = 0 FROM ledger.hold")" = t ] &&
+	ok "every hold of the hold batches was captured or voided" ||
+	fail "holds left: $(node_psql "$N" bt -c "SELECT state, count(*) FROM ledger.hold GROUP BY state")"
 [ "$(node_psql "$N" bt -c "SELECT count(*) > 0 FROM ledger.journal WHERE account = 'hot'")" = t ] &&
 	ok "the hot account took part" || fail "no posting reached the hot account"
 
