@@ -14,14 +14,16 @@ INSERT INTO bench.f_bal (account_id, balance, updated_at)
 SELECT account_id, balance, updated_at FROM ledger.account_balance;
 INSERT INTO bench.f_daily SELECT * FROM ledger.daily_balance;
 ANALYZE bench.f_tx, bench.f_je, bench.f_bal, bench.f_daily;
--- floor_batch picks ids acct-1's id + 0 .. 9999: bench/load.sql creates
--- them in order
+-- floor_batch picks the ids of acct-1 .. acct-10000 by arithmetic:
+-- bench/load.sql creates them in order, one EUR account between two
+CREATE TABLE bench.f_ids AS
+SELECT (SELECT id FROM ledger.account WHERE code = 'acct-1') AS lo,
+       (SELECT id FROM ledger.account WHERE code = 'acct-2') - (SELECT id FROM ledger.account WHERE code = 'acct-1') AS stride;
 DO $$
 BEGIN
-    IF (SELECT max(id) - min(id) FROM ledger.account WHERE code ~ '^acct-[0-9]+$') <> 9999
-       OR (SELECT id FROM ledger.account WHERE code = 'acct-10000')
-          - (SELECT id FROM ledger.account WHERE code = 'acct-1') <> 9999 THEN
-        RAISE EXCEPTION 'acct-1 .. acct-10000 do not have consecutive ids';
+    IF EXISTS (SELECT 1 FROM ledger.account a, bench.f_ids f
+                WHERE a.code ~ '^acct-[0-9]+$' AND a.id <> f.lo + (substr(a.code, 6)::int - 1) * f.stride) THEN
+        RAISE EXCEPTION 'the ids of acct-1 .. acct-10000 are not evenly spaced';
     END IF;
 END
 $$;
@@ -33,13 +35,14 @@ $$;
 CREATE FUNCTION bench.floor_batch(n int) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
-    lo bigint := (SELECT id FROM ledger.account WHERE code = 'acct-1');
+    lo bigint := (SELECT lo FROM bench.f_ids);
+    stride bigint := (SELECT stride FROM bench.f_ids);
     ids uuid[];
     fa bigint[];
     tb bigint[];
     am numeric[];
 BEGIN
-    SELECT array_agg(gen_random_uuid()), array_agg(lo + a), array_agg(lo + (a + r) % 10000),
+    SELECT array_agg(gen_random_uuid()), array_agg(lo + a * stride), array_agg(lo + ((a + r) % 10000) * stride),
            array_agg((1 + floor(random() * 100)::int) * 0.01)
       INTO ids, fa, tb, am
       FROM (SELECT floor(random() * 10000)::int AS a, 1 + floor(random() * 9999)::int AS r

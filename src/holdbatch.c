@@ -36,6 +36,8 @@
 #include "catalog/pg_type.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "mb/pg_wchar.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/jsonb.h"
@@ -59,6 +61,7 @@ typedef struct HoldKind
 {
 	const char *what;			/* the batch's name, for errors */
 	const char *items;			/* its argument's name */
+	const char *single;			/* the single call, as a regprocedure */
 	PGFunction	fn;
 	int			nargs;
 	HoldArg		args[HB_MAX_ARGS];
@@ -66,7 +69,8 @@ typedef struct HoldKind
 } HoldKind;
 
 static const HoldKind hold_kind = {
-	"ledger.hold_batch", "holds", ledger_hold, 9,
+	"ledger.hold_batch", "holds",
+	"ledger.hold(text, numeric, text, text, text, interval, interval, text, jsonb)", ledger_hold, 9,
 	{{"from_account", TEXTOID, NULL}, {"amount", NUMERICOID, NULL},
 	 {"to_account", TEXTOID, NULL}, {"mode", TEXTOID, "exclusive"},
 	 {"external_ref", TEXTOID, NULL}, {"submit_within", INTERVALOID, "3 minutes"},
@@ -76,14 +80,14 @@ static const HoldKind hold_kind = {
 };
 
 static const HoldKind capture_kind = {
-	"ledger.capture_batch", "captures", ledger_capture, 3,
+	"ledger.capture_batch", "captures", "ledger.capture(uuid, numeric, text)", ledger_capture, 3,
 	{{"hold_id", UUIDOID, NULL}, {"amount", NUMERICOID, NULL},
 	 {"idempotency_key", TEXTOID, NULL}},
 	UUIDOID
 };
 
 static const HoldKind void_kind = {
-	"ledger.void_batch", "voids", ledger_void, 3,
+	"ledger.void_batch", "voids", "ledger.void(uuid, text, text)", ledger_void, 3,
 	{{"hold_id", UUIDOID, NULL}, {"reason", TEXTOID, NULL},
 	 {"idempotency_key", TEXTOID, NULL}},
 	NUMERICOID
@@ -100,6 +104,26 @@ typedef struct HoldItem
 	char	   *message;
 	Jsonb	   *facts;
 } HoldItem;
+
+/*
+ * The batch runs the single call's C function directly, past its EXECUTE
+ * privilege: the caller (the role outside the batch's SECURITY DEFINER)
+ * must hold that privilege too, so revoking ledger.capture from a role
+ * also takes capture_batch's items from it.
+ */
+static void
+require_single_call(const HoldKind *k)
+{
+	Oid			fn = DatumGetObjectId(DirectFunctionCall1(regprocedurein,
+														  CStringGetDatum(k->single)));
+
+	if (pg_proc_aclcheck(fn, GetOuterUserId(), ACL_EXECUTE) != ACLCHECK_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for function %s", k->single),
+				 errdetail("%s runs %s for each item; role \"%s\" may not execute it.",
+						   k->what, k->single, GetUserNameFromId(GetOuterUserId(), false))));
+}
 
 /* LD011 for an item's argument; name NULL: the item itself. */
 static void
@@ -167,7 +191,7 @@ unknown_key(const HoldItem *it)
 			found = strlen(it->kind->args[i].name) == (size_t) v.val.string.len &&
 				strncmp(it->kind->args[i].name, v.val.string.val, v.val.string.len) == 0;
 		if (!found)
-			return pnstrdup(v.val.string.val, Min(v.val.string.len, 64));
+			return pnstrdup(v.val.string.val, pg_mbcliplen(v.val.string.val, v.val.string.len, 64));
 	}
 	return NULL;
 }
@@ -234,10 +258,10 @@ run_item(void *arg)
 	it->value = result;
 }
 
-static bool canonical_uuid(const char *s, int len);
+static bool read_uuid(const char *s, int len, pg_uuid_t *out);
 
 /*
- * The account ids an item will lock, cold ones only, appended to ids:
+ * The account ids whose balance rows an item will lock, appended to ids:
  * unknown accounts and holds are left to the item to refuse.
  */
 static int
@@ -256,43 +280,67 @@ item_accounts(const HoldItem *it, int64 *ids)
 			codes[0] = pnstrdup(jv.val.string.val, jv.val.string.len);
 	}
 	else if (getKeyJsonValueFromContainer(it->v.val.binary.data, "hold_id", 7, &jv) &&
-			 jv.type == jbvString && canonical_uuid(jv.val.string.val, jv.val.string.len))
+			 jv.type == jbvString)
 	{
-		pg_uuid_t  *id = DatumGetUUIDP(DirectFunctionCall1(uuid_in,
-														   CStringGetDatum(pnstrdup(jv.val.string.val, 36))));
+		pg_uuid_t	id;
 		LedgerHold	h;
 
-		if (ledger_hold_read(id, false, &h))
+		if (read_uuid(jv.val.string.val, jv.val.string.len, &id) && ledger_hold_read(&id, false, &h))
 		{
 			codes[0] = h.account_code;
 			if (it->kind == &capture_kind && h.exclusive)
 				codes[1] = h.to_code;
 		}
 	}
+
+	/*
+	 * The held (debited) account's row is locked by every move, hot or not
+	 * (a hold on a hot account is refused only under that lock); a
+	 * capture's destination only when it is cold.
+	 */
 	for (int i = 0; i < 2; i++)
 	{
 		LedgerAccount a;
 
-		if (codes[i] != NULL && ledger_find_account(codes[i], &a) && !a.hot)
+		if (codes[i] != NULL && ledger_find_account(codes[i], &a) && (i == 0 || !a.hot))
 			ids[n++] = a.id;
 	}
 	return n;
 }
 
-/* A uuid in its canonical text form (the one uuid_in surely reads). */
+/*
+ * Read a uuid written in any form uuid_in reads (hex digit pairs, a dash
+ * allowed after each group of four digits, optionally within braces),
+ * without raising an error: false if it is not one.
+ */
 static bool
-canonical_uuid(const char *s, int len)
+read_uuid(const char *s, int len, pg_uuid_t *out)
 {
-	if (len != 36)
-		return false;
-	for (int i = 0; i < 36; i++)
-	{
-		bool		dash = i == 8 || i == 13 || i == 18 || i == 23;
+	int			at = 0;
+	int			end = len;
 
-		if (dash ? s[i] != '-' : !isxdigit((unsigned char) s[i]))
+	if (len > 0 && s[0] == '{')
+	{
+		if (len < 2 || s[len - 1] != '}')
 			return false;
+		at = 1;
+		end = len - 1;
 	}
-	return true;
+	for (int i = 0; i < UUID_LEN; i++)
+	{
+		char		pair[3];
+
+		if (at + 2 > end || !isxdigit((unsigned char) s[at]) || !isxdigit((unsigned char) s[at + 1]))
+			return false;
+		pair[0] = s[at];
+		pair[1] = s[at + 1];
+		pair[2] = '\0';
+		out->data[i] = (unsigned char) strtoul(pair, NULL, 16);
+		at += 2;
+		if (at < end && s[at] == '-' && i % 2 == 1 && i < UUID_LEN - 1)
+			at++;
+	}
+	return at == end;
 }
 
 /* Lock the balance rows the items will lock, in account id order. */
@@ -321,6 +369,7 @@ run_batch(FunctionCallInfo fcinfo, const HoldKind *k)
 	int			n;
 	int16		typlen;
 	bool		typbyval;
+	volatile bool held_off;
 	MemoryContext itemcxt;
 
 	ledger_batch_push_context(k->what);
@@ -339,6 +388,7 @@ run_batch(FunctionCallInfo fcinfo, const HoldKind *k)
 	n = JB_ROOT_COUNT(doc);
 	ledger_batch_check_count(n, k->what);
 	ledger_batch_check_subxacts(n, atomic, k->what);
+	require_single_call(k);
 	ledger_rate_check(k->what);
 	PreventCommandIfReadOnly(k->what);
 
@@ -354,7 +404,7 @@ run_batch(FunctionCallInfo fcinfo, const HoldKind *k)
 	itemcxt = AllocSetContextCreate(caller, "ledger hold batch item", ALLOCSET_DEFAULT_SIZES);
 	SPI_connect();
 	lock_accounts(items, n);
-	ledger_rate_hold_off(true);
+	held_off = ledger_rate_hold_off(true);
 	PG_TRY();
 	{
 		for (int i = 0; i < n; i++)
@@ -383,7 +433,7 @@ run_batch(FunctionCallInfo fcinfo, const HoldKind *k)
 	}
 	PG_FINALLY();
 	{
-		ledger_rate_hold_off(false);
+		ledger_rate_hold_off(held_off);
 	}
 	PG_END_TRY();
 	ledger_batch_set_item(0);

@@ -533,7 +533,7 @@ extern const char *ledger_acting_owner(void);
 /* ratelimit.c */
 extern void ledger_ratelimit_init(void);
 extern void ledger_rate_check(const char *what);
-extern void ledger_rate_hold_off(bool on);
+extern bool ledger_rate_hold_off(bool on);
 
 /* alert.c */
 extern LedgerJson *ledger_json_begin(void);

@@ -331,14 +331,18 @@ find_bucket(Oid roleid, uint64 owner_hash, double burst, TimestampTz now)
  */
 /*
  * While a hold batch runs its items (holdbatch.c), each item's single call
- * skips the check: the batch was checked once, as one call.
+ * skips the check: the batch was checked once, as one call.  Returns the
+ * previous state, for the caller to restore (also on error).
  */
 static bool rate_held_off = false;
 
-void
+bool
 ledger_rate_hold_off(bool on)
 {
+	bool		was = rate_held_off;
+
 	rate_held_off = on;
+	return was;
 }
 
 void

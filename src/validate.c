@@ -217,6 +217,7 @@ ledger_parse_decimal(const char *str, int len, const char *what, int leg)
 													 LEDGER_FACT_TEXT("argument", what),
 													 LEDGER_FACT_TEXT("given", pnstrdup(str, pg_mbcliplen(str, len, 64))),
 													 LEDGER_FACT_TEXT("reason", "not_a_decimal"),
+													 /* last: a NULL key ends the facts */
 													 leg > 0 ? "leg" : NULL, 'i', (int64) leg,
 													 NULL),
 										"The amount given is \"%.*s\".", pg_mbcliplen(str, len, 64), str),

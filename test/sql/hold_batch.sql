@@ -103,6 +103,23 @@ SELECT count(*) = :holds_before AS nothing_written FROM ledger.hold;
 SELECT item, result FROM ledger.capture_batch(jsonb_build_array(jsonb_build_object('hold_id', :'h2', 'amount', '5')),
                                               atomic => true);
 
+-- a hold id written in any form uuid is read in (braces, no dashes) runs
+-- like the canonical one
+SELECT ledger.hold('hb-a', 2, 'hb-shop', external_ref => 'forms') AS h5 \gset
+SELECT item, result, transaction_id IS NOT NULL AS posted FROM ledger.capture_batch(jsonb_build_array(
+    jsonb_build_object('hold_id', '{' || :'h5' || '}', 'amount', '1'),
+    jsonb_build_object('hold_id', replace(:'h5', '-', ''), 'amount', '1'),
+    jsonb_build_object('hold_id', upper(:'h5'), 'amount', '1'))) ORDER BY item;
+
+-- the caller needs EXECUTE on the single call too: revoking capture from
+-- a writer also takes capture_batch's items from it
+BEGIN;
+CREATE ROLE hb_writer IN ROLE ledger_writer;
+REVOKE EXECUTE ON FUNCTION ledger.capture(uuid, numeric, text) FROM ledger_writer;
+SET LOCAL ROLE hb_writer;
+SELECT try(format($$SELECT * FROM ledger.capture_batch('[{"hold_id": %s}]')$$, to_json(:'h2'::text)));
+ROLLBACK;
+
 -- bad calls: refused whole
 SELECT try($$SELECT * FROM ledger.hold_batch(NULL)$$);
 SELECT try($$SELECT * FROM ledger.hold_batch('[]', NULL)$$);
