@@ -34,7 +34,7 @@ from .errors import (
 )
 from .retry import idempotent, new_key
 
-__version__ = "0.11.0"
+__version__ = "0.13.0"
 
 __all__ = [
     "Ledger", "connect", "idempotent", "new_key",
