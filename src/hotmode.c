@@ -34,6 +34,7 @@
 #include "utils/builtins.h"
 
 static SPIPlanPtr mode_lock_plan = NULL;
+static SPIPlanPtr mode_read_plan = NULL;
 static SPIPlanPtr mode_set_plan = NULL;
 static SPIPlanPtr code_plan = NULL;
 
@@ -48,6 +49,15 @@ typedef struct ModeTarget
 	Numeric		balance;		/* folded plus unfolded */
 } ModeTarget;
 
+/*
+ * Lock the account's balance row, then read what a switch needs with a
+ * statement of its own.  Under READ COMMITTED that statement's snapshot is
+ * taken after the lock was granted, so it sees what the lock waited for:
+ * another switch's fold, say, which moved unfolded entries into the
+ * balance row.  Read in the locking statement, the row would come in its
+ * newest version but the entries through the snapshot taken before the
+ * wait, and entries already folded would be counted twice.
+ */
 static void
 lock_target(const char *code, ModeTarget *t)
 {
@@ -59,20 +69,31 @@ lock_target(const char *code, ModeTarget *t)
 
 	if (mode_lock_plan == NULL)
 		mode_lock_plan = ledger_prepare(
+			"SELECT a.id FROM ledger.account a "
+			"  JOIN ledger.account_balance b ON b.account_id = a.id "
+			" WHERE a.code = $1 FOR UPDATE OF b",
+			1, (Oid[]) {TEXTOID});
+	if (mode_read_plan == NULL)
+		mode_read_plan = ledger_prepare(
 			"SELECT a.id, b.hot, s.scale, a.min_balance, "
 			"       b.balance + coalesce((SELECT sum(q.credits - q.debits) FROM ledger.hot_entry q "
 			"                             WHERE q.account_id = a.id), 0) "
 			"  FROM ledger.account a "
 			"  JOIN ledger.account_balance b ON b.account_id = a.id "
 			"  JOIN ledger.asset s ON s.code = a.asset "
-			" WHERE a.code = $1 FOR UPDATE OF b",
-			1, (Oid[]) {TEXTOID});
+			" WHERE a.id = $1",
+			1, (Oid[]) {INT8OID});
 	ledger_spi_exec(mode_lock_plan, &arg, NULL, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_UNKNOWN_ACCOUNT),
 				 errmsg("account \"%s\" does not exist", code),
 					 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_UNKNOWN_ACCOUNT, LEDGER_FACT_TEXT("account", code), NULL), NULL)));
+	arg = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	SPI_freetuptable(SPI_tuptable);
+	ledger_spi_exec(mode_read_plan, &arg, NULL, SPI_OK_SELECT);
+	if (SPI_processed != 1)
+		elog(ERROR, "locked account \"%s\" could not be read", code);
 	tup = SPI_tuptable->vals[0];
 	desc = SPI_tuptable->tupdesc;
 	t->id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
