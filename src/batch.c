@@ -375,17 +375,17 @@ read_transfer(void *arg)
 {
 	TransferInput *in = arg;
 	BatchItem  *it = in->it;
+	const char *missing = in->from_null ? "from_account" : in->to_null ? "to_account" :
+		in->amount_null ? "amount" : in->metadata_null ? "metadata" : NULL;
 
-	if (in->from_null || in->to_null || in->amount_null || in->metadata_null)
+	if (missing != NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_LEDGER_INVALID_ARGUMENT),
-				 errmsg("%s must not be NULL",
-						in->from_null ? "from_account" : in->to_null ? "to_account" :
-						in->amount_null ? "amount" : "metadata"),
-					 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_INVALID_ARGUMENT,
-														  LEDGER_FACT_TEXT("argument", in->from_null ? "from_account" : in->to_null ? "to_account" : in->amount_null ? "amount" : "metadata"),
-														  NULL),
-											NULL)));
+				 errmsg("%s must not be NULL", missing),
+				 ledger_errdetail_facts(ledger_factsv(ERRCODE_LEDGER_INVALID_ARGUMENT,
+													  LEDGER_FACT_TEXT("argument", missing),
+													  NULL),
+										NULL)));
 	it->from = ledger_check_code(DatumGetTextPP(in->from), "account code");
 	it->to = ledger_check_code(DatumGetTextPP(in->to), "account code");
 	it->amount = DatumGetNumeric(in->amount);

@@ -140,7 +140,10 @@ refuse_item(const HoldItem *it, const char *name, const char *msg)
 									it->kind->what)));
 }
 
-/* A value given as text: the type's input function; class 22 errors become LD011. */
+/*
+ * A value given as text (or an argument's default): the type's input
+ * function; class 22 errors become LD011.
+ */
 static Datum
 from_text(const HoldItem *it, const HoldArg *a, const char *str)
 {
@@ -219,9 +222,7 @@ read_args(const HoldItem *it, FunctionCallInfo fcinfo)
 		{
 			/* left out: the default; null given: NULL, which the call may refuse */
 			if (!given && a->dflt != NULL)
-				fcinfo->args[i].value = a->type == JSONBOID
-					? DirectFunctionCall1(jsonb_in, CStringGetDatum(a->dflt))
-					: from_text(it, a, a->dflt);
+				fcinfo->args[i].value = from_text(it, a, a->dflt);
 			else
 				fcinfo->args[i].isnull = true;
 		}
