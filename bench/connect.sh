@@ -33,12 +33,7 @@ source "$(dirname "$0")/lib.sh"
 
 ONLY=" ${BENCH_ONLY:-connect C churn} "
 ROUNDS=${BENCH_ROUNDS:-9}
-DURATION=${BENCH_DURATION:-12}
 PAIRS=${BENCH_PAIRS:-2}
-BENCH_DIR=$LEDGER_ROOT/bench
-RESULTS=$BENCH_DIR/results
-DB=ledger_bench
-mkdir -p "$RESULTS"
 
 bench_cluster connect
 

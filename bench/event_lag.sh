@@ -27,12 +27,7 @@
 source "$(dirname "$0")/../test/lib.sh"
 source "$(dirname "$0")/lib.sh"
 
-DURATION=${BENCH_DURATION:-12}
 ROUNDS=${BENCH_ROUNDS:-2}
-BENCH_DIR=$LEDGER_ROOT/bench
-RESULTS=$BENCH_DIR/results
-DB=ledger_bench
-mkdir -p "$RESULTS"
 
 BENCH_EXTRA_CONF="track_commit_timestamp = on
 ledger.event_worker = on" bench_cluster event_lag

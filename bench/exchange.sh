@@ -17,13 +17,8 @@
 source "$(dirname "$0")/../test/lib.sh"
 source "$(dirname "$0")/lib.sh"
 
-DURATION=${BENCH_DURATION:-12}
 CLIENTS=${BENCH_CLIENTS:-32}
 ROUNDS=${BENCH_ROUNDS:-2}
-BENCH_DIR=$LEDGER_ROOT/bench
-RESULTS=$BENCH_DIR/results
-DB=ledger_bench
-mkdir -p "$RESULTS"
 
 BENCH_EXTRA_CONF="ledger.max_rate_age = '10min'" bench_cluster exchange
 echo "== tokens"

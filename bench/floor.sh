@@ -23,12 +23,7 @@
 source "$(dirname "$0")/../test/lib.sh"
 source "$(dirname "$0")/lib.sh"
 
-DURATION=${BENCH_DURATION:-12}
 ROUNDS=${BENCH_ROUNDS:-2}
-BENCH_DIR=$LEDGER_ROOT/bench
-RESULTS=$BENCH_DIR/results
-DB=ledger_bench
-mkdir -p "$RESULTS"
 
 bench_cluster floor
 q -f "$BENCH_DIR/floor_setup.sql" >/dev/null

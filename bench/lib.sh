@@ -15,6 +15,17 @@
 #                       from $BENCH_EXTRA_CONF
 #   bench_check_round R after round R: fold, then say whether reconcile is
 #                       clean and test/invariants.sql holds
+#
+# It also sets what every script uses: BENCH_DIR (bench/), RESULTS
+# (bench/results, made here), DB (the database benchmarked) and DURATION
+# (seconds per pgbench run, $BENCH_DURATION, 12).  Each script sets its
+# own ROUNDS.
+
+BENCH_DIR=$LEDGER_ROOT/bench
+RESULTS=$BENCH_DIR/results
+DB=ledger_bench
+DURATION=${BENCH_DURATION:-12}
+mkdir -p "$RESULTS"
 
 BENCH_SERVER_CONF="shared_buffers = 1GB
 max_connections = 100

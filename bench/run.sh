@@ -32,13 +32,9 @@ source "$(dirname "$0")/../test/lib.sh"
 source "$(dirname "$0")/lib.sh"
 
 ALL_WORKLOADS="baseline_insert transfer_uniform transfer_50 hot_credit hot_debit hot_credit_hot hot_debit_hot post_4legs hold_capture hold_contended"
-DURATION=${BENCH_DURATION:-12}
 CLIENTS=$(tr ',' ' ' <<<"${BENCH_CLIENTS:-1 8 32}")
 WORKLOADS=$(tr ',' ' ' <<<"${BENCH_ONLY:-$ALL_WORKLOADS}")
 DIAG=${BENCH_DIAG:-0}
-BENCH_DIR=$LEDGER_ROOT/bench
-RESULTS=$BENCH_DIR/results
-DB=ledger_bench
 # Relations whose growth is the ledger's storage.  ledger.hot_entry is the
 # hot accounts' queue (rows appended by hot postings, deleted by the fold);
 # it does not exist before 0.3.0 and then counts 0.
@@ -79,7 +75,6 @@ if [ "${BENCH_SKIP_BUILD:-0}" = 1 ]; then
 else
 	ledger_build
 fi
-mkdir -p "$RESULTS"
 
 WORK=$(mktemp -d /tmp/ledger-bench.XXXXXX)
 chmod 755 "$WORK"

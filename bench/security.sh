@@ -17,13 +17,8 @@
 source "$(dirname "$0")/../test/lib.sh"
 source "$(dirname "$0")/lib.sh"
 
-DURATION=${BENCH_DURATION:-12}
 CLIENTS=${BENCH_CLIENTS:-32}
 ROUNDS=${BENCH_ROUNDS:-4}
-BENCH_DIR=$LEDGER_ROOT/bench
-RESULTS=$BENCH_DIR/results
-DB=ledger_bench
-mkdir -p "$RESULTS"
 
 bench_cluster security
 q -c "UPDATE ledger.account SET owner_id = 'owner-' || substr(code, 6) WHERE code LIKE 'acct-%'" >/dev/null
