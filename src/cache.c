@@ -7,14 +7,12 @@
  *	  floor, mode).  A posting whose accounts are all cached and that
  *	  carries no idempotency key skips its lookup statement (posting.c).
  *
- * Filling: on a miss only.  A backend's miss asks the shared account
- * cache (sharedcache.c, when preloaded), whose current entry joins the
- * backend's table; a miss there looks the account up (lookup.c) and puts
- * what it found in both.  Nothing is loaded at connection start, so a
- * fresh connection's first posting costs the same whatever the number of
- * accounts.  The table holds at most ledger.account_cache_size accounts;
- * when full it is emptied and fills again from the postings that follow.
- * ledger.account_cache_size = 0 turns both caches off for a session.
+ * Filling: on a miss only.  A posting that misses looks its accounts up
+ * (the claim statement it runs anyway) and puts what it found.  Nothing is
+ * loaded at connection start, so a fresh connection's first posting costs
+ * the same whatever the number of accounts.  The table holds at most
+ * ledger.account_cache_size accounts; when full it is emptied and fills
+ * again from the postings that follow.
  *
  * Invalidation, when ledger is preloaded (shared memory):
  *	- Shared memory holds a generation per bucket of account codes
@@ -38,13 +36,6 @@
  *	- PREPARE TRANSACTION of an account update falls back to a relcache
  *	  invalidation of ledger.account (sent at COMMIT PREPARED), which
  *	  empties every backend's table.
- *	- Shared cache entries outlive backends, and so the relcache
- *	  invalidations that empty backends' tables: they also carry the ddl
- *	  epoch, which moves at the commit of any transaction that ran a
- *	  statement able to change accounts unseen (disabling or replacing
- *	  the trigger, DDL on the table, extension scripts:
- *	  may_change_accounts, through a ProcessUtility hook) and after every
- *	  COMMIT PREPARED.  An entry stamped before is a miss.
  * Without shared memory (ledger not preloaded) the trigger sends that
  * relcache invalidation for every update; entries then carry no stamp.
  * A 0.4.0 schema's statement-level trigger does the same.
@@ -64,8 +55,8 @@
  *	- Callbacks only mark things stale; tables are rebuilt on next use,
  *	  never while a posting holds pointers into them (lookups copy).
  *
- * Locking: the generations and epochs are atomics (no lock); the commit
- * callback does nothing but atomic increments.  Everything else here is backend-local;
+ * Locking: the generations are atomics (no lock); the commit callback does
+ * nothing but atomic increments.  Everything else here is backend-local;
  * refreshing the schema state opens ledger.account with AccessShareLock.
  *
  *-------------------------------------------------------------------------
@@ -82,7 +73,6 @@
 #include "storage/ipc.h"
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
-#include "tcop/utility.h"
 #include "utils/datum.h"
 #include "utils/guc.h"
 #include "utils/hsearch.h"
@@ -93,6 +83,15 @@
 /* GUC: most accounts one backend caches; 0 turns the cache off. */
 int			ledger_account_cache_size = 50000;
 
+/*
+ * Entry sizes: an account whose code, asset code or floor does not fit is
+ * looked up each time instead.  About 190 bytes an entry with the table's
+ * overhead.
+ */
+#define CACHED_CODE_LEN		64
+#define CACHED_ASSET_LEN	32
+#define CACHED_NUMERIC_LEN	40
+
 /* Buckets of account codes with a change generation each (shared memory). */
 #define CHANGE_BUCKETS		16384
 /* More codes changed by one transaction bump the epoch instead. */
@@ -101,19 +100,27 @@ int			ledger_account_cache_size = 50000;
 typedef struct AccountChanges
 {
 	pg_atomic_uint64 epoch;
-	pg_atomic_uint64 ddl;		/* relcache invalidations of ledger.account, seen by any backend */
 	pg_atomic_uint64 gen[CHANGE_BUCKETS];
 } AccountChanges;
 
 /*
- * Entries hold everything inline (about 190 bytes with the table's
- * overhead), so that replacing or removing one never leaves memory
- * behind: removed entries go to the table's free list.
+ * Entries hold everything inline, so that replacing or removing one never
+ * leaves memory behind: removed entries go to the table's free list.
  */
 typedef struct CachedAccount
 {
-	LedgerPackedAccount account;	/* its code first: the hash key */
+	char		code[CACHED_CODE_LEN];	/* hash key */
 	LedgerCacheStamp stamp;		/* as read before the filling lookup */
+	int64		id;
+	char		asset[CACHED_ASSET_LEN];
+	int			scale;
+	bool		unbounded;
+	bool		hot;
+	union
+	{
+		char		data[CACHED_NUMERIC_LEN];	/* a Numeric, unless unbounded */
+		int64		align;
+	}			min_balance;
 } CachedAccount;
 
 static MemoryContext account_cxt = NULL;
@@ -128,10 +135,6 @@ static uint32 pending[MAX_PENDING];
 static int	npending = 0;
 static bool pending_overflow = false;
 static Oid	pending_relid = InvalidOid;
-/* The open transaction ran a statement that may change accounts unseen (may_change_accounts). */
-static bool ddl_pending = false;
-
-static ProcessUtility_hook_type prev_process_utility = NULL;
 
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
@@ -157,7 +160,6 @@ changes_shmem_startup(void)
 	if (!found)
 	{
 		pg_atomic_init_u64(&changes->epoch, 0);
-		pg_atomic_init_u64(&changes->ddl, 0);
 		for (i = 0; i < CHANGE_BUCKETS; i++)
 			pg_atomic_init_u64(&changes->gen[i], 0);
 	}
@@ -172,31 +174,26 @@ code_bucket(const char *code)
 }
 
 /*
- * Commit: announce the changed buckets, and statements that may have
- * changed what the shared cache holds.  Atomic increments only: this
+ * Commit: announce the changed buckets.  Atomic increments only: this
  * cannot fail.  Abort: the changes never happened.  PREPARE: the commit
  * will happen elsewhere, so fall back to a relcache invalidation, which
- * two-phase commit carries to COMMIT PREPARED (and COMMIT PREPARED
- * announces a statement: cache_process_utility).
+ * two-phase commit carries to COMMIT PREPARED.
  */
 static void
 changes_xact_callback(XactEvent event, void *arg)
 {
 	int			i;
 
-	if (npending == 0 && !pending_overflow && !ddl_pending)
+	if (npending == 0 && !pending_overflow)
 		return;
 	switch (event)
 	{
 		case XACT_EVENT_PRE_PREPARE:
-			if (npending > 0 || pending_overflow)
-				CacheInvalidateRelcacheByRelid(pending_relid);
+			CacheInvalidateRelcacheByRelid(pending_relid);
 			break;
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
 			Assert(changes != NULL);
-			if (ddl_pending)
-				pg_atomic_fetch_add_u64(&changes->ddl, 1);
 			if (pending_overflow)
 				pg_atomic_fetch_add_u64(&changes->epoch, 1);
 			else
@@ -212,59 +209,6 @@ changes_xact_callback(XactEvent event, void *arg)
 	}
 	npending = 0;
 	pending_overflow = false;
-	ddl_pending = false;
-}
-
-/*
- * Statements that may change an account row without the account_changed
- * trigger firing (disabling it, replacing it), or what the cached columns
- * mean.  A transaction that ran one announces it at commit, and every
- * shared cache entry stamped before is stale.  Backends' own tables are
- * emptied by the relcache invalidations these send.
- */
-static bool
-may_change_accounts(Node *stmt)
-{
-	switch (nodeTag(stmt))
-	{
-		case T_AlterTableStmt:
-		case T_CreateTrigStmt:
-		case T_DropStmt:
-		case T_RenameStmt:
-		case T_AlterObjectSchemaStmt:
-		case T_AlterExtensionStmt:
-		case T_AlterExtensionContentsStmt:
-		case T_CreateExtensionStmt:
-		case T_TruncateStmt:
-			return true;
-		default:
-			return false;
-	}
-}
-
-/*
- * Note such statements for the commit callback.  COMMIT PREPARED commits
- * a transaction prepared elsewhere, whose account changes only sent a
- * relcache invalidation: it announces a statement once the prepared
- * transaction is visible, whatever that transaction did.
- */
-static void
-cache_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
-					  ProcessUtilityContext context, ParamListInfo params,
-					  QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc)
-{
-	Node	   *stmt = pstmt->utilityStmt;
-	bool		commit_prepared = IsA(stmt, TransactionStmt) &&
-		((TransactionStmt *) stmt)->kind == TRANS_STMT_COMMIT_PREPARED;
-
-	if (may_change_accounts(stmt))
-		ddl_pending = true;
-	if (prev_process_utility)
-		prev_process_utility(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
-	else
-		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
-	if (commit_prepared && changes != NULL)
-		pg_atomic_fetch_add_u64(&changes->ddl, 1);
 }
 
 /*
@@ -301,8 +245,6 @@ ledger_cache_init(void)
 	prev_shmem_startup_hook = shmem_startup_hook;
 	shmem_startup_hook = changes_shmem_startup;
 	RegisterXactCallback(changes_xact_callback, NULL);
-	prev_process_utility = ProcessUtility_hook;
-	ProcessUtility_hook = cache_process_utility;
 }
 
 /*
@@ -328,7 +270,7 @@ account_table(void)
 		account_cxt = AllocSetContextCreate(TopMemoryContext, "ledger account cache",
 											ALLOCSET_DEFAULT_SIZES);
 	MemoryContextReset(account_cxt);
-	ctl.keysize = LEDGER_CACHED_CODE_LEN;
+	ctl.keysize = CACHED_CODE_LEN;
 	ctl.entrysize = sizeof(CachedAccount);
 	ctl.hcxt = account_cxt;
 	accounts = hash_create("ledger accounts", 256, &ctl,
@@ -350,139 +292,89 @@ ledger_account_cache_stamp(const char *code, LedgerCacheStamp *stamp)
 	{
 		stamp->epoch = 0;
 		stamp->gen = 0;
-		stamp->ddl = 0;
 		return;
 	}
 	stamp->epoch = pg_atomic_read_u64(&changes->epoch);
-	stamp->ddl = pg_atomic_read_u64(&changes->ddl);
 	stamp->gen = pg_atomic_read_u64(&changes->gen[code_bucket(code)]);
 	pg_read_barrier();
 }
 
-/*
- * Is a stamp still the code's?  Entries of the shared cache must also
- * have seen every relcache invalidation of ledger.account since (sent by
- * DDL and by COMMIT PREPARED of an account change): a backend's own table
- * is emptied by those, the shared one is not.
- */
 static bool
-stamp_current(const char *code, const LedgerCacheStamp *stamp, bool shared)
+stamp_current(const char *code, const LedgerCacheStamp *stamp)
 {
 	LedgerCacheStamp now;
 
 	if (changes == NULL)
-		return !shared;
+		return true;
 	ledger_account_cache_stamp(code, &now);
-	return now.epoch == stamp->epoch && now.gen == stamp->gen &&
-		(!shared || now.ddl == stamp->ddl);
-}
-
-/* Pack an account for a cache; false if it does not fit. */
-static bool
-pack_account(const LedgerAccount *a, LedgerPackedAccount *p)
-{
-	if (strlen(a->code) >= LEDGER_CACHED_CODE_LEN ||
-		strlen(a->asset) >= LEDGER_CACHED_ASSET_LEN ||
-		(!a->unbounded && VARSIZE(a->min_balance) > LEDGER_CACHED_NUMERIC_LEN))
-		return false;
-	memset(p, 0, sizeof(LedgerPackedAccount));
-	strlcpy(p->code, a->code, LEDGER_CACHED_CODE_LEN);
-	p->id = a->id;
-	strlcpy(p->asset, a->asset, LEDGER_CACHED_ASSET_LEN);
-	p->scale = a->scale;
-	p->unbounded = a->unbounded;
-	if (!a->unbounded)
-		memcpy(p->min_balance.data, a->min_balance, VARSIZE(a->min_balance));
-	p->hot = a->hot;
-	return true;
-}
-
-/* Unpack a cached account, copying into the current memory context. */
-static void
-unpack_account(const LedgerPackedAccount *p, LedgerAccount *out)
-{
-	out->id = p->id;
-	out->code = pstrdup(p->code);
-	out->asset = pstrdup(p->asset);
-	out->scale = p->scale;
-	out->unbounded = p->unbounded;
-	out->min_balance = p->unbounded ? NULL :
-		(Numeric) DatumGetPointer(datumCopy(PointerGetDatum(p->min_balance.data), false, -1));
-	out->hot = p->hot;
-}
-
-/* Put a packed account in the backend's table; a full table is emptied first. */
-static void
-put_local(HTAB *table, const LedgerPackedAccount *p, const LedgerCacheStamp *stamp)
-{
-	CachedAccount *e;
-
-	if (hash_get_num_entries(table) >= ledger_account_cache_size)
-	{
-		accounts = NULL;
-		table = account_table();
-	}
-	e = hash_search(table, p->code, HASH_ENTER, NULL);
-	e->account = *p;
-	e->stamp = *stamp;
+	return now.epoch == stamp->epoch && now.gen == stamp->gen;
 }
 
 /*
- * Look an account up by code: in the backend's table, else in the shared
- * one (sharedcache.c), whose entry then joins the backend's.  On a hit,
- * fills *out with copies in the current memory context and returns true.
- * An entry whose stamp is no longer current is a miss (and leaves the
- * backend's table).
+ * Look an account up by code.  On a hit, fills *out with copies in the
+ * current memory context and returns true.  An entry whose bucket changed
+ * since it was filled is dropped: a miss.
  */
 bool
 ledger_account_cache_get(const char *code, LedgerAccount *out)
 {
 	HTAB	   *table = account_table();
 	CachedAccount *e;
-	LedgerPackedAccount p;
-	LedgerCacheStamp stamp;
 
-	if (table == NULL || strlen(code) >= LEDGER_CACHED_CODE_LEN)
+	if (table == NULL || strlen(code) >= CACHED_CODE_LEN)
 		return false;
 	e = hash_search(table, code, HASH_FIND, NULL);
-	if (e != NULL)
-	{
-		if (stamp_current(code, &e->stamp, false))
-		{
-			unpack_account(&e->account, out);
-			return true;
-		}
-		hash_search(table, code, HASH_REMOVE, NULL);
-	}
-	if (!ledger_shared_account_get(accounts_relid, code, &p, &stamp) ||
-		!stamp_current(code, &stamp, true))
+	if (e == NULL)
 		return false;
-	/* account_table() accepted invalidations just now: the entry is as new as they */
-	stamp.local = inval_count;
-	put_local(table, &p, &stamp);
-	unpack_account(&p, out);
+	if (!stamp_current(code, &e->stamp))
+	{
+		hash_search(table, code, HASH_REMOVE, NULL);
+		return false;
+	}
+	out->id = e->id;
+	out->code = pstrdup(e->code);
+	out->asset = pstrdup(e->asset);
+	out->scale = e->scale;
+	out->unbounded = e->unbounded;
+	out->min_balance = e->unbounded ? NULL :
+		(Numeric) DatumGetPointer(datumCopy(PointerGetDatum(e->min_balance.data), false, -1));
+	out->hot = e->hot;
 	return true;
 }
 
 /*
  * Remember an account a posting resolved, with the stamp its code had
- * before the lookup, in the backend's table and the shared one, unless its
- * row was written by the current transaction (which may still roll back).
+ * before the lookup, unless its row was written by the current transaction
+ * (which may still roll back).  A full table is emptied first.
  */
 void
 ledger_account_cache_put(const LedgerAccount *a, TransactionId xmin,
 						 const LedgerCacheStamp *stamp)
 {
 	HTAB	   *table = account_table();
-	LedgerPackedAccount p;
+	CachedAccount *e;
 
 	/* account_table() accepted invalidations: one since the stamp voids the lookup */
 	if (table == NULL || stamp->local != inval_count ||
-		TransactionIdIsCurrentTransactionId(xmin) || !pack_account(a, &p))
+		strlen(a->code) >= CACHED_CODE_LEN ||
+		strlen(a->asset) >= CACHED_ASSET_LEN ||
+		(!a->unbounded && VARSIZE(a->min_balance) > CACHED_NUMERIC_LEN) ||
+		TransactionIdIsCurrentTransactionId(xmin))
 		return;
-	put_local(table, &p, stamp);
-	if (changes != NULL)
-		ledger_shared_account_put(accounts_relid, &p, stamp);
+	if (hash_get_num_entries(table) >= ledger_account_cache_size)
+	{
+		accounts = NULL;
+		table = account_table();
+	}
+	e = hash_search(table, a->code, HASH_ENTER, NULL);
+	e->stamp = *stamp;
+	e->id = a->id;
+	strlcpy(e->asset, a->asset, CACHED_ASSET_LEN);
+	e->scale = a->scale;
+	e->unbounded = a->unbounded;
+	if (!a->unbounded)
+		memcpy(e->min_balance.data, a->min_balance, VARSIZE(a->min_balance));
+	e->hot = a->hot;
 }
 
 /* Note a changed code: bumped at commit, dropped from this backend now. */
@@ -492,7 +384,7 @@ note_changed(const char *code)
 	uint32		b = code_bucket(code);
 	int			i;
 
-	if (accounts != NULL && strlen(code) < LEDGER_CACHED_CODE_LEN)
+	if (accounts != NULL && strlen(code) < CACHED_CODE_LEN)
 		hash_search(accounts, code, HASH_REMOVE, NULL);
 	for (i = 0; i < npending; i++)
 		if (pending[i] == b)

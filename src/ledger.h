@@ -125,32 +125,7 @@ typedef struct LedgerCacheStamp
 	uint64		epoch;
 	uint64		gen;
 	uint64		local;			/* this backend's relcache invalidations */
-	uint64		ddl;			/* every backend's (shared cache entries) */
 } LedgerCacheStamp;
-
-/*
- * An account as the caches keep it, inline (no pointers), so that it can
- * be copied in and out of a hash table in local or shared memory.  An
- * account whose code, asset code or floor does not fit is not cached.
- */
-#define LEDGER_CACHED_CODE_LEN		64
-#define LEDGER_CACHED_ASSET_LEN		32
-#define LEDGER_CACHED_NUMERIC_LEN	40
-
-typedef struct LedgerPackedAccount
-{
-	char		code[LEDGER_CACHED_CODE_LEN];	/* first: the local table's key */
-	int64		id;
-	char		asset[LEDGER_CACHED_ASSET_LEN];
-	int			scale;
-	bool		unbounded;
-	bool		hot;
-	union
-	{
-		char		data[LEDGER_CACHED_NUMERIC_LEN];	/* a Numeric, unless unbounded */
-		int64		align;
-	}			min_balance;
-} LedgerPackedAccount;
 
 /* One leg of a posting, as the caller gave it. */
 typedef struct LedgerLeg
@@ -502,14 +477,6 @@ extern bool ledger_account_cache_get(const char *code, LedgerAccount *out);
 extern void ledger_account_cache_stamp(const char *code, LedgerCacheStamp *stamp);
 extern void ledger_account_cache_put(const LedgerAccount *a, TransactionId xmin,
 									 const LedgerCacheStamp *stamp);
-
-/* sharedcache.c */
-extern int	ledger_shared_account_cache_size;
-extern void ledger_shared_cache_init(void);
-extern bool ledger_shared_account_get(Oid relid, const char *code, LedgerPackedAccount *out,
-									  LedgerCacheStamp *stamp);
-extern void ledger_shared_account_put(Oid relid, const LedgerPackedAccount *a,
-									  const LedgerCacheStamp *stamp);
 
 /* lookup.c */
 extern bool ledger_lookup_account(const char *code, LedgerAccount *out, TransactionId *xmin);
