@@ -17,7 +17,7 @@ MODULE_big = ledger
 OBJS = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
 DATA = $(sort $(wildcard sql/ledger--*.sql))
 
-REGRESS = install assets_accounts transfer post bad_input idempotency guard ids invalidate reconcile hot search_path account_cache holds external events event_apply outbox exchange roles scoping batch hold_batch facts calls examples upgrade
+REGRESS = install assets_accounts transfer post bad_input idempotency guard ids invalidate reconcile hot search_path account_cache row_hints holds external events event_apply outbox exchange roles scoping batch hold_batch facts calls examples upgrade
 REGRESS_OPTS = --inputdir=test --dbname=ledger_regress \
 	--temp-instance=./tmp_check --temp-config=test/installcheck.conf
 

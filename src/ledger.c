@@ -28,6 +28,7 @@ _PG_init(void)
 {
 	ledger_schema_init();
 	ledger_cache_init();
+	ledger_row_hint_init();
 	ledger_posting_init();
 	ledger_hot_init();
 	ledger_worker_init();

@@ -478,6 +478,12 @@ extern void ledger_account_cache_stamp(const char *code, LedgerCacheStamp *stamp
 extern void ledger_account_cache_put(const LedgerAccount *a, TransactionId xmin,
 									 const LedgerCacheStamp *stamp);
 
+/* rowhint.c */
+extern bool ledger_row_hints;
+extern void ledger_row_hint_init(void);
+extern bool ledger_row_hint_get(Relation rel, uint64 key, ItemPointer tid);
+extern void ledger_row_hint_put(Relation rel, uint64 key, ItemPointer tid);
+
 /* lookup.c */
 extern bool ledger_lookup_account(const char *code, LedgerAccount *out, TransactionId *xmin);
 extern int	ledger_asset_scale(const char *code);

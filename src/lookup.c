@@ -8,6 +8,9 @@
  *	  never updated or deleted (a guard trigger refuses both); one created
  *	  by the current transaction is not kept, since it may roll back.
  *
+ * Rows are found from a hint of where the index led before (rowhint.c),
+ * checked against the row, or else through the index.
+ *
  * Snapshot: each lookup reads with the latest snapshot, after a command
  * counter increment (as an SPI statement would), whatever the isolation
  * level.  The account cache (cache.c) stamps a code before looking it up,
@@ -27,6 +30,8 @@
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
+#include "common/hashfn.h"
+#include "storage/bufmgr.h"
 #include "executor/tuptable.h"
 #include "parser/parse_relation.h"
 #include "utils/builtins.h"
@@ -41,32 +46,86 @@
  */
 typedef void (*RowReader) (Relation rel, TupleTableSlot *slot, void *arg);
 
+/*
+ * Fetch the row a hint (rowhint.c) says has the code into slot, if it is
+ * a version visible to snap whose code is the same bytes: the index's
+ * equality under a deterministic collation, and at worst a miss under
+ * another.  Not under SERIALIZABLE (the index read takes predicate locks).
+ */
+static bool
+fetch_hinted(Relation rel, AttrNumber codeatt, const char *code, uint64 key, Snapshot snap,
+			 TupleTableSlot *slot)
+{
+	ItemPointerData tid;
+	IndexFetchTableData *fetch;
+	bool		call_again = false;
+	bool		all_dead = false;
+	bool		found;
+	bool		isnull;
+
+	if (IsolationIsSerializable() || !ledger_row_hint_get(rel, key, &tid) ||
+		ItemPointerGetBlockNumber(&tid) >= RelationGetNumberOfBlocks(rel))
+		return false;
+	fetch = table_index_fetch_begin(rel);
+	found = table_index_fetch_tuple(fetch, &tid, snap, slot, &call_again, &all_dead);
+	table_index_fetch_end(fetch);
+	if (found)
+	{
+		Datum		d = slot_getattr(slot, codeatt, &isnull);
+
+		if (isnull)
+			found = false;
+		else
+		{
+			text	   *t = DatumGetTextPP(d);
+
+			found = VARSIZE_ANY_EXHDR(t) == strlen(code) &&
+				memcmp(VARDATA_ANY(t), code, VARSIZE_ANY_EXHDR(t)) == 0;
+		}
+	}
+	if (!found)
+		ExecClearTuple(slot);
+	return found;
+}
+
+/*
+ * Find the row whose code (the index's only column) equals code, and call
+ * fn on it: from a hint of where the index led before, else through the
+ * index.  Returns whether there was one.
+ */
 static bool
 lookup_by_code(Oid relid, Oid indexid, const char *code, RowReader fn, void *arg)
 {
 	Relation	rel = table_open(relid, AccessShareLock);
 	Relation	idx = index_open(indexid, AccessShareLock);
 	TupleTableSlot *slot = table_slot_create(rel, NULL);
+	AttrNumber	codeatt = attnameAttNum(rel, "code", false);
+	uint64		key = hash_bytes_extended((const unsigned char *) code, strlen(code), 0);
 	Snapshot	snap;
 	IndexScanDesc scan;
-	ScanKeyData key;
+	ScanKeyData skey;
 	bool		found;
 
 	if (idx->rd_index->indrelid != relid || idx->rd_index->indnatts != 1 ||
-		!idx->rd_index->indisunique ||
-		idx->rd_index->indkey.values[0] != attnameAttNum(rel, "code", false))
+		!idx->rd_index->indisunique || idx->rd_index->indkey.values[0] != codeatt)
 		elog(ERROR, "index \"%s\" is not the unique index on %s.code",
 			 RelationGetRelationName(idx), RelationGetRelationName(rel));
 	CommandCounterIncrement();
 	snap = RegisterSnapshot(GetLatestSnapshot());
-	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_TEXTEQ, CStringGetTextDatum(code));
-	key.sk_collation = idx->rd_indcollation[0];
-	scan = index_beginscan(rel, idx, snap, 1, 0);
-	index_rescan(scan, &key, 1, NULL, 0);
-	found = index_getnext_slot(scan, ForwardScanDirection, slot);
+	found = fetch_hinted(rel, codeatt, code, key, snap, slot);
+	if (!found)
+	{
+		ScanKeyInit(&skey, 1, BTEqualStrategyNumber, F_TEXTEQ, CStringGetTextDatum(code));
+		skey.sk_collation = idx->rd_indcollation[0];
+		scan = index_beginscan(rel, idx, snap, 1, 0);
+		index_rescan(scan, &skey, 1, NULL, 0);
+		found = index_getnext_slot(scan, ForwardScanDirection, slot);
+		if (found)
+			ledger_row_hint_put(rel, key, &scan->xs_heaptid);
+		index_endscan(scan);
+	}
 	if (found)
 		fn(rel, slot, arg);
-	index_endscan(scan);
 	UnregisterSnapshot(snap);
 	ExecDropSingleTupleTableSlot(slot);
 	index_close(idx, NoLock);

@@ -8,7 +8,9 @@
  *	  entries, transaction row and hot queue rows here (balance.c decides
  *	  what to write).
  *
- * Rows are found through the unique indexes schema.c names, and written
+ * Rows are found through the unique indexes schema.c names (or from a
+ * hint of where the index led before, checked against the row:
+ * rowhint.c), and written
  * with ExecSimpleRelationInsert/Update, which keep the indexes, check the
  * constraints and fire any row triggers.  Columns are set by name; one
  * this file does not know is left NULL (its table's constraints apply).
@@ -47,9 +49,11 @@
 #include "catalog/pg_type.h"
 #include "commands/sequence.h"
 #include "commands/trigger.h"
+#include "common/hashfn.h"
 #include "executor/executor.h"
 #include "nodes/makefuncs.h"
 #include "parser/parse_relation.h"
+#include "storage/bufmgr.h"
 #include "storage/lmgr.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
@@ -76,6 +80,7 @@ struct LedgerStore
 	TupleTableSlot *slots[RT_COUNT + 1];	/* a row to fill, per relation */
 	TupleTableSlot *found[RT_COUNT + 1];	/* a row found, per relation */
 	TupleTableSlot *balance_row;	/* locked by ledger_store_lock_balance */
+	BlockNumber nblocks[RT_COUNT + 1];	/* relation sizes read for hints */
 };
 
 static void ledger_store_set_balance_of(LedgerStore *st, TupleTableSlot *old, Numeric balance);
@@ -109,6 +114,8 @@ ledger_store_begin(void)
 	if (s == NULL)
 		elog(ERROR, "the ledger schema is not installed in this database");
 	st->schema = s;
+	for (rti = 1; rti <= RT_COUNT; rti++)
+		st->nblocks[rti] = InvalidBlockNumber;
 	CommandCounterIncrement();
 	st->estate = CreateExecutorState();
 	for (rti = 1; rti <= RT_COUNT; rti++)
@@ -198,15 +205,60 @@ insert_row(LedgerStore *st, int rti)
 }
 
 /*
- * Find a row through a unique index and lock its newest version; the row
- * is in the returned slot (the relation's found slot, valid until the next
- * lock_row of the relation), NULL if there is none.  With use_latest a
- * snapshot taken now is used (after the caller's row locks were granted)
- * and updates are followed whatever the isolation level; otherwise the
- * posting's snapshot (see the header).
+ * Fetch the row a hint (rowhint.c) points to into slot, if the hint is
+ * good: inside the relation, a version visible to snap, and the key's
+ * columns equal to the key.  Not under SERIALIZABLE, whose index reads
+ * take predicate locks this would skip.  The block check uses the size
+ * read once per store (the relation cannot shrink under the store's
+ * lock; it may grow: then the size is read again).
+ */
+static bool
+fetch_hinted(LedgerStore *st, int rti, Relation rel, Relation idx, ScanKey keys, int nkeys,
+			 Snapshot snap, uint64 hint_key, TupleTableSlot *slot)
+{
+	ItemPointerData tid;
+	IndexFetchTableData *fetch;
+	bool		call_again = false;
+	bool		all_dead = false;
+	bool		found;
+	int			i;
+
+	if (IsolationIsSerializable() || !ledger_row_hint_get(rel, hint_key, &tid))
+		return false;
+	if (st->nblocks[rti] == InvalidBlockNumber ||
+		ItemPointerGetBlockNumber(&tid) >= st->nblocks[rti])
+		st->nblocks[rti] = RelationGetNumberOfBlocks(rel);
+	if (ItemPointerGetBlockNumber(&tid) >= st->nblocks[rti])
+		return false;
+	fetch = table_index_fetch_begin(rel);
+	found = table_index_fetch_tuple(fetch, &tid, snap, slot, &call_again, &all_dead);
+	table_index_fetch_end(fetch);
+	for (i = 0; found && i < nkeys; i++)
+	{
+		AttrNumber	attno = idx->rd_index->indkey.values[keys[i].sk_attno - 1];
+		bool		isnull;
+		Datum		d = slot_getattr(slot, attno, &isnull);
+
+		found = !isnull && DatumGetBool(FunctionCall2Coll(&keys[i].sk_func, keys[i].sk_collation,
+														  d, keys[i].sk_argument));
+	}
+	if (!found)
+		ExecClearTuple(slot);
+	return found;
+}
+
+/*
+ * Find a row through a unique index (or a hint of where the index led
+ * before: fetch_hinted) and lock its newest version; the row is in the
+ * returned slot (the relation's found slot, valid until the next lock_row
+ * of the relation), NULL if there is none.  With use_latest a snapshot
+ * taken now is used (after the caller's row locks were granted) and
+ * updates are followed whatever the isolation level; otherwise the
+ * posting's snapshot (see the header).  hint_key names the key for hints.
  */
 static TupleTableSlot *
-lock_row(LedgerStore *st, int rti, Oid indexid, ScanKey keys, int nkeys, bool use_latest)
+lock_row(LedgerStore *st, int rti, Oid indexid, ScanKey keys, int nkeys, bool use_latest,
+		 uint64 hint_key)
 {
 	ResultRelInfo *rri = result_rel(st, rti);
 	Relation	rel = rri->ri_RelationDesc;
@@ -214,7 +266,6 @@ lock_row(LedgerStore *st, int rti, Oid indexid, ScanKey keys, int nkeys, bool us
 	Snapshot	snap = use_latest ? RegisterSnapshot(GetLatestSnapshot()) :
 		st->estate->es_snapshot;
 	TupleTableSlot *slot = st->found[rti];
-	IndexScanDesc scan;
 	TM_FailureData tmfd;
 	TM_Result	res;
 	bool		found;
@@ -227,10 +278,17 @@ lock_row(LedgerStore *st, int rti, Oid indexid, ScanKey keys, int nkeys, bool us
 			 RelationGetRelationName(idx), RelationGetRelationName(rel));
 	for (i = 0; i < nkeys; i++)
 		keys[i].sk_collation = idx->rd_indcollation[i];
-	scan = index_beginscan(rel, idx, snap, nkeys, 0);
-	index_rescan(scan, keys, nkeys, NULL, 0);
-	found = index_getnext_slot(scan, ForwardScanDirection, slot);
-	index_endscan(scan);
+	found = fetch_hinted(st, rti, rel, idx, keys, nkeys, snap, hint_key, slot);
+	if (!found)
+	{
+		IndexScanDesc scan = index_beginscan(rel, idx, snap, nkeys, 0);
+
+		index_rescan(scan, keys, nkeys, NULL, 0);
+		found = index_getnext_slot(scan, ForwardScanDirection, slot);
+		if (found)
+			ledger_row_hint_put(rel, hint_key, &scan->xs_heaptid);
+		index_endscan(scan);
+	}
 	index_close(idx, NoLock);
 	if (found)
 		res = table_tuple_lock(rel, &slot->tts_tid, snap, slot, st->estate->es_output_cid,
@@ -291,7 +349,7 @@ ledger_store_lock_balance(LedgerStore *st, int64 account_id, bool latest, bool *
 
 	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(account_id));
 	st->balance_row = lock_row(st, RT_BALANCE, st->schema->account_balance_index, &key, 1,
-							   latest && !IsolationUsesXactSnapshot());
+							   latest && !IsolationUsesXactSnapshot(), (uint64) account_id);
 	if (st->balance_row == NULL && IsolationUsesXactSnapshot())
 		ereport(ERROR,		/* an account created after this transaction's snapshot */
 				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
@@ -373,10 +431,11 @@ ledger_store_add_daily(LedgerStore *st, int64 account_id, DateADT day,
 	TupleTableSlot *old;
 	TupleTableSlot *slot;
 	bool		isnull;
+	uint64		hint_key = hash_combine64((uint64) account_id, (uint64) day);
 
 	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(account_id));
 	ScanKeyInit(&keys[1], 2, BTEqualStrategyNumber, F_DATE_EQ, DateADTGetDatum(day));
-	old = lock_row(st, RT_DAILY, st->schema->daily_balance_index, keys, 2, true);
+	old = lock_row(st, RT_DAILY, st->schema->daily_balance_index, keys, 2, true, hint_key);
 	slot = new_row(st, RT_DAILY);
 	if (old != NULL)
 	{
@@ -392,7 +451,10 @@ ledger_store_add_daily(LedgerStore *st, int64 account_id, DateADT day,
 	set_col(st, RT_DAILY, "credits", NumericGetDatum(credits), false);
 	set_col(st, RT_DAILY, "balance", NumericGetDatum(closing), false);
 	if (old == NULL)
-		insert_row(st, RT_DAILY);
+	{
+		insert_row(st, RT_DAILY);	/* the new row is its chain's root */
+		ledger_row_hint_put(st->rels[RT_DAILY]->ri_RelationDesc, hint_key, &slot->tts_tid);
+	}
 	else
 	{
 		ExecStoreVirtualTuple(slot);

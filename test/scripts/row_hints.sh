@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# test/scripts/row_hints.sh: postings that find balance rows, daily rows
+# and accounts from row hints (src/rowhint.c) stay correct while the rows
+# move under them.  Starts its own cluster (ledger preloaded).
+#
+# 12 rounds of 3 s: 8 pgbench clients post single transfers and transfer
+# batches among 12 accounts (few rows on few pages: long HOT chains,
+# pruned often; from round 7, indexes on the balance columns make every
+# update move its row), while one client in eight moves the rows: VACUUM of the
+# balance, daily and account tables (pruned line pointers freed and
+# reused), VACUUM FULL or CLUSTER of one of them (every row moved to a new
+# file), an UPDATE of account_balance's updated_at alone (a row version no
+# posting wrote) or a floor change of an account (a new account row
+# version).  Hints then lead to rows that are gone, moved, not visible or
+# another's; each must be caught.  No call may fail other than by a refusal
+# (LD) or a retryable conflict; after each round reconcile finds nothing,
+# and at the end the invariants of test/invariants.sql hold and the hints
+# were used (postings read the balance index less than twice each).
+source "$LEDGER_ROOT/test/lib.sh"
+test_begin row_hints
+N=$DIR/node
+trap 'node_stop $N immediate' EXIT
+node_init "$N" "shared_preload_libraries = 'ledger'
+ledger.database = 'rh'
+max_connections = 40" || { echo "row_hints: FAIL: initdb" >&2; exit 1; }
+node_start "$N" || { echo "row_hints: FAIL: start" >&2; exit 1; }
+runuser -u postgres -- "$PGBIN/createdb" -h "$N" -p "$(node_port "$N")" rh
+R() { node_psql "$N" rh "$@"; }
+R >/dev/null <<'SQL' || fail "setup"
+SET client_min_messages = warning;
+CREATE EXTENSION ledger;
+SELECT ledger.create_asset('USD', 2);
+SELECT ledger.create_account('w', 'USD', min_balance => NULL);
+SELECT ledger.create_account('a' || i, 'USD') FROM generate_series(1, 12) i;
+SELECT ledger.transfer('w', 'a' || i, 100000) FROM generate_series(1, 12) i;
+CREATE FUNCTION public.rh_try(sql text) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+  EXECUTE sql;
+EXCEPTION WHEN OTHERS THEN
+  IF SQLSTATE NOT LIKE 'LD%' AND SQLSTATE NOT IN ('40001', '40P01') THEN RAISE; END IF;
+END $$;
+SQL
+
+S=$DIR/scripts
+mkdir -p "$S"
+cat >"$S/single.sql" <<'SQL'
+\set a random(1, 12)
+\set b 1 + (:a + random(0, 10)) % 12
+\set c random(1, 5000)
+SELECT rh_try(format('SELECT ledger.transfer(%L, %L, %s)', 'a' || :a, 'a' || :b, :c * 0.01));
+SQL
+cat >"$S/batch.sql" <<'SQL'
+\set a random(1, 12)
+\set b 1 + (:a + random(0, 10)) % 12
+SELECT rh_try(format('SELECT count(*) FROM ledger.transfer_batch(%L::text[], %L::text[], %L::numeric[])',
+                     ARRAY['a' || :a, 'a' || :b, 'w'], ARRAY['a' || :b, 'a' || :a, 'a' || :a],
+                     ARRAY[1.5, 2.25, 0.75]));
+SQL
+cat >"$S/move.sql" <<'SQL'
+\set m random(1, 9)
+\set a random(1, 12)
+SELECT CASE :m
+  WHEN 1 THEN 'VACUUM ledger.account_balance'
+  WHEN 2 THEN 'VACUUM ledger.daily_balance'
+  WHEN 3 THEN 'VACUUM ledger.account'
+  WHEN 4 THEN 'VACUUM FULL ledger.account_balance'
+  WHEN 5 THEN 'VACUUM FULL ledger.daily_balance'
+  WHEN 6 THEN 'CLUSTER ledger.account USING account_pkey'
+  WHEN 7 THEN 'UPDATE ledger.account_balance SET updated_at = now() WHERE account_id = (SELECT id FROM ledger.account WHERE code = ''a' || :a || ''')'
+  ELSE 'UPDATE ledger.account SET min_balance = ' || CASE WHEN :m = 8 THEN '0' ELSE '-1' END || ' WHERE code = ''a' || :a || ''''
+END AS stmt \gset
+:stmt;
+SQL
+R -c "SELECT pg_stat_reset()" >/dev/null
+files0=$(R -c "SELECT string_agg(pg_relation_filenode(c)::text, ' ' ORDER BY c)
+                 FROM unnest(ARRAY['ledger.account_balance', 'ledger.daily_balance', 'ledger.account']::regclass[]) c")
+bad=0
+for r in $(seq 1 12); do
+	# from round 7 on, indexes on the updated columns make every balance
+	# and daily update a non-HOT one: each moves its row out of the chain
+	# its hint names, and VACUUM frees the old slots for other rows
+	[ "$r" = 7 ] && R -c "CREATE INDEX rh_balance_by_balance ON ledger.account_balance (balance);
+	                     CREATE INDEX rh_daily_by_balance ON ledger.daily_balance (balance)" >/dev/null
+	out=$("$PGBIN/pgbench" -n -h "$N" -p "$(node_port "$N")" -U postgres -c 8 -j 2 -T 3 --max-tries=10 \
+		-f "$S/single.sql@6" -f "$S/batch.sql@3" -f "$S/move.sql@1" rh 2>&1)
+	grep -qE "aborted|ERROR" <<<"$out" && { bad=$((bad + 1)); fail "round $r: pgbench: $(grep -E 'aborted|ERROR' <<<"$out" | head -3)"; }
+	n=$(R -c "SELECT count(*) FROM ledger.reconcile(repair => false)")
+	[ "$n" = 0 ] || { bad=$((bad + 1)); fail "round $r: reconcile: $(R -c "SELECT * FROM ledger.reconcile(repair => false)" | head -5)"; }
+done
+[ "$bad" = 0 ] && ok "12 rounds of postings while rows were vacuumed, rewritten and updated: no call failed, reconcile clean after each"
+# the rows did move: each table was rewritten and vacuumed
+files1=$(R -c "SELECT string_agg(pg_relation_filenode(c)::text, ' ' ORDER BY c)
+                 FROM unnest(ARRAY['ledger.account_balance', 'ledger.daily_balance', 'ledger.account']::regclass[]) c")
+vacuums=$(R -c "SELECT count(*) FROM pg_stat_user_tables
+                 WHERE relid IN ('ledger.account_balance'::regclass, 'ledger.daily_balance'::regclass, 'ledger.account'::regclass)
+                   AND vacuum_count > 0")
+read -r -a f0 <<<"$files0"
+read -r -a f1 <<<"$files1"
+[ "${f0[0]}" != "${f1[0]}" ] && [ "${f0[1]}" != "${f1[1]}" ] && [ "${f0[2]}" != "${f1[2]}" ] && [ "$vacuums" = 3 ] &&
+	ok "every table was rewritten (files $files0 -> $files1) and vacuumed" ||
+	fail "the rows did not all move: files $files0 -> $files1, $vacuums of 3 tables vacuumed"
+check_invariants "$N" rh "invariants"
+# the hints were used: index scans of account_balance per balance row locked
+got=$(R -c "SELECT s.idx_scan || ' ' || (SELECT count(*) FROM ledger.journal_entry)
+              FROM pg_stat_user_tables s WHERE s.relid = 'ledger.account_balance'::regclass")
+read -r scans entries <<<"$got"
+[ "${entries:-0}" -gt 1000 ] && [ "$scans" -lt "$entries" ] &&
+	ok "hints used: $scans scans of account_balance's indexes for $entries journal entries" ||
+	fail "hints not used: $scans scans of account_balance's indexes for $entries journal entries"
+test_done
