@@ -481,7 +481,8 @@ extern void ledger_account_cache_put(const LedgerAccount *a, TransactionId xmin,
 /* rowhint.c */
 extern bool ledger_row_hints;
 extern void ledger_row_hint_init(void);
-extern bool ledger_row_hint_get(Relation rel, uint64 key, ItemPointer tid);
+extern bool ledger_row_hint_fetch(Relation rel, uint64 key, Snapshot snap,
+								  TupleTableSlot *slot, BlockNumber *nblocks);
 extern void ledger_row_hint_put(Relation rel, uint64 key, ItemPointer tid);
 
 /* lookup.c */

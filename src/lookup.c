@@ -31,7 +31,6 @@
 #include "access/tableam.h"
 #include "access/xact.h"
 #include "common/hashfn.h"
-#include "storage/bufmgr.h"
 #include "executor/tuptable.h"
 #include "parser/parse_relation.h"
 #include "utils/builtins.h"
@@ -40,35 +39,22 @@
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 
-/*
- * Find the row whose code (the index's only column) equals code, and call
- * fn on it.  Returns whether there was one.
- */
+/* What a lookup does with the row it found. */
 typedef void (*RowReader) (Relation rel, TupleTableSlot *slot, void *arg);
 
 /*
- * Fetch the row a hint (rowhint.c) says has the code into slot, if it is
- * a version visible to snap whose code is the same bytes: the index's
- * equality under a deterministic collation, and at worst a miss under
- * another.  Not under SERIALIZABLE (the index read takes predicate locks).
+ * Fetch the row a hint (rowhint.c) leads to into slot, if its code is the
+ * same bytes: the index's equality under a deterministic collation, and
+ * at worst a miss under another.
  */
 static bool
 fetch_hinted(Relation rel, AttrNumber codeatt, const char *code, uint64 key, Snapshot snap,
 			 TupleTableSlot *slot)
 {
-	ItemPointerData tid;
-	IndexFetchTableData *fetch;
-	bool		call_again = false;
-	bool		all_dead = false;
-	bool		found;
+	BlockNumber nblocks = InvalidBlockNumber;
+	bool		found = ledger_row_hint_fetch(rel, key, snap, slot, &nblocks);
 	bool		isnull;
 
-	if (IsolationIsSerializable() || !ledger_row_hint_get(rel, key, &tid) ||
-		ItemPointerGetBlockNumber(&tid) >= RelationGetNumberOfBlocks(rel))
-		return false;
-	fetch = table_index_fetch_begin(rel);
-	found = table_index_fetch_tuple(fetch, &tid, snap, slot, &call_again, &all_dead);
-	table_index_fetch_end(fetch);
 	if (found)
 	{
 		Datum		d = slot_getattr(slot, codeatt, &isnull);

@@ -27,9 +27,12 @@
  */
 #include "ledger.h"
 
+#include "access/tableam.h"
+#include "access/xact.h"
 #include "common/hashfn.h"
 #include "miscadmin.h"
 #include "port/atomics.h"
+#include "storage/bufmgr.h"
 #include "storage/ipc.h"
 #include "storage/itemptr.h"
 #include "storage/lwlock.h"
@@ -110,7 +113,7 @@ hint_tag(Relation rel, uint64 key)
 }
 
 /* Where a key's row may be; false if there is no hint. */
-bool
+static bool
 ledger_row_hint_get(Relation rel, uint64 key, ItemPointer tid)
 {
 	uint64		tag;
@@ -142,4 +145,36 @@ ledger_row_hint_put(Relation rel, uint64 key, ItemPointer tid)
 	pg_atomic_write_u64(&s->tid, ((uint64) ItemPointerGetBlockNumber(tid) << 16) |
 						ItemPointerGetOffsetNumber(tid));
 	pg_atomic_write_u64(&s->tag, tag);
+}
+
+/*
+ * Fetch into slot the version visible to snap of the row a key's hint
+ * leads to; false if there is no hint, it leads outside the relation, or
+ * to no visible version.  The caller checks the row has the key.  Not
+ * under SERIALIZABLE, whose index reads take predicate locks this would
+ * skip.  *nblocks caches the relation's size across calls (the caller
+ * holds a lock that keeps the relation from shrinking; InvalidBlockNumber
+ * at first); a hint past it reads the size again, since the relation may
+ * have grown.
+ */
+bool
+ledger_row_hint_fetch(Relation rel, uint64 key, Snapshot snap, TupleTableSlot *slot,
+					  BlockNumber *nblocks)
+{
+	ItemPointerData tid;
+	IndexFetchTableData *fetch;
+	bool		call_again = false;
+	bool		all_dead = false;
+	bool		found;
+
+	if (IsolationIsSerializable() || !ledger_row_hint_get(rel, key, &tid))
+		return false;
+	if (*nblocks == InvalidBlockNumber || ItemPointerGetBlockNumber(&tid) >= *nblocks)
+		*nblocks = RelationGetNumberOfBlocks(rel);
+	if (ItemPointerGetBlockNumber(&tid) >= *nblocks)
+		return false;
+	fetch = table_index_fetch_begin(rel);
+	found = table_index_fetch_tuple(fetch, &tid, snap, slot, &call_again, &all_dead);
+	table_index_fetch_end(fetch);
+	return found;
 }

@@ -53,7 +53,6 @@
 #include "executor/executor.h"
 #include "nodes/makefuncs.h"
 #include "parser/parse_relation.h"
-#include "storage/bufmgr.h"
 #include "storage/lmgr.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
@@ -205,34 +204,17 @@ insert_row(LedgerStore *st, int rti)
 }
 
 /*
- * Fetch the row a hint (rowhint.c) points to into slot, if the hint is
- * good: inside the relation, a version visible to snap, and the key's
- * columns equal to the key.  Not under SERIALIZABLE, whose index reads
- * take predicate locks this would skip.  The block check uses the size
- * read once per store (the relation cannot shrink under the store's
- * lock; it may grow: then the size is read again).
+ * Fetch the row a hint (rowhint.c) leads to into slot, if it has the key
+ * (its key columns equal to the scan keys).  The store keeps the
+ * relation's size for the hints of its relations.
  */
 static bool
 fetch_hinted(LedgerStore *st, int rti, Relation rel, Relation idx, ScanKey keys, int nkeys,
 			 Snapshot snap, uint64 hint_key, TupleTableSlot *slot)
 {
-	ItemPointerData tid;
-	IndexFetchTableData *fetch;
-	bool		call_again = false;
-	bool		all_dead = false;
-	bool		found;
+	bool		found = ledger_row_hint_fetch(rel, hint_key, snap, slot, &st->nblocks[rti]);
 	int			i;
 
-	if (IsolationIsSerializable() || !ledger_row_hint_get(rel, hint_key, &tid))
-		return false;
-	if (st->nblocks[rti] == InvalidBlockNumber ||
-		ItemPointerGetBlockNumber(&tid) >= st->nblocks[rti])
-		st->nblocks[rti] = RelationGetNumberOfBlocks(rel);
-	if (ItemPointerGetBlockNumber(&tid) >= st->nblocks[rti])
-		return false;
-	fetch = table_index_fetch_begin(rel);
-	found = table_index_fetch_tuple(fetch, &tid, snap, slot, &call_again, &all_dead);
-	table_index_fetch_end(fetch);
 	for (i = 0; found && i < nkeys; i++)
 	{
 		AttrNumber	attno = idx->rd_index->indkey.values[keys[i].sk_attno - 1];
