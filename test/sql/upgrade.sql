@@ -167,6 +167,12 @@ SELECT item, result FROM ledger.void_batch((SELECT jsonb_agg(jsonb_build_object(
                                               FROM ledger.hold WHERE idempotency_key = 'up-hold'));
 SELECT count(*) AS clean FROM ledger.reconcile();
 
+ALTER EXTENSION ledger UPDATE TO '0.14.0';
+SELECT extversion FROM pg_extension WHERE extname = 'ledger';
+-- the schema is unchanged; postings on the upgraded ledger land
+SELECT count(*) FROM ledger.transfer('u-o1', 'u-world', 0.50);
+SELECT count(*) AS clean FROM ledger.reconcile();
+
 -- every object of the upgraded extension has a comment
 SELECT p.proname FROM pg_proc p
  WHERE p.pronamespace = 'ledger'::regnamespace AND obj_description(p.oid, 'pg_proc') IS NULL;
