@@ -484,6 +484,8 @@ extern void ledger_row_hint_init(void);
 extern bool ledger_row_hint_fetch(Relation rel, uint64 key, Snapshot snap,
 								  TupleTableSlot *slot, BlockNumber *nblocks);
 extern void ledger_row_hint_put(Relation rel, uint64 key, ItemPointer tid);
+extern bool ledger_index_next_hinted(struct IndexScanDescData *scan, TupleTableSlot *slot,
+									 Relation rel, uint64 key);
 
 /* lookup.c */
 extern bool ledger_lookup_account(const char *code, LedgerAccount *out, TransactionId *xmin);

@@ -105,9 +105,7 @@ lookup_by_code(Oid relid, Oid indexid, const char *code, RowReader fn, void *arg
 		skey.sk_collation = idx->rd_indcollation[0];
 		scan = index_beginscan(rel, idx, snap, 1, 0);
 		index_rescan(scan, &skey, 1, NULL, 0);
-		found = index_getnext_slot(scan, ForwardScanDirection, slot);
-		if (found)
-			ledger_row_hint_put(rel, key, &scan->xs_heaptid);
+		found = ledger_index_next_hinted(scan, slot, rel, key);
 		index_endscan(scan);
 	}
 	if (found)

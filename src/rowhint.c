@@ -27,6 +27,8 @@
  */
 #include "ledger.h"
 
+#include "access/genam.h"
+#include "access/relscan.h"
 #include "access/tableam.h"
 #include "access/xact.h"
 #include "common/hashfn.h"
@@ -39,6 +41,7 @@
 #include "storage/shmem.h"
 #include "utils/guc.h"
 #include "utils/rel.h"
+#include "utils/snapmgr.h"
 
 #define HINT_SLOTS	(1 << 16)		/* 1 MiB */
 
@@ -164,7 +167,6 @@ ledger_row_hint_fetch(Relation rel, uint64 key, Snapshot snap, TupleTableSlot *s
 	ItemPointerData tid;
 	IndexFetchTableData *fetch;
 	bool		call_again = false;
-	bool		all_dead = false;
 	bool		found;
 
 	if (IsolationIsSerializable() || !ledger_row_hint_get(rel, key, &tid))
@@ -174,7 +176,33 @@ ledger_row_hint_fetch(Relation rel, uint64 key, Snapshot snap, TupleTableSlot *s
 	if (ItemPointerGetBlockNumber(&tid) >= *nblocks)
 		return false;
 	fetch = table_index_fetch_begin(rel);
-	found = table_index_fetch_tuple(fetch, &tid, snap, slot, &call_again, &all_dead);
+	found = table_index_fetch_tuple(fetch, &tid, snap, slot, &call_again, NULL);
 	table_index_fetch_end(fetch);
 	return found;
+}
+
+/*
+ * index_getnext_slot for a unique index scan with an MVCC snapshot, which
+ * also remembers where the row was found: the TID the index holds (the
+ * root of the row's HOT chain), copied before the heap fetch replaces the
+ * scan's TID with the visible member's, which a later fetch could not
+ * start from.
+ */
+bool
+ledger_index_next_hinted(IndexScanDesc scan, TupleTableSlot *slot, Relation rel, uint64 key)
+{
+	ItemPointer tid;
+
+	Assert(IsMVCCSnapshot(scan->xs_snapshot));
+	while ((tid = index_getnext_tid(scan, ForwardScanDirection)) != NULL)
+	{
+		ItemPointerData root = *tid;
+
+		if (index_fetch_heap(scan, slot))
+		{
+			ledger_row_hint_put(rel, key, &root);
+			return true;
+		}
+	}
+	return false;
 }

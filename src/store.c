@@ -203,6 +203,16 @@ insert_row(LedgerStore *st, int rti)
 	ResetPerTupleExprContext(st->estate);	/* what the checks allocated */
 }
 
+/* Are an index's columns all table columns (no expression)? */
+static bool
+plain_columns(Relation idx)
+{
+	for (int i = 0; i < idx->rd_index->indnatts; i++)
+		if (idx->rd_index->indkey.values[i] == 0)
+			return false;
+	return true;
+}
+
 /*
  * Fetch the row a hint (rowhint.c) leads to into slot, if it has the key
  * (its key columns equal to the scan keys).  The store keeps the
@@ -255,7 +265,7 @@ lock_row(LedgerStore *st, int rti, Oid indexid, ScanKey keys, int nkeys, bool us
 
 	ExecClearTuple(slot);
 	if (idx->rd_index->indrelid != RelationGetRelid(rel) || idx->rd_index->indnatts != nkeys ||
-		!idx->rd_index->indisunique)
+		!idx->rd_index->indisunique || !plain_columns(idx))
 		elog(ERROR, "index \"%s\" is not the unique index a posting expects on \"%s\"",
 			 RelationGetRelationName(idx), RelationGetRelationName(rel));
 	for (i = 0; i < nkeys; i++)
@@ -266,9 +276,7 @@ lock_row(LedgerStore *st, int rti, Oid indexid, ScanKey keys, int nkeys, bool us
 		IndexScanDesc scan = index_beginscan(rel, idx, snap, nkeys, 0);
 
 		index_rescan(scan, keys, nkeys, NULL, 0);
-		found = index_getnext_slot(scan, ForwardScanDirection, slot);
-		if (found)
-			ledger_row_hint_put(rel, hint_key, &scan->xs_heaptid);
+		found = ledger_index_next_hinted(scan, slot, rel, hint_key);
 		index_endscan(scan);
 	}
 	index_close(idx, NoLock);

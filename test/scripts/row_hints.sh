@@ -15,7 +15,8 @@
 # another's; each must be caught.  No call may fail other than by a refusal
 # (LD) or a retryable conflict; after each round reconcile finds nothing,
 # and at the end the invariants of test/invariants.sql hold and the hints
-# were used (postings read the balance index less than twice each).
+# were used (the balance index read for fewer than a quarter of the
+# balance rows locked).
 source "$LEDGER_ROOT/test/lib.sh"
 test_begin row_hints
 N=$DIR/node
@@ -79,6 +80,14 @@ for r in $(seq 1 12); do
 	# from round 7 on, indexes on the updated columns make every balance
 	# and daily update a non-HOT one: each moves its row out of the chain
 	# its hint names, and VACUUM frees the old slots for other rows
+	if [ "$r" = 7 ]; then
+		# the hints were used in the first six rounds: index scans of
+		# account_balance (statistics sent by now) per balance row locked
+		sleep 1
+		got=$(R -c "SELECT s.idx_scan || ' ' || (SELECT count(*) FROM ledger.journal_entry)
+		              FROM pg_stat_user_tables s WHERE s.relid = 'ledger.account_balance'::regclass")
+		read -r scans entries <<<"$got"
+	fi
 	[ "$r" = 7 ] && R -c "CREATE INDEX rh_balance_by_balance ON ledger.account_balance (balance);
 	                     CREATE INDEX rh_daily_by_balance ON ledger.daily_balance (balance)" >/dev/null
 	out=$("$PGBIN/pgbench" -n -h "$N" -p "$(node_port "$N")" -U postgres -c 8 -j 2 -T 3 --max-tries=10 \
@@ -100,11 +109,7 @@ read -r -a f1 <<<"$files1"
 	ok "every table was rewritten (files $files0 -> $files1) and vacuumed" ||
 	fail "the rows did not all move: files $files0 -> $files1, $vacuums of 3 tables vacuumed"
 check_invariants "$N" rh "invariants"
-# the hints were used: index scans of account_balance per balance row locked
-got=$(R -c "SELECT s.idx_scan || ' ' || (SELECT count(*) FROM ledger.journal_entry)
-              FROM pg_stat_user_tables s WHERE s.relid = 'ledger.account_balance'::regclass")
-read -r scans entries <<<"$got"
-[ "${entries:-0}" -gt 1000 ] && [ "$scans" -lt "$entries" ] &&
-	ok "hints used: $scans scans of account_balance's indexes for $entries journal entries" ||
-	fail "hints not used: $scans scans of account_balance's indexes for $entries journal entries"
+[ "${entries:-0}" -gt 1000 ] && [ "$scans" -lt "$((entries / 4))" ] &&
+	ok "hints used: $scans scans of account_balance's indexes for $entries journal entries in the first six rounds" ||
+	fail "hints not used: $scans scans of account_balance's indexes for $entries journal entries in the first six rounds"
 test_done
