@@ -21,7 +21,7 @@ REGRESS = install assets_accounts transfer post bad_input idempotency guard ids 
 REGRESS_OPTS = --inputdir=test --dbname=ledger_regress \
 	--temp-instance=./tmp_check --temp-config=test/installcheck.conf
 
-ISOLATION = double_spend idempotency_race opposite_transfers invalidate_concurrent reconcile_concurrent account_cache table_lock holds_exclusive holds_debit holds_shared holds_capture_void holds_capture_expiry holds_partial holds_limit events_hole events_appliers events_catch_up outbox_claim exchange_concurrent batch_opposite hold_batch_opposite
+ISOLATION = double_spend idempotency_race opposite_transfers invalidate_concurrent reconcile_concurrent account_cache table_lock holds_exclusive holds_debit holds_shared holds_capture_void holds_capture_expiry holds_partial holds_limit events_hole events_appliers events_catch_up outbox_claim exchange_concurrent batch_opposite hold_batch_opposite row_hints_moved
 ISOLATION_OPTS = --inputdir=test/isolation
 
 PG_CPPFLAGS = -DLEDGER_VERSION=\"$(EXTVERSION)\"
