@@ -26,6 +26,7 @@
 
 #include "postgres.h"
 
+#include "access/skey.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "storage/spin.h"
@@ -481,8 +482,9 @@ extern void ledger_account_cache_put(const LedgerAccount *a, TransactionId xmin,
 /* rowhint.c */
 extern bool ledger_row_hints;
 extern void ledger_row_hint_init(void);
-extern bool ledger_row_hint_fetch(Relation rel, uint64 key, Snapshot snap,
-								  TupleTableSlot *slot, BlockNumber *nblocks);
+extern bool ledger_row_hint_fetch(Relation rel, Relation idx, ScanKey keys, int nkeys,
+								  uint64 key, Snapshot snap, TupleTableSlot *slot,
+								  BlockNumber *nblocks);
 extern void ledger_row_hint_put(Relation rel, uint64 key, ItemPointer tid);
 extern bool ledger_index_next_hinted(struct IndexScanDescData *scan, TupleTableSlot *slot,
 									 Relation rel, uint64 key);

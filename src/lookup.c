@@ -43,38 +43,6 @@
 typedef void (*RowReader) (Relation rel, TupleTableSlot *slot, void *arg);
 
 /*
- * Fetch the row a hint (rowhint.c) leads to into slot, if its code is the
- * same bytes: the index's equality under a deterministic collation, and
- * at worst a miss under another.
- */
-static bool
-fetch_hinted(Relation rel, AttrNumber codeatt, const char *code, uint64 key, Snapshot snap,
-			 TupleTableSlot *slot)
-{
-	BlockNumber nblocks = InvalidBlockNumber;
-	bool		found = ledger_row_hint_fetch(rel, key, snap, slot, &nblocks);
-	bool		isnull;
-
-	if (found)
-	{
-		Datum		d = slot_getattr(slot, codeatt, &isnull);
-
-		if (isnull)
-			found = false;
-		else
-		{
-			text	   *t = DatumGetTextPP(d);
-
-			found = VARSIZE_ANY_EXHDR(t) == strlen(code) &&
-				memcmp(VARDATA_ANY(t), code, VARSIZE_ANY_EXHDR(t)) == 0;
-		}
-	}
-	if (!found)
-		ExecClearTuple(slot);
-	return found;
-}
-
-/*
  * Find the row whose code (the index's only column) equals code, and call
  * fn on it: from a hint of where the index led before, else through the
  * index.  Returns whether there was one.
@@ -90,6 +58,7 @@ lookup_by_code(Oid relid, Oid indexid, const char *code, RowReader fn, void *arg
 	Snapshot	snap;
 	IndexScanDesc scan;
 	ScanKeyData skey;
+	BlockNumber nblocks = InvalidBlockNumber;
 	bool		found;
 
 	if (idx->rd_index->indrelid != relid || idx->rd_index->indnatts != 1 ||
@@ -98,11 +67,11 @@ lookup_by_code(Oid relid, Oid indexid, const char *code, RowReader fn, void *arg
 			 RelationGetRelationName(idx), RelationGetRelationName(rel));
 	CommandCounterIncrement();
 	snap = RegisterSnapshot(GetLatestSnapshot());
-	found = fetch_hinted(rel, codeatt, code, key, snap, slot);
+	ScanKeyInit(&skey, 1, BTEqualStrategyNumber, F_TEXTEQ, CStringGetTextDatum(code));
+	skey.sk_collation = idx->rd_indcollation[0];
+	found = ledger_row_hint_fetch(rel, idx, &skey, 1, key, snap, slot, &nblocks);
 	if (!found)
 	{
-		ScanKeyInit(&skey, 1, BTEqualStrategyNumber, F_TEXTEQ, CStringGetTextDatum(code));
-		skey.sk_collation = idx->rd_indcollation[0];
 		scan = index_beginscan(rel, idx, snap, 1, 0);
 		index_rescan(scan, &skey, 1, NULL, 0);
 		found = ledger_index_next_hinted(scan, slot, rel, key);

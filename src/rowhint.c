@@ -1,9 +1,9 @@
 /*-------------------------------------------------------------------------
  *
  * rowhint.c
- *	  Where a unique index last led to a row: balance and daily rows are
- *	  found again from the hint, a heap fetch instead of a descent of the
- *	  index (store.c).  A hint is never trusted: the row found from it is
+ *	  Where a unique index last led to a row: balance and daily rows
+ *	  (store.c) and accounts (lookup.c) are found again from the hint, a
+ *	  heap fetch instead of a descent of the index.  A hint is never trusted: the row found from it is
  *	  used only if it is visible to the caller's snapshot and its key
  *	  columns equal the key sought; otherwise the index is read as before.
  *
@@ -152,22 +152,25 @@ ledger_row_hint_put(Relation rel, uint64 key, ItemPointer tid)
 
 /*
  * Fetch into slot the version visible to snap of the row a key's hint
- * leads to; false if there is no hint, it leads outside the relation, or
- * to no visible version.  The caller checks the row has the key.  Not
- * under SERIALIZABLE, whose index reads take predicate locks this would
- * skip.  *nblocks caches the relation's size across calls (the caller
- * holds a lock that keeps the relation from shrinking; InvalidBlockNumber
- * at first); a hint past it reads the size again, since the relation may
- * have grown.
+ * leads to, if it has the key: its columns under the unique index idx
+ * equal to the scan keys, compared with their own equality functions and
+ * collations, as the index would.  False (slot cleared) if there is no
+ * hint, it leads outside the relation, to no visible version or to
+ * another key's row.  Not under SERIALIZABLE, whose index reads take
+ * predicate locks this would skip.  *nblocks caches the relation's size
+ * across calls (the caller holds a lock that keeps the relation from
+ * shrinking; InvalidBlockNumber at first); a hint past it reads the size
+ * again, since the relation may have grown.
  */
 bool
-ledger_row_hint_fetch(Relation rel, uint64 key, Snapshot snap, TupleTableSlot *slot,
-					  BlockNumber *nblocks)
+ledger_row_hint_fetch(Relation rel, Relation idx, ScanKey keys, int nkeys, uint64 key,
+					  Snapshot snap, TupleTableSlot *slot, BlockNumber *nblocks)
 {
 	ItemPointerData tid;
 	IndexFetchTableData *fetch;
 	bool		call_again = false;
 	bool		found;
+	int			i;
 
 	if (IsolationIsSerializable() || !ledger_row_hint_get(rel, key, &tid))
 		return false;
@@ -178,6 +181,18 @@ ledger_row_hint_fetch(Relation rel, uint64 key, Snapshot snap, TupleTableSlot *s
 	fetch = table_index_fetch_begin(rel);
 	found = table_index_fetch_tuple(fetch, &tid, snap, slot, &call_again, NULL);
 	table_index_fetch_end(fetch);
+	for (i = 0; found && i < nkeys; i++)
+	{
+		AttrNumber	attno = idx->rd_index->indkey.values[keys[i].sk_attno - 1];
+		bool		isnull;
+		Datum		d = slot_getattr(slot, attno, &isnull);
+
+		Assert(attno > 0);
+		found = !isnull && DatumGetBool(FunctionCall2Coll(&keys[i].sk_func, keys[i].sk_collation,
+														  d, keys[i].sk_argument));
+	}
+	if (!found)
+		ExecClearTuple(slot);
 	return found;
 }
 

@@ -113,8 +113,6 @@ ledger_store_begin(void)
 	if (s == NULL)
 		elog(ERROR, "the ledger schema is not installed in this database");
 	st->schema = s;
-	for (rti = 1; rti <= RT_COUNT; rti++)
-		st->nblocks[rti] = InvalidBlockNumber;
 	CommandCounterIncrement();
 	st->estate = CreateExecutorState();
 	for (rti = 1; rti <= RT_COUNT; rti++)
@@ -126,6 +124,7 @@ ledger_store_begin(void)
 		rte->relkind = RELKIND_RELATION;
 		rte->rellockmode = RowExclusiveLock;
 		rtable = lappend(rtable, rte);
+		st->nblocks[rti] = InvalidBlockNumber;	/* read by the first hint */
 	}
 	ExecInitRangeTable(st->estate, rtable);
 	st->estate->es_output_cid = GetCurrentCommandId(true);
@@ -214,34 +213,8 @@ plain_columns(Relation idx)
 }
 
 /*
- * Fetch the row a hint (rowhint.c) leads to into slot, if it has the key
- * (its key columns equal to the scan keys).  The store keeps the
- * relation's size for the hints of its relations.
- */
-static bool
-fetch_hinted(LedgerStore *st, int rti, Relation rel, Relation idx, ScanKey keys, int nkeys,
-			 Snapshot snap, uint64 hint_key, TupleTableSlot *slot)
-{
-	bool		found = ledger_row_hint_fetch(rel, hint_key, snap, slot, &st->nblocks[rti]);
-	int			i;
-
-	for (i = 0; found && i < nkeys; i++)
-	{
-		AttrNumber	attno = idx->rd_index->indkey.values[keys[i].sk_attno - 1];
-		bool		isnull;
-		Datum		d = slot_getattr(slot, attno, &isnull);
-
-		found = !isnull && DatumGetBool(FunctionCall2Coll(&keys[i].sk_func, keys[i].sk_collation,
-														  d, keys[i].sk_argument));
-	}
-	if (!found)
-		ExecClearTuple(slot);
-	return found;
-}
-
-/*
  * Find a row through a unique index (or a hint of where the index led
- * before: fetch_hinted) and lock its newest version; the row is in the
+ * before: ledger_row_hint_fetch) and lock its newest version; the row is in the
  * returned slot (the relation's found slot, valid until the next lock_row
  * of the relation), NULL if there is none.  With use_latest a snapshot
  * taken now is used (after the caller's row locks were granted) and
@@ -270,7 +243,7 @@ lock_row(LedgerStore *st, int rti, Oid indexid, ScanKey keys, int nkeys, bool us
 			 RelationGetRelationName(idx), RelationGetRelationName(rel));
 	for (i = 0; i < nkeys; i++)
 		keys[i].sk_collation = idx->rd_indcollation[i];
-	found = fetch_hinted(st, rti, rel, idx, keys, nkeys, snap, hint_key, slot);
+	found = ledger_row_hint_fetch(rel, idx, keys, nkeys, hint_key, snap, slot, &st->nblocks[rti]);
 	if (!found)
 	{
 		IndexScanDesc scan = index_beginscan(rel, idx, snap, nkeys, 0);
