@@ -114,6 +114,34 @@ node_stop() {
 	runuser -u postgres -- "$PGBIN/pg_ctl" -D "$1/data" -m "${2:-fast}" -w -t 120 stop >/dev/null || true
 }
 
+# ledger_node DB [CONF]: a test's throwaway cluster in $DIR/node (N) with
+# ledger preloaded and its workers serving DB (ledger.database), CONF lines
+# added to its postgresql.conf; started, DB created, stopped at exit.
+ledger_node() {
+	N=$DIR/node
+	trap 'node_stop $N immediate' EXIT
+	node_init "$N" "shared_preload_libraries = 'ledger'
+ledger.database = '$1'
+${2:-}" || { echo "$TEST_NAME: FAIL: initdb" >&2; exit 1; }
+	node_start "$N" || { echo "$TEST_NAME: FAIL: start" >&2; exit 1; }
+	runuser -u postgres -- "$PGBIN/createdb" -h "$N" -p "$(node_port "$N")" "$1"
+}
+
+# load_try_sql: SQL creating public.load_try(sql text), which runs a
+# statement of a load script and swallows a refusal (an LD SQLSTATE) or a
+# retryable conflict (40001, 40P01), so that pgbench clients count them
+# instead of aborting; anything else is raised.
+load_try_sql() {
+	cat <<'SQL'
+CREATE FUNCTION public.load_try(sql text) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+  EXECUTE sql;
+EXCEPTION WHEN OTHERS THEN
+  IF SQLSTATE NOT LIKE 'LD%' AND SQLSTATE NOT IN ('40001', '40P01') THEN RAISE; END IF;
+END $$;
+SQL
+}
+
 # node_psql DIR DB [psql args]: psql against a node, quiet, unaligned,
 # stopping at the first error.
 node_psql() {

@@ -17,14 +17,7 @@
 # net to zero, floors) and reconcile finds nothing.
 source "$LEDGER_ROOT/test/lib.sh"
 test_begin batch
-N=$DIR/node
-trap 'node_stop $N immediate' EXIT
-
-node_init "$N" "shared_preload_libraries = 'ledger'
-ledger.database = 'bt'
-max_connections = 40" || { echo "batch: FAIL: initdb" >&2; exit 1; }
-node_start "$N" || { echo "batch: FAIL: start" >&2; exit 1; }
-runuser -u postgres -- "$PGBIN/createdb" -h "$N" -p "$(node_port "$N")" bt
+ledger_node bt "max_connections = 40"
 node_psql "$N" bt >/dev/null <<'SQL' || fail "setup"
 SET client_min_messages = warning;
 CREATE EXTENSION ledger;

@@ -16,13 +16,7 @@
 # half the rounds that ended hot found the escrow off by a posting or two.
 source "$LEDGER_ROOT/test/lib.sh"
 test_begin mode_switch
-N=$DIR/node
-trap 'node_stop $N immediate' EXIT
-node_init "$N" "shared_preload_libraries = 'ledger'
-ledger.database = 'ms'
-max_connections = 40" || { echo "mode_switch: FAIL: initdb" >&2; exit 1; }
-node_start "$N" || { echo "mode_switch: FAIL: start" >&2; exit 1; }
-runuser -u postgres -- "$PGBIN/createdb" -h "$N" -p "$(node_port "$N")" ms
+ledger_node ms "max_connections = 40"
 M() { node_psql "$N" ms "$@"; }
 M >/dev/null <<'SQL' || fail "setup"
 SET client_min_messages = warning;
@@ -31,22 +25,17 @@ SELECT ledger.create_asset('USD', 2);
 SELECT ledger.create_account('w', 'USD', min_balance => NULL);
 SELECT ledger.create_account(a, 'USD') FROM unnest(ARRAY['x', 'y', 'z']) a;
 SELECT ledger.transfer('w', a, 100000) FROM unnest(ARRAY['x', 'y', 'z']) a;
--- the load's calls may be refused (LD001, LD019 while x changes mode):
--- count them, do not abort the client
-CREATE FUNCTION public.ms_try(sql text) RETURNS void LANGUAGE plpgsql AS $$
-BEGIN
-  EXECUTE sql;
-EXCEPTION WHEN OTHERS THEN
-  IF SQLSTATE NOT LIKE 'LD%' AND SQLSTATE NOT IN ('40001', '40P01') THEN RAISE; END IF;
-END $$;
 SQL
+# the load's calls may be refused (LD001, LD019 while x changes mode):
+# count them, do not abort the client
+load_try_sql | M >/dev/null || fail "setup: load_try"
 node_ready "$N" ms || fail "the fold worker is not ready"
 
 S=$DIR/scripts
 mkdir -p "$S"
 cat >"$S/single.sql" <<'SQL'
 \set c random(1, 5000)
-SELECT ms_try(format('SELECT ledger.transfer(%L, %L, %s)', a, b, :c * 0.01))
+SELECT load_try(format('SELECT ledger.transfer(%L, %L, %s)', a, b, :c * 0.01))
   FROM (SELECT CASE WHEN random() < 0.5 THEN 'x' ELSE 'y' END AS a) p,
        LATERAL (SELECT CASE WHEN a = 'x' THEN 'z' ELSE 'x' END AS b) q;
 SQL
@@ -56,10 +45,10 @@ SELECT count(*) FROM ledger.transfer_batch(ARRAY['x', 'y', 'x', 'z'], ARRAY['y',
 SQL
 cat >"$S/capture.sql" <<'SQL'
 \set c random(1, 500)
-SELECT ms_try(format('SELECT ledger.capture(ledger.hold(%L, %s, %L))', 'y', :c * 0.01, 'x'));
+SELECT load_try(format('SELECT ledger.capture(ledger.hold(%L, %s, %L))', 'y', :c * 0.01, 'x'));
 SQL
 cat >"$S/switch.sql" <<'SQL'
-SELECT ms_try(format('SELECT ledger.set_account_mode(%L, %L)', 'x',
+SELECT load_try(format('SELECT ledger.set_account_mode(%L, %L)', 'x',
                      CASE WHEN random() < 0.75 THEN 'hot' ELSE 'cold' END));
 SQL
 hot_rounds=0

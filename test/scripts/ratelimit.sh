@@ -16,13 +16,7 @@
 # Then: balances equal the journal, reconcile finds nothing.
 source "$LEDGER_ROOT/test/lib.sh"
 test_begin ratelimit
-N=$DIR/node
-trap 'node_stop $N immediate' EXIT
-
-node_init "$N" "shared_preload_libraries = 'ledger'
-ledger.database = 'rl'" || { echo "ratelimit: FAIL: initdb" >&2; exit 1; }
-node_start "$N" || { echo "ratelimit: FAIL: start" >&2; exit 1; }
-runuser -u postgres -- "$PGBIN/createdb" -h "$N" -p "$(node_port "$N")" rl
+ledger_node rl
 node_psql "$N" rl >/dev/null <<'SQL' || fail "setup"
 SET client_min_messages = warning;
 CREATE EXTENSION ledger;

@@ -19,13 +19,7 @@
 # balance rows locked).
 source "$LEDGER_ROOT/test/lib.sh"
 test_begin row_hints
-N=$DIR/node
-trap 'node_stop $N immediate' EXIT
-node_init "$N" "shared_preload_libraries = 'ledger'
-ledger.database = 'rh'
-max_connections = 40" || { echo "row_hints: FAIL: initdb" >&2; exit 1; }
-node_start "$N" || { echo "row_hints: FAIL: start" >&2; exit 1; }
-runuser -u postgres -- "$PGBIN/createdb" -h "$N" -p "$(node_port "$N")" rh
+ledger_node rh "max_connections = 40"
 R() { node_psql "$N" rh "$@"; }
 R >/dev/null <<'SQL' || fail "setup"
 SET client_min_messages = warning;
@@ -34,13 +28,8 @@ SELECT ledger.create_asset('USD', 2);
 SELECT ledger.create_account('w', 'USD', min_balance => NULL);
 SELECT ledger.create_account('a' || i, 'USD') FROM generate_series(1, 12) i;
 SELECT ledger.transfer('w', 'a' || i, 100000) FROM generate_series(1, 12) i;
-CREATE FUNCTION public.rh_try(sql text) RETURNS void LANGUAGE plpgsql AS $$
-BEGIN
-  EXECUTE sql;
-EXCEPTION WHEN OTHERS THEN
-  IF SQLSTATE NOT LIKE 'LD%' AND SQLSTATE NOT IN ('40001', '40P01') THEN RAISE; END IF;
-END $$;
 SQL
+load_try_sql | R >/dev/null || fail "setup: load_try"
 
 S=$DIR/scripts
 mkdir -p "$S"
@@ -48,12 +37,12 @@ cat >"$S/single.sql" <<'SQL'
 \set a random(1, 12)
 \set b 1 + (:a + random(0, 10)) % 12
 \set c random(1, 5000)
-SELECT rh_try(format('SELECT ledger.transfer(%L, %L, %s)', 'a' || :a, 'a' || :b, :c * 0.01));
+SELECT load_try(format('SELECT ledger.transfer(%L, %L, %s)', 'a' || :a, 'a' || :b, :c * 0.01));
 SQL
 cat >"$S/batch.sql" <<'SQL'
 \set a random(1, 12)
 \set b 1 + (:a + random(0, 10)) % 12
-SELECT rh_try(format('SELECT count(*) FROM ledger.transfer_batch(%L::text[], %L::text[], %L::numeric[])',
+SELECT load_try(format('SELECT count(*) FROM ledger.transfer_batch(%L::text[], %L::text[], %L::numeric[])',
                      ARRAY['a' || :a, 'a' || :b, 'w'], ARRAY['a' || :b, 'a' || :a, 'a' || :a],
                      ARRAY[1.5, 2.25, 0.75]));
 SQL
