@@ -68,3 +68,51 @@ BEGIN
            balance = excluded.balance;
 END
 $$;
+
+-- The rows of one transfer as a plain PL/pgSQL ledger writes them (plans
+-- kept per session): the transaction row, the two journal entries, the
+-- two balance rows in id order, then the two daily rows.  No check, no
+-- key, no event: less than ledger.transfer does.  a and b are numbers
+-- 1 .. 10000 (acct-a, acct-b), as transfer_uniform picks them.
+CREATE FUNCTION bench.floor_transfer(a int, b int, amount numeric) RETURNS uuid
+LANGUAGE plpgsql AS $$
+DECLARE
+    x bigint := (SELECT lo + (a - 1) * stride FROM bench.f_ids);
+    y bigint := (SELECT lo + (b - 1) * stride FROM bench.f_ids);
+    t uuid := gen_random_uuid();
+BEGIN
+    INSERT INTO bench.f_tx (id, kind, created_at) VALUES (t, 'transfer', now());
+    INSERT INTO bench.f_je (transaction_id, account_id, amount, created_at)
+    VALUES (t, x, -amount, now()), (t, y, amount, now());
+    UPDATE bench.f_bal SET balance = balance + CASE WHEN account_id = x THEN -amount ELSE amount END,
+                           updated_at = now()
+     WHERE account_id = least(x, y);
+    UPDATE bench.f_bal SET balance = balance + CASE WHEN account_id = x THEN -amount ELSE amount END,
+                           updated_at = now()
+     WHERE account_id = greatest(x, y);
+    INSERT INTO bench.f_daily (account_id, day, debits, credits, balance)
+    SELECT account_id, current_date, CASE WHEN account_id = x THEN amount ELSE 0 END,
+           CASE WHEN account_id = y THEN amount ELSE 0 END, balance
+      FROM bench.f_bal WHERE account_id IN (x, y)
+     ORDER BY account_id
+    ON CONFLICT (account_id, day) DO UPDATE
+       SET debits = f_daily.debits + excluded.debits, credits = f_daily.credits + excluded.credits,
+           balance = excluded.balance;
+    RETURN t;
+END
+$$;
+
+-- What bench/floor.sh's COPY workload reads: the 1,000 transaction rows
+-- (ids from a column default) and the 2,000 journal entries of 1,000
+-- uniform transfers, made once per run.
+ALTER TABLE bench.f_tx ALTER id SET DEFAULT gen_random_uuid();
+CREATE TABLE bench.f_copy_tx AS
+SELECT 'transfer'::text AS kind, now() AS created_at FROM generate_series(1, 1000);
+CREATE TABLE bench.f_copy_je AS
+SELECT p.t AS transaction_id, l.account_id, l.amount, now() AS created_at
+  FROM (SELECT gen_random_uuid() AS t, f.lo + a * f.stride AS x, f.lo + ((a + r) % 10000) * f.stride AS y,
+               (1 + floor(random() * 100)::int) * 0.01 AS m
+          FROM bench.f_ids f,
+               LATERAL (SELECT floor(random() * 10000)::int AS a, 1 + floor(random() * 9999)::int AS r
+                          FROM generate_series(1, 1000)) s) p,
+       LATERAL (VALUES (p.x, -p.m), (p.y, p.m)) l(account_id, amount);

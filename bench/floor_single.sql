@@ -1,3 +1,7 @@
--- floor_single: bench.floor_batch(1): the rows of one transfer written
--- with set-based SQL and no checks, one transaction per transfer.
-SELECT bench.floor_batch(1);
+-- floor_single: bench.floor_transfer (bench/floor_setup.sql): the rows of
+-- one transfer between random distinct accounts (as transfer_uniform)
+-- written by plain PL/pgSQL with no checks, one transaction per transfer.
+\set a random(1, 10000)
+\set b 1 + (:a + random(0, 9998)) % 10000
+\set cents random(1, 100)
+SELECT bench.floor_transfer(:a::int, :b::int, :cents::int * 0.01);
