@@ -19,9 +19,10 @@
 # balance rows locked).
 #
 # First, in a database of its own, the case the rounds reach only by
-# chance, made step by step: the slot x's hint names is freed by VACUUM
-# and reused by y's row, so the hint leads to a visible row with another
-# key.  A posting on x must change x and not y.
+# chance, made step by step: the slots x's balance and daily hints name
+# are freed by VACUUM and reused by y's rows, so each hint leads to a
+# visible row with another key.  A posting on x must change x's rows and
+# not y's.
 source "$LEDGER_ROOT/test/lib.sh"
 test_begin row_hints
 ledger_node rh "max_connections = 40"
@@ -38,38 +39,49 @@ load_try_sql | R >/dev/null || fail "setup: load_try"
 
 node_psql "$N" postgres -c "CREATE DATABASE reuse" >/dev/null
 U() { node_psql "$N" reuse "$@"; }
-# x's hint is its first slot (the index led there); its row then moves out
-# (a non-HOT update: an index on balance), VACUUM frees the old slots, and
-# the next non-HOT updates (w's, then y's) take the lowest free slots
-got=$(U <<'SQL'
+# x's hints name its first slots (balance and daily rows: the index led
+# there, or the row was inserted there); its rows then move out (non-HOT
+# updates: indexes on balance), VACUUM frees the old slots, and the next
+# non-HOT updates or inserts (w's, then y's) take the lowest free slots
+got=$(U 2>&1 <<'SQL'
 SET client_min_messages = warning;
 CREATE EXTENSION ledger;
 SELECT ledger.create_asset('USD', 2) IS NULL;
 SELECT ledger.create_account('w', 'USD', min_balance => NULL) > 0;
 SELECT ledger.create_account('x', 'USD') > 0;
 SELECT ledger.create_account('y', 'USD') > 0;
-CREATE FUNCTION slot(code text) RETURNS tid LANGUAGE sql AS
-$$ SELECT b.ctid FROM ledger.account_balance b JOIN ledger.account a ON a.id = b.account_id WHERE a.code = $1 $$;
-SELECT slot('x') AS x0 \gset
+CREATE FUNCTION slot(tab regclass, code text) RETURNS tid LANGUAGE plpgsql AS
+$$ DECLARE t tid;
+   BEGIN EXECUTE format('SELECT ctid FROM %s WHERE account_id = (SELECT id FROM ledger.account WHERE code = $1)', tab)
+           INTO t USING code;
+         RETURN t; END $$;
+SELECT slot('ledger.account_balance', 'x') AS x0 \gset
 SELECT ledger.transfer('w', 'x', 10) IS NOT NULL;
+SELECT slot('ledger.daily_balance', 'x') AS dx0 \gset
 CREATE INDEX reuse_by_balance ON ledger.account_balance (balance);
+CREATE INDEX reuse_daily_by_balance ON ledger.daily_balance (balance);
 SELECT ledger.transfer('w', 'x', 10) IS NOT NULL;
-DROP INDEX ledger.reuse_by_balance;
-VACUUM ledger.account_balance;
+DROP INDEX ledger.reuse_by_balance, ledger.reuse_daily_by_balance;
+VACUUM ledger.account_balance, ledger.daily_balance;
 CREATE INDEX reuse_by_balance ON ledger.account_balance (balance);
+CREATE INDEX reuse_daily_by_balance ON ledger.daily_balance (balance);
 SELECT ledger.transfer('w', 'y', 10) IS NOT NULL;
-DROP INDEX ledger.reuse_by_balance;
-SELECT 'y now in x hinted slot: ' || (slot('y') = :'x0' AND slot('x') <> :'x0');
+DROP INDEX ledger.reuse_by_balance, ledger.reuse_daily_by_balance;
+SELECT 'y now in x hinted slots: ' ||
+       (slot('ledger.account_balance', 'y') = :'x0' AND slot('ledger.account_balance', 'x') <> :'x0') || ' ' ||
+       (slot('ledger.daily_balance', 'y') = :'dx0' AND slot('ledger.daily_balance', 'x') <> :'dx0');
 SELECT ledger.transfer('x', 'w', 5) IS NOT NULL;
 SELECT 'after: x ' || ledger.balance('x') || ', y ' || ledger.balance('y') ||
        ', reconcile ' || (SELECT count(*) FROM ledger.reconcile(repair => false));
+SELECT 'daily: ' || string_agg(a.code || ' ' || d.debits || '/' || d.credits || '/' || d.balance, ', ' ORDER BY a.code)
+  FROM ledger.daily_balance d JOIN ledger.account a ON a.id = d.account_id WHERE a.code IN ('x', 'y');
 SQL
 )
-grep -q "y now in x hinted slot: true" <<<"$got" ||
-	fail "reuse: y's row did not land in the slot x's hint names: $(grep 'slot' <<<"$got")"
-grep -q "after: x 15.00, y 10.00, reconcile 0" <<<"$got" &&
-	ok "a hint whose slot now holds another account's row: the posting changed x (15.00), not y (10.00); reconcile clean" ||
-	fail "reuse: $(grep 'after' <<<"$got")"
+grep -q "y now in x hinted slots: true true" <<<"$got" ||
+	fail "reuse: y's rows did not land in the slots x's hints name: $(grep 'slots' <<<"$got")"
+grep -q "after: x 15.00, y 10.00, reconcile 0" <<<"$got" && grep -q "daily: x 5.00/20.00/15.00, y 0/10.00/10.00" <<<"$got" &&
+	ok "hints whose slots now hold another account's balance and daily rows: the posting changed x (15.00; daily 5.00 out, 20.00 in), not y (10.00); reconcile clean" ||
+	fail "reuse: $(grep -E 'after|daily|ERROR' <<<"$got")"
 
 S=$DIR/scripts
 mkdir -p "$S"
