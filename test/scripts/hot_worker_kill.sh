@@ -183,7 +183,7 @@ unexpected=$(cat "$DIR"/pgbench.*.log | grep -iE 'error|fatal|abort' |
 	grep -vE 'aborted in command [0-9]+ \(SQL\) of script [0-9]+; perhaps the backend died while processing$' |
 	grep -vE 'FATAL:  the database system is (not yet accepting connections|in recovery mode|starting up|shutting down)$' |
 	grep -vE 'could not create connection for (setup|client [0-9]+)$|server closed the connection unexpectedly$' |
-	grep -vE '^WARNING:  terminating connection because of crash of another server process$|Run was aborted' |
+	grep -vE '^(pgbench: error: )?WARNING:  terminating connection because of crash of another server process$|Run was aborted' |
 	sort | uniq -c | head -20)
 [ -z "$unexpected" ] && ok "pgbench clients saw no errors besides the crashes' ($(cat "$DIR"/pgbench.*.log |
 	grep -c 'perhaps the backend died') clients cut off)" ||
