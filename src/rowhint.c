@@ -3,9 +3,10 @@
  * rowhint.c
  *	  Where a unique index last led to a row: balance and daily rows
  *	  (store.c) and accounts (lookup.c) are found again from the hint, a
- *	  heap fetch instead of a descent of the index.  A hint is never trusted: the row found from it is
- *	  used only if it is visible to the caller's snapshot and its key
- *	  columns equal the key sought; otherwise the index is read as before.
+ *	  heap fetch instead of a descent of the index.  A hint is never
+ *	  trusted: the row found from it is used only if it is visible to the
+ *	  caller's snapshot and its key columns equal the key sought;
+ *	  otherwise the index is read as before.
  *
  * A hint is the root of the row's HOT chain (the TID the index holds),
  * which stays where it is while the row is updated in place (HOT).  A row
